@@ -1,0 +1,182 @@
+"""The ``jitagent`` command.
+
+``jitagent bench`` runs workloads through the simulated engine under several policies and reports
+service goodput side by side (table on stdout; ``results.json``, a PNG and optionally
+``records.jsonl`` in ``--out``). Mistakes in flags or files end in one line on stderr, exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+__all__ = ["main"]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a mistake in one line, without the usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive finite number")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a number >= 0")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a whole number >= 1")
+    return int(text)
+
+
+def _float_list(text: str) -> tuple[float, ...]:
+    return tuple(_positive_float(part) for part in text.split(",") if part.strip())
+
+
+def _seed_list(text: str) -> tuple[int, ...]:
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    if not parts or not all(p.isdigit() for p in parts):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a seed (a whole number >= 0) or a comma list of seeds")
+    return tuple(int(p) for p in parts)
+
+
+def _name_list(text: str) -> tuple[str, ...]:
+    names = tuple(p.strip() for p in text.split(",") if p.strip())
+    if not names:
+        raise argparse.ArgumentTypeError("needs at least one name")
+    return names
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="jitagent", description="SLO-aware LLM serving: benchmarks and tools.")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    bench = commands.add_parser("bench", help="compare scheduling policies on a workload",
+                                description="Run a workload under each policy on the simulated engine and "
+                                            "report service goodput, SLO attainment and latency side by side.")
+    bench.add_argument("--list", action="store_true", help="list workloads, profiles and policies, then exit")
+    bench.add_argument("--workload", default="mixed", help="built-in workload name or a workload file (.yaml/.json)")
+    bench.add_argument("--engine", default="sim", choices=["sim"], help="engine to run on (default: sim)")
+    bench.add_argument("--profile", default=None, help="hardware profile name or JSON path (default: llama-3.1-8b-a100)")
+    bench.add_argument("--preset", default=None, choices=["vllm", "jitserve"],
+                       help="engine settings: vLLM's defaults for the GPU, or the JITServe artifact's (32 seqs)")
+    bench.add_argument("--token-budget", type=_positive_int, help="max tokens per step (default: vLLM's for the GPU)")
+    bench.add_argument("--max-num-seqs", type=_positive_int, help="max running requests (default: vLLM's for the GPU)")
+    bench.add_argument("--policies", type=_name_list, default=("fcfs", "edf", "ltr", "las"),
+                       help="comma-separated policies (default: fcfs,edf,ltr,las)")
+    bench.add_argument("--rate", type=_positive_float, default=2.0, help="arrivals per second (default: 2)")
+    bench.add_argument("--sweep", type=_float_list, help="comma-separated rates, instead of --rate")
+    bench.add_argument("--duration", type=_positive_float, default=600.0, help="arrival window in seconds (default: 600)")
+    bench.add_argument("--seed", type=_seed_list, default=(0,), help="seed, or comma-separated seeds (default: 0)")
+    bench.add_argument("--arrivals", choices=["poisson", "trace"], default="poisson",
+                       help="Poisson arrivals or the trace's own timestamps rescaled (default: poisson)")
+    bench.add_argument("--decode-weight", type=_positive_float, default=1.0,
+                       help="weight of an output token against a prompt token in goodput (default: 1; 8 as JITServe)")
+    bench.add_argument("--warmup", type=_non_negative_float, help="seconds not scored at the start (default: 5%%, max 60)")
+    bench.add_argument("--capacity", action="store_true", help="also search each policy's capacity (rate at >= 90%% attainment)")
+    bench.add_argument("--records", action="store_true", help="also write records.jsonl, one line per request")
+    bench.add_argument("--jobs", type=_positive_int, help="worker processes (default: one per core)")
+    bench.add_argument("--no-progress", action="store_true", help="no progress bar")
+    bench.add_argument("--out", type=Path, default=Path("bench-out"), help="output directory (default: bench-out)")
+    return parser
+
+
+def _print_list() -> None:
+    from jitagent.bench.workloads import describe_workloads
+    from jitagent.engines.latency import list_profiles
+    from jitagent.scheduling.policies import describe_policies
+
+    for title, items in (("workloads", describe_workloads()), ("profiles", list_profiles()),
+                         ("policies", describe_policies())):
+        print(f"{title}:")
+        width = max(len(name) for name, _ in items)
+        for name, text in items:
+            print(f"  {name.ljust(width)}  {text}")
+
+
+def _bench(args: argparse.Namespace) -> None:
+    from jitagent.bench.plots import plot_results
+    from jitagent.bench.report import format_capacity, format_class_table, format_table
+    from jitagent.bench.suite import BenchConfig, run_bench
+    from jitagent.bench.workloads import build_workload
+    from jitagent.engines.sim import DEFAULT_PROFILE, SimConfig
+    from jitagent.scheduling.policies import make_policy
+
+    for name in args.policies:
+        make_policy(name)  # unknown names fail here, before any work
+    sim = SimConfig(profile=args.profile or DEFAULT_PROFILE, preset=args.preset,
+                    token_budget=args.token_budget, max_num_seqs=args.max_num_seqs)
+    sim.resolve()
+    rates = args.sweep or (args.rate,)
+    # Build one workload up front so that a bad file or name fails fast, with its own message.
+    build_workload(args.workload, rate=rates[0], duration=min(args.duration, 1.0), seed=args.seed[0],
+                   arrivals=args.arrivals)
+    if args.warmup is not None and args.warmup >= args.duration:
+        raise ValueError(f"--warmup ({args.warmup:g} s) must be shorter than --duration ({args.duration:g} s)")
+
+    config = BenchConfig(workload=args.workload, policies=args.policies, rates=tuple(rates), seeds=args.seed,
+                         duration=args.duration, sim=sim, arrivals=args.arrivals, decode_weight=args.decode_weight,
+                         warmup=args.warmup, capacity=args.capacity, keep_records=args.records)
+    args.out.mkdir(parents=True, exist_ok=True)
+    result = run_bench(config, jobs=args.jobs, progress=not args.no_progress)
+
+    print(format_table(result.runs))
+    print()
+    print(format_class_table(result.runs))
+    if result.capacity is not None:
+        print()
+        print(format_capacity(result.capacity, target=config.capacity_target))
+    (args.out / "results.json").write_text(json.dumps(result.to_dict(), indent=1) + "\n")
+    written = ["results.json"]
+    if args.records:
+        with open(args.out / "records.jsonl", "w") as f:
+            for record in result.records:
+                f.write(json.dumps(record.to_json()) + "\n")
+        written.append("records.jsonl")
+    plot_results(result.runs, args.out / "goodput.png", f"{args.workload} on {sim.profile}")
+    written.append("goodput.png")
+    print(f"\nwall time {result.wall_s:.1f} s; wrote {', '.join(written)} to {args.out}/")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``jitagent`` command; returns the exit code."""
+    args = _build_parser().parse_args(argv)
+    logging.basicConfig(level=(logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)],
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        if args.list:
+            _print_list()
+        else:
+            _bench(args)
+    except (ValueError, OSError) as exc:
+        print(f"jitagent {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

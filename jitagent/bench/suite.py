@@ -1,0 +1,218 @@
+"""A benchmark: every policy at every rate and seed on one workload, plus optional capacity search.
+
+Runs are independent, so they go to a pool of worker processes (one per core by default); each
+worker builds its workload from the seed, so nothing large crosses a process boundary but the
+results. Progress is reported in simulated seconds.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing as mp
+import queue
+import statistics
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from typing import Any
+
+from tqdm import tqdm
+
+from jitagent.bench.capacity import find_capacity
+from jitagent.bench.runner import DEFAULT_DRAIN_S, RunOutcome, default_warmup, simulate
+from jitagent.bench.workloads import Workload, build_workload
+from jitagent.engines.sim import SimConfig
+from jitagent.scheduling.goodput import RequestRecord
+
+__all__ = ["BenchConfig", "BenchResult", "run_bench"]
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """Everything that defines a benchmark; stored verbatim in ``results.json``."""
+
+    workload: str
+    policies: tuple[str, ...]
+    rates: tuple[float, ...]
+    seeds: tuple[int, ...]
+    duration: float
+    sim: SimConfig = field(default_factory=SimConfig)
+    arrivals: str = "poisson"
+    decode_weight: float = 1.0
+    warmup: float | None = None
+    drain_s: float = DEFAULT_DRAIN_S
+    capacity: bool = False
+    capacity_target: float = 0.9
+    keep_records: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        config = asdict(self)
+        config["warmup"] = default_warmup(self.duration) if self.warmup is None else self.warmup
+        return config
+
+
+@dataclass
+class BenchResult:
+    config: BenchConfig
+    runs: list[dict[str, Any]]
+    capacity: dict[str, float] | None
+    capacity_probes: dict[str, list[tuple[float, float]]] | None
+    records: list[RequestRecord]
+    wall_s: float
+
+    def to_dict(self) -> dict[str, Any]:
+        result: dict[str, Any] = {"config": self.config.to_dict(), "runs": self.runs, "wall_s": self.wall_s}
+        if self.capacity is not None:
+            result["capacity"] = self.capacity
+            result["capacity_probes"] = {p: [list(x) for x in probes] for p, probes in (self.capacity_probes or {}).items()}
+        return result
+
+
+# -- work done in the worker processes ------------------------------------------------------------
+
+_progress: Any = None  # the worker's queue to the progress bar, set by _init_worker
+
+
+def _init_worker(progress: Any) -> None:
+    global _progress
+    _progress = progress
+
+
+def _report(task: int, fraction: float) -> None:
+    if _progress is not None:
+        _progress.put((task, min(1.0, fraction)))
+
+
+@lru_cache(maxsize=8)
+def _workload(config: BenchConfig, rate: float, seed: int) -> Workload:
+    return build_workload(config.workload, rate=rate, duration=config.duration, seed=seed, arrivals=config.arrivals)
+
+
+def _simulate(config: BenchConfig, policy: str, rate: float, seed: int,
+              on_progress: Callable[[float], None] | None) -> RunOutcome:
+    return simulate(_workload(config, rate, seed), policy, config.sim, rate=rate,
+                    decode_weight=config.decode_weight, warmup=config.warmup, drain_s=config.drain_s,
+                    on_progress=on_progress)
+
+
+def _grid_run(task: int, config: BenchConfig, policy: str, rate: float, seed: int) -> tuple[dict[str, Any], list[RequestRecord]]:
+    outcome = _simulate(config, policy, rate, seed, lambda now: _report(task, now / config.duration))
+    _report(task, 1.0)
+    row = {"policy": policy, "rate": rate, "seed": seed, **outcome.summary.to_dict(),
+           "steps": outcome.steps, "engine_preemptions": outcome.preemptions,
+           "simulated_s": outcome.simulated_s, "wall_s": outcome.wall_s}
+    return row, (outcome.records if config.keep_records else [])
+
+
+_CAPACITY_PROBES_EXPECTED = 8
+
+
+def _capacity_search(task: int, config: BenchConfig, policy: str) -> tuple[str, float, list[tuple[float, float]]]:
+    probes_done = 0
+
+    def attainment_at(rate: float) -> float:
+        nonlocal probes_done
+        scores = [_simulate(config, policy, rate, seed, None).summary.slo_attainment for seed in config.seeds]
+        probes_done += 1
+        _report(task, probes_done / max(_CAPACITY_PROBES_EXPECTED, probes_done + 1))
+        return statistics.fmean(scores)
+
+    result = find_capacity(attainment_at, target=config.capacity_target, start=config.rates[0])
+    _report(task, 1.0)
+    return policy, result.capacity, [(probe.rate, probe.attainment) for probe in result.probes]
+
+
+# -- orchestration --------------------------------------------------------------------------------
+
+def run_bench(config: BenchConfig, jobs: int | None = None, progress: bool = True) -> BenchResult:
+    """Run every (policy, rate, seed) of ``config``, and the capacity search if asked.
+
+    Args:
+        jobs: worker processes (default: one per core; 1 runs everything in this process).
+        progress: show a progress bar on stderr.
+    """
+    started = time.perf_counter()
+    tasks: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []
+    for policy in config.policies:
+        for rate in config.rates:
+            for seed in config.seeds:
+                tasks.append((_grid_run, (len(tasks), config, policy, rate, seed)))
+    if config.capacity:
+        # Capacity searches are the longest tasks: start them first.
+        tasks = [(_capacity_search, (i, config, p)) for i, p in enumerate(config.policies)] + \
+                [(fn, (i + len(config.policies), *args[1:])) for i, (fn, args) in enumerate(tasks)]
+
+    jobs = min(jobs or mp.cpu_count() or 1, len(tasks))
+    bar = tqdm(total=len(tasks), unit="run", disable=not progress, smoothing=0.1,
+               bar_format="{l_bar}{bar}| {n:.1f}/{total} runs [{elapsed}<{remaining}]")
+    try:
+        outputs = _execute(tasks, jobs, bar)
+    finally:
+        bar.close()
+
+    runs: list[dict[str, Any]] = []
+    records: list[RequestRecord] = []
+    capacity: dict[str, float] = {}
+    probes: dict[str, list[tuple[float, float]]] = {}
+    for fn, output in zip((fn for fn, _ in tasks), outputs):
+        if fn is _capacity_search:
+            policy, rate, policy_probes = output
+            capacity[policy] = rate
+            probes[policy] = policy_probes
+        else:
+            row, run_records = output
+            runs.append(row)
+            records.extend(run_records)
+    return BenchResult(config, runs, capacity if config.capacity else None, probes if config.capacity else None,
+                       records, time.perf_counter() - started)
+
+
+def _execute(tasks: list[tuple[Callable[..., Any], tuple[Any, ...]]], jobs: int, bar: tqdm) -> list[Any]:
+    done_fraction = [0.0] * len(tasks)
+
+    def advance(task: int, fraction: float) -> None:
+        bar.update(max(0.0, fraction - done_fraction[task]))
+        done_fraction[task] = max(done_fraction[task], fraction)
+
+    if jobs <= 1:
+        _init_worker(_LocalProgress(advance))
+        try:
+            return [fn(*args) for fn, args in tasks]
+        finally:
+            _init_worker(None)
+
+    context = mp.get_context("fork")  # workers inherit the imported modules: no start-up cost
+    progress_queue = context.Queue()
+    with ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker,
+                             initargs=(progress_queue,)) as pool:
+        futures: dict[Future[Any], int] = {pool.submit(fn, *args): i for i, (fn, args) in enumerate(tasks)}
+        pending = set(futures)
+        while pending:
+            _, pending = wait(pending, timeout=0.25, return_when=FIRST_COMPLETED)
+            while True:
+                try:
+                    advance(*progress_queue.get_nowait())
+                except queue.Empty:
+                    break
+        return [future.result() for future in futures]
+
+
+class _LocalProgress:
+    """The queue interface for in-process runs: reports go straight to the bar."""
+
+    def __init__(self, advance: Callable[[int, float], None]) -> None:
+        self._advance = advance
+
+    def put(self, item: tuple[int, float]) -> None:
+        self._advance(*item)
+
+
+def summarize_runs(runs: list[dict[str, Any]], key: str) -> dict[tuple[str, float], tuple[float, float]]:
+    """Mean and standard deviation of ``key`` over seeds, per (policy, rate)."""
+    groups: dict[tuple[str, float], list[float]] = {}
+    for run in runs:
+        value = run[key]
+        groups.setdefault((run["policy"], run["rate"]), []).append(math.nan if value is None else value)
+    return {k: (statistics.fmean(v), statistics.pstdev(v) if len(v) > 1 else 0.0) for k, v in groups.items()}

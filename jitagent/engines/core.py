@@ -1,0 +1,190 @@
+"""The simulated engine's core: continuous batching as vLLM V1 does it, one step at a time.
+
+``EngineCore`` owns the running set and the KV cache (in blocks) and applies its policy's plan
+each step: preempted requests lose their blocks and start over by recompute, admitted requests take
+a seat, scheduled requests compute their tokens, and every request whose KV cache has caught up
+with its tokens samples one output token, delivered at the end of the step. How long a step takes
+comes from a latency model. The core keeps no clock of its own: a driver runs each step in two
+halves, :meth:`EngineCore.begin_step` (plan, and how long the step will take) and
+:meth:`EngineCore.end_step` (at the time the step ended: virtual in benchmarks, real for clients).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from jitagent.engines.latency import LatencyModel, StepShape
+from jitagent.scheduling.plan import EngineLimits, SchedulerView, StepPlan, check_plan
+from jitagent.scheduling.policies.base import Policy
+from jitagent.scheduling.request import RequestState, RequestStatus
+
+__all__ = ["EngineCore", "Step", "StepResult"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Step:
+    """A planned step: what runs, and how long it takes."""
+
+    plan: StepPlan
+    duration: float
+    shape: StepShape
+
+    @property
+    def idle(self) -> bool:
+        """Nothing ran and nothing changed: only time (an arrival) can unblock the engine."""
+        return not self.plan.scheduled and not self.plan.preempted
+
+
+@dataclass(slots=True)
+class StepResult:
+    """What a step delivered: requests that got a token, and those that finished."""
+
+    emitted: list[RequestState]
+    finished: list[RequestState]
+
+
+class EngineCore:
+    """Continuous batching over a KV cache of ``limits.num_blocks`` blocks, scheduled by ``policy``.
+
+    Args:
+        policy: decides each step's batch.
+        latency: how long a step of a given shape takes.
+        limits: token budget, seats, KV blocks, max model length.
+        check_plans: validate every plan against the limits (on by default; a benchmark that has
+            already tested its policy may turn it off for speed).
+    """
+
+    def __init__(self, policy: Policy, latency: LatencyModel, limits: EngineLimits,
+                 check_plans: bool = True) -> None:
+        self.policy = policy
+        self.latency = latency
+        self.limits = limits
+        self.check_plans = check_plans
+        self.free_blocks = limits.num_blocks
+        self.running: list[RequestState] = []
+        self._output_len: dict[RequestState, int] = {}   # when each live request stops (its EOS)
+        self.num_steps = 0
+        self.num_preemptions = 0
+
+    # -- requests ------------------------------------------------------------------------------
+
+    def validate(self, prompt_len: int, max_tokens: int) -> None:
+        """Raise ValueError unless a request of this size can ever run on this engine."""
+        if prompt_len < 1:
+            raise ValueError(f"the prompt must have at least 1 token, got {prompt_len}")
+        if max_tokens < 1:
+            raise ValueError(f"max_tokens must be at least 1, got {max_tokens}")
+        total = prompt_len + max_tokens
+        if total > self.limits.max_model_len:
+            raise ValueError(f"prompt ({prompt_len} tokens) plus max_tokens ({max_tokens}) is {total} tokens, "
+                             f"over the model's maximum context length of {self.limits.max_model_len}")
+        if self.limits.blocks_for(total) > self.limits.num_blocks:
+            raise ValueError(f"a request of {total} tokens cannot fit the KV cache "
+                             f"({self.limits.num_blocks * self.limits.block_size} tokens)")
+
+    def add_request(self, req: RequestState, output_len: int) -> None:
+        """Queue ``req``; the simulated model ends it after ``output_len`` tokens (or ``max_tokens``)."""
+        self.validate(req.prompt_len, req.max_tokens)
+        if output_len < 1:
+            raise ValueError(f"output_len must be at least 1, got {output_len}")
+        self._output_len[req] = min(output_len, req.max_tokens)
+        self.policy.add_request(req)
+
+    def abort(self, req: RequestState) -> None:
+        """End ``req`` now, wherever it is, freeing its seat and KV blocks."""
+        if req.status.is_done:
+            return
+        if req.status is RequestStatus.RUNNING:
+            self.running.remove(req)
+        self._end(req, RequestStatus.ABORTED)
+
+    @property
+    def num_live(self) -> int:
+        """Requests queued or running."""
+        return len(self._output_len)
+
+    # -- one step ------------------------------------------------------------------------------
+
+    def begin_step(self, now: float) -> Step | None:
+        """Plan a step at ``now`` and apply its admissions and preemptions; None when idle."""
+        if not self._output_len:
+            return None
+        view = SchedulerView(now, self.running, self.limits, self.free_blocks, self._estimate_step)
+        plan = self.policy.schedule(view)
+        if self.check_plans:
+            check_plan(plan, self.running, self.limits, self.free_blocks)
+        if plan.preempted:
+            self._preempt(plan.preempted)
+
+        block_size = self.limits.block_size
+        prefill_tokens = decode_seqs = context = pairs = 0
+        for req, n in plan.scheduled:
+            if req.status is not RequestStatus.RUNNING:
+                req.status = RequestStatus.RUNNING
+                self.running.append(req)
+                if req.first_scheduled is None:
+                    req.first_scheduled = now
+            cached = req.num_computed
+            blocks = -(-(cached + n) // block_size)
+            if blocks > req.num_blocks:
+                self.free_blocks -= blocks - req.num_blocks
+                req.num_blocks = blocks
+            if n == 1 and req.num_generated:
+                decode_seqs += 1
+            else:
+                prefill_tokens += n
+            context += cached + n
+            pairs += n * cached + (n * (n + 1)) // 2
+        shape = StepShape(prefill_tokens, decode_seqs, context, pairs)
+        return Step(plan, self.latency.step_time(shape) if plan.scheduled else 0.0, shape)
+
+    def end_step(self, step: Step, now: float) -> StepResult:
+        """Finish ``step`` at ``now``: computed tokens land, new tokens are delivered at ``now``."""
+        self.num_steps += 1
+        emitted: list[RequestState] = []
+        finished: list[RequestState] = []
+        for req, n in step.plan.scheduled:
+            if req.status is not RequestStatus.RUNNING:
+                continue  # aborted while the step ran
+            req.num_computed += n
+            if req.num_computed == req.prompt_len + req.num_generated:
+                req.num_generated += 1
+                req.token_times.append(now)
+                emitted.append(req)
+                if req.num_generated >= self._output_len[req]:
+                    finished.append(req)
+        if finished:
+            done = set(finished)
+            self.running = [r for r in self.running if r not in done]
+            for req in finished:
+                self._end(req, RequestStatus.FINISHED)
+        return StepResult(emitted, finished)
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _preempt(self, victims: list[RequestState]) -> None:
+        gone = set(victims)
+        self.running = [r for r in self.running if r not in gone]
+        for req in victims:
+            self.free_blocks += req.num_blocks
+            req.num_blocks = 0
+            req.num_computed = 0
+            req.status = RequestStatus.PREEMPTED
+            req.num_preemptions += 1
+        self.num_preemptions += len(victims)
+        logger.debug("preempted %d requests", len(victims))
+
+    def _end(self, req: RequestState, status: RequestStatus) -> None:
+        self.free_blocks += req.num_blocks
+        req.num_blocks = 0
+        req.status = status
+        del self._output_len[req]
+        self.policy.finish_request(req)
+
+    def _estimate_step(self, prefill_tokens: int, decode_seqs: int, context_tokens: int) -> float:
+        # Attention pairs, roughly: each decode reads its context once; a prefill chunk is causal.
+        pairs = context_tokens + prefill_tokens * prefill_tokens // 2
+        return self.latency.step_time(StepShape(prefill_tokens, decode_seqs, context_tokens, pairs))

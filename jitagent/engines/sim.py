@@ -1,0 +1,157 @@
+"""``SimEngine``: the embedded engine, a vLLM-like continuous-batching simulator that needs no GPU.
+
+:class:`SimConfig` names a hardware profile and the engine settings (defaults are what vLLM sets
+for that GPU). The same :class:`~jitagent.engines.core.EngineCore` runs in virtual time under the
+benchmark (see :mod:`jitagent.bench.runner`) and in real time under :class:`SimEngine`, where each
+step takes as long as the latency model says (times ``time_scale``) and tokens stream to callers
+as their steps end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import math
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from jitagent.engines.core import EngineCore
+from jitagent.engines.latency import Profile, engine_preset, load_profile
+from jitagent.scheduling.plan import EngineLimits
+from jitagent.scheduling.policies import Policy, make_policy
+from jitagent.scheduling.request import PipelineContext, RequestState
+from jitagent.slo import SLO
+
+__all__ = ["SimConfig", "SimEngine", "DEFAULT_PROFILE"]
+
+DEFAULT_PROFILE = "llama-3.1-8b-a100"
+_LLAMA_31_MAX_MODEL_LEN = 131072
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    """Hardware profile and engine settings; ``None`` means the profile's vLLM default.
+
+    Args:
+        profile: built-in profile name or path to a profile JSON.
+        preset: ``"vllm"`` (vLLM's defaults for the GPU) or ``"jitserve"`` (the JITServe
+            artifact's 32 sequences).
+        token_budget: max tokens computed per step (vLLM's ``max_num_batched_tokens``).
+        max_num_seqs: max running requests (seats).
+        gpu_memory_utilization: share of GPU memory vLLM may use (sets KV capacity).
+        num_blocks: KV blocks, overriding what the memory figures give.
+        max_model_len: max prompt plus output tokens of one request.
+    """
+
+    profile: str = DEFAULT_PROFILE
+    preset: str | None = None
+    token_budget: int | None = None
+    max_num_seqs: int | None = None
+    gpu_memory_utilization: float | None = None
+    block_size: int = 16
+    num_blocks: int | None = None
+    max_model_len: int | None = None
+
+    def resolve(self) -> tuple[Profile, EngineLimits]:
+        """Load the profile and work out the engine's limits; ValueError on bad settings."""
+        profile = load_profile(self.profile)
+        defaults = engine_preset(profile, self.preset)
+        if self.gpu_memory_utilization is not None and not 0 < self.gpu_memory_utilization <= 1:
+            raise ValueError(f"gpu_memory_utilization must be in (0, 1], got {self.gpu_memory_utilization}")
+        num_blocks = self.num_blocks
+        if num_blocks is None:
+            num_blocks = profile.kv_capacity_tokens(self.gpu_memory_utilization) // self.block_size
+        max_model_len = self.max_model_len or min(_LLAMA_31_MAX_MODEL_LEN, num_blocks * self.block_size)
+        limits = EngineLimits(
+            token_budget=self.token_budget or defaults.token_budget,
+            max_num_seqs=self.max_num_seqs or defaults.max_num_seqs,
+            block_size=self.block_size,
+            num_blocks=num_blocks,
+            max_model_len=max_model_len,
+        )
+        return profile, limits
+
+    def build_core(self, policy: Policy | str, check_plans: bool = True) -> EngineCore:
+        """An :class:`EngineCore` with these settings, scheduled by ``policy`` (an instance or a name)."""
+        profile, limits = self.resolve()
+        if isinstance(policy, str):
+            policy = make_policy(policy)
+        return EngineCore(policy, profile.latency, limits, check_plans=check_plans)
+
+
+class SimEngine:
+    """The simulated engine in real time, for clients: one asyncio task steps the core while
+    there is work, and each request's tokens arrive on its own stream.
+
+    Args:
+        config: profile and engine settings.
+        policy: the scheduling policy (instance or name); ``"fcfs"`` by default.
+        time_scale: wall seconds per modelled second (0.1 runs ten times faster than the GPU).
+    """
+
+    def __init__(self, config: SimConfig | None = None, policy: Policy | str = "fcfs",
+                 time_scale: float = 1.0) -> None:
+        if not (math.isfinite(time_scale) and time_scale >= 0):
+            raise ValueError(f"time_scale must be finite and >= 0, got {time_scale}")
+        self.config = config or SimConfig()
+        self.core = self.config.build_core(policy)
+        self.time_scale = time_scale
+        self._streams: dict[RequestState, asyncio.Queue[int | None]] = {}
+        self._loop_task: asyncio.Task[None] | None = None
+        self._ids = itertools.count()
+
+    def now(self) -> float:
+        """The engine clock: the event loop's monotonic time."""
+        return asyncio.get_running_loop().time()
+
+    async def generate(self, prompt_len: int, max_tokens: int, output_len: int, *, slo: SLO | None = None,
+                       request_class: str = "default", pipeline: PipelineContext | None = None,
+                       request_id: str | None = None) -> AsyncIterator[int]:
+        """Serve one request, yielding the 1-based index of each output token as it is delivered.
+
+        Raises ValueError at once for a request this engine can never serve. Closing the iterator
+        or cancelling the consuming task aborts the request in the engine.
+        """
+        req = RequestState(request_id or f"sim-{next(self._ids)}", self.now(), prompt_len, max_tokens,
+                           slo=slo, request_class=request_class, pipeline=pipeline)
+        self.core.add_request(req, output_len)
+        stream: asyncio.Queue[int | None] = asyncio.Queue()
+        self._streams[req] = stream
+        self._ensure_running()
+        try:
+            while (index := await stream.get()) is not None:
+                yield index
+        finally:
+            self._streams.pop(req, None)
+            self.core.abort(req)  # a no-op once finished
+
+    async def aclose(self) -> None:
+        """Abort everything in flight and stop the stepping task."""
+        for req in list(self._streams):
+            self.core.abort(req)
+            self._streams.pop(req).put_nowait(None)
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            await asyncio.gather(self._loop_task, return_exceptions=True)
+            self._loop_task = None
+
+    def _ensure_running(self) -> None:
+        if self._loop_task is None or self._loop_task.done():
+            self._loop_task = asyncio.create_task(self._run(), name="jitagent-sim-engine")
+
+    async def _run(self) -> None:
+        while self.core.num_live:
+            step = self.core.begin_step(self.now())
+            if step is None or step.idle:
+                await asyncio.sleep(0.001)  # everyone sat out: let time pass
+                continue
+            await asyncio.sleep(step.duration * self.time_scale)
+            result = self.core.end_step(step, self.now())
+            for req in result.emitted:
+                stream = self._streams.get(req)
+                if stream is not None:
+                    stream.put_nowait(req.num_generated)
+            for req in result.finished:
+                stream = self._streams.get(req)
+                if stream is not None:
+                    stream.put_nowait(None)

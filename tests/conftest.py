@@ -1,0 +1,26 @@
+"""Shared helpers for building hand-made scheduling scenarios."""
+
+from __future__ import annotations
+
+from jitagent.scheduling.plan import EngineLimits, SchedulerView
+from jitagent.scheduling.request import RequestState, RequestStatus
+
+
+def make_request(id: str, prompt: int = 8, *, arrival: float = 0.0, generated: int = 0, computed: int | None = None,
+                 running: bool = False, block_size: int = 4, max_tokens: int = 256, **kw) -> RequestState:
+    """A request in a chosen state; a running one holds exactly the blocks its computed tokens need."""
+    req = RequestState(id, arrival, prompt, max_tokens, **kw)
+    req.num_generated = generated
+    if running:
+        req.status = RequestStatus.RUNNING
+        req.num_computed = prompt + generated - 1 if computed is None else computed
+        req.num_blocks = -(-req.num_computed // block_size)
+    return req
+
+
+def make_view(running: list[RequestState], *, now: float = 0.0, token_budget: int = 64, max_num_seqs: int = 8,
+              block_size: int = 4, num_blocks: int = 64, free_blocks: int | None = None) -> SchedulerView:
+    limits = EngineLimits(token_budget, max_num_seqs, block_size, num_blocks, max_model_len=4096)
+    used = sum(r.num_blocks for r in running)
+    return SchedulerView(now, running, limits, num_blocks - used if free_blocks is None else free_blocks,
+                         lambda p, d, c: 0.01)

@@ -1,0 +1,61 @@
+import numpy as np
+import pytest
+
+from jitagent.scheduling.estimator import OutputLengthEstimator
+
+
+def test_prior_is_used_before_any_sample_and_grows_with_q():
+    est = OutputLengthEstimator(prior_median=200, prior_sigma=1.0)
+    assert est.quantile("new", 0.5) == pytest.approx(200, rel=1e-6)
+    assert est.quantile("new", 0.95) > 4 * est.quantile("new", 0.5)
+
+
+def test_learned_quantiles_follow_the_class_distribution():
+    est = OutputLengthEstimator(min_samples=20)
+    rng = np.random.default_rng(0)
+    for length in rng.integers(1, 1001, size=2000):
+        est.observe("uniform", int(length))
+    assert est.quantile("uniform", 0.5) == pytest.approx(500, rel=0.08)
+    assert est.quantile("uniform", 0.95) == pytest.approx(950, rel=0.05)
+
+
+def test_survival_conditioning_tightens_the_remaining_work_as_tokens_arrive():
+    est = OutputLengthEstimator(min_samples=20)
+    for length in [10] * 80 + [1000] * 20:  # mostly short, a long tail
+        est.observe("bimodal", length)
+    # At the start the conservative q=0.9 must allow for the tail...
+    assert est.remaining("bimodal", 0.9, generated=0) == 1000
+    # ...the median says short, until the request outlives the short mode.
+    assert est.remaining("bimodal", 0.5, generated=0) == 10
+    assert est.quantile("bimodal", 0.5, generated=11) == 1000
+    # Remaining work shrinks token by token once the estimate is settled.
+    remaining = [est.remaining("bimodal", 0.9, generated=g) for g in (100, 500, 900)]
+    assert remaining == [900, 500, 100]
+
+
+def test_estimates_respect_max_tokens_and_stay_ahead_of_generation():
+    est = OutputLengthEstimator()
+    assert est.quantile("x", 0.99, max_tokens=64) == 64
+    assert est.quantile("x", 0.5, generated=5000) > 5000
+
+
+def test_a_sparse_class_borrows_the_pooled_samples():
+    est = OutputLengthEstimator(min_samples=10)
+    for _ in range(50):
+        est.observe("busy", 30)
+    est.observe("rare", 999)
+    assert est.quantile("rare", 0.5) == 30
+
+
+def test_window_forgets_old_lengths():
+    est = OutputLengthEstimator(min_samples=5, window=10)
+    for _ in range(10):
+        est.observe("drift", 100)
+    for _ in range(10):
+        est.observe("drift", 7)
+    assert est.quantile("drift", 0.99) == 7
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError):
+        OutputLengthEstimator(prior_median=0)
