@@ -173,8 +173,9 @@ def _execute(tasks: list[tuple[Callable[..., Any], tuple[Any, ...]]], jobs: int,
     done_fraction = [0.0] * len(tasks)
 
     def advance(task: int, fraction: float) -> None:
-        bar.update(max(0.0, fraction - done_fraction[task]))
         done_fraction[task] = max(done_fraction[task], fraction)
+        bar.n = min(float(bar.total), round(sum(done_fraction), 3))  # no float drift past the total
+        bar.refresh()
 
     if jobs <= 1:
         _init_worker(_LocalProgress(advance))

@@ -92,6 +92,9 @@ class EngineCore:
             raise ValueError(f"output_len must be at least 1, got {output_len}")
         self._output_len[req] = min(output_len, req.max_tokens)
         self.policy.add_request(req)
+        reveal = getattr(self.policy, "reveal_output_len", None)
+        if reveal is not None:  # a clairvoyant policy (the oracle) is told what the model will do
+            reveal(req, self._output_len[req])
 
     def abort(self, req: RequestState) -> None:
         """End ``req`` now, wherever it is, freeing its seat and KV blocks."""

@@ -12,6 +12,7 @@ and before anything has finished, a log-normal prior.
 from __future__ import annotations
 
 import bisect
+import itertools
 import math
 from collections import deque
 from statistics import NormalDist
@@ -24,12 +25,13 @@ _STANDARD_NORMAL = NormalDist()
 class _Samples:
     """A bounded window of recent lengths, kept sorted for quantile queries."""
 
-    __slots__ = ("sorted", "_order", "_capacity")
+    __slots__ = ("sorted", "_order", "_capacity", "_suffix_sums")
 
     def __init__(self, capacity: int) -> None:
         self.sorted: list[int] = []
         self._order: deque[int] = deque()
         self._capacity = capacity
+        self._suffix_sums: list[int] | None = None
 
     def add(self, length: int) -> None:
         if len(self._order) == self._capacity:
@@ -37,6 +39,17 @@ class _Samples:
             del self.sorted[bisect.bisect_left(self.sorted, old)]
         self._order.append(length)
         bisect.insort(self.sorted, length)
+        self._suffix_sums = None
+
+    def conditional_mean(self, generated: int, min_tail: int) -> float | None:
+        """Mean of the lengths greater than ``generated``; None with fewer than ``min_tail`` of them."""
+        first = bisect.bisect_right(self.sorted, generated)
+        tail = len(self.sorted) - first
+        if tail < min_tail:
+            return None
+        if self._suffix_sums is None:  # rebuilt lazily: lengths arrive far less often than queries
+            self._suffix_sums = list(itertools.accumulate(reversed(self.sorted), initial=0))[::-1]
+        return self._suffix_sums[first] / tail
 
     def conditional_quantile(self, q: float, generated: int, min_tail: int) -> float | None:
         """q-quantile of the lengths greater than ``generated``; None with fewer than ``min_tail`` of them."""
@@ -79,14 +92,25 @@ class OutputLengthEstimator:
     def quantile(self, request_class: str, q: float, generated: int = 0, max_tokens: int | None = None) -> float:
         """The q-quantile of the total output length of a request that has already generated
         ``generated`` tokens, never below ``generated + 1`` nor above ``max_tokens``."""
-        estimate = None
-        samples = self._classes.get(request_class)
-        if samples is not None and len(samples.sorted) >= self._min_samples:
-            estimate = samples.conditional_quantile(q, generated, min_tail=max(3, self._min_samples // 4))
-        if estimate is None and len(self._pooled.sorted) >= self._min_samples:
-            estimate = self._pooled.conditional_quantile(q, generated, min_tail=max(3, self._min_samples // 4))
-        if estimate is None:
-            estimate = self._prior_quantile(q, generated)
+        return self._bounded(self._lookup(request_class, generated, q), generated, max_tokens)
+
+    def mean(self, request_class: str, generated: int = 0, max_tokens: int | None = None) -> float:
+        """The expected total output length given ``generated`` tokens so far (same bounds as
+        :meth:`quantile`); the prior's median stands in before samples exist."""
+        return self._bounded(self._lookup(request_class, generated, None), generated, max_tokens)
+
+    def _lookup(self, request_class: str, generated: int, q: float | None) -> float:
+        min_tail = max(3, self._min_samples // 4)
+        for samples in (self._classes.get(request_class), self._pooled):
+            if samples is not None and len(samples.sorted) >= self._min_samples:
+                estimate = (samples.conditional_mean(generated, min_tail) if q is None
+                            else samples.conditional_quantile(q, generated, min_tail))
+                if estimate is not None:
+                    return estimate
+        return self._prior_quantile(0.5 if q is None else q, generated)
+
+    @staticmethod
+    def _bounded(estimate: float, generated: int, max_tokens: int | None) -> float:
         estimate = max(estimate, generated + 1)
         return min(estimate, max_tokens) if max_tokens is not None else estimate
 

@@ -79,7 +79,7 @@ class PlanBuilder:
         self.seats = view.limits.max_num_seqs - len(view.running)
         self._scheduled: dict[RequestState, int] = {}   # insertion order is the plan's order
         self._new_blocks: dict[RequestState, int] = {}
-        self._preempted: list[RequestState] = []
+        self._preempted: dict[RequestState, None] = {}   # an ordered set
 
     def new_blocks_for(self, req: RequestState, num_new_tokens: int) -> int:
         """KV blocks ``req`` must be given to compute ``num_new_tokens`` more tokens."""
@@ -89,9 +89,11 @@ class PlanBuilder:
     def schedule(self, req: RequestState, num_new_tokens: int) -> bool:
         """Run ``req`` for ``num_new_tokens`` this step, admitting it if it is not running.
 
-        Returns False, changing nothing, when the tokens, a seat or the KV blocks are not there.
+        Returns False, changing nothing, when the tokens, a seat or the KV blocks are not there, or
+        when ``req`` is already in the plan (scheduled or preempted).
         """
-        if num_new_tokens < 1 or num_new_tokens > self.token_budget or req in self._scheduled:
+        if (num_new_tokens < 1 or num_new_tokens > self.token_budget or req in self._scheduled
+                or req in self._preempted):
             return False
         admitting = req.status is not RequestStatus.RUNNING
         if admitting and self.seats < 1:
@@ -114,23 +116,30 @@ class PlanBuilder:
 
     def preempt(self, req: RequestState) -> None:
         """Evict running ``req``: its seat and all its KV blocks go back to this step's pool."""
-        if req.status is not RequestStatus.RUNNING:
+        if req.status is not RequestStatus.RUNNING or req in self._preempted:
             raise PlanError(f"cannot preempt {req.id}: it is not running")
         if req in self._scheduled:
             self.unschedule(req)
         self.free_blocks += req.num_blocks
         self.seats += 1
-        self._preempted.append(req)
+        self._preempted[req] = None
 
     def is_scheduled(self, req: RequestState) -> bool:
         return req in self._scheduled
+
+    def is_preempted(self, req: RequestState) -> bool:
+        return req in self._preempted
+
+    @property
+    def num_scheduled(self) -> int:
+        return len(self._scheduled)
 
     @property
     def num_preempted(self) -> int:
         return len(self._preempted)
 
     def build(self) -> StepPlan:
-        return StepPlan(list(self._scheduled.items()), self._preempted)
+        return StepPlan(list(self._scheduled.items()), list(self._preempted))
 
 
 def check_plan(plan: StepPlan, running: Sequence[RequestState], limits: EngineLimits, free_blocks: int) -> None:

@@ -108,5 +108,5 @@ def test_las_favours_the_program_with_least_service():
 def test_make_policy_rejects_unknown_names():
     import pytest
 
-    with pytest.raises(ValueError, match="unknown policy 'sjf'; available: fcfs, edf, ltr, las"):
+    with pytest.raises(ValueError, match="unknown policy .sjf.; available: fcfs, edf, ltr, las, jit"):
         make_policy("sjf")

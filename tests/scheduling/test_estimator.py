@@ -59,3 +59,13 @@ def test_window_forgets_old_lengths():
 def test_bad_arguments():
     with pytest.raises(ValueError):
         OutputLengthEstimator(prior_median=0)
+
+
+def test_conditional_mean_follows_the_survivors():
+    est = OutputLengthEstimator(min_samples=10)
+    for length in [10] * 50 + [100] * 50:
+        est.observe("c", length)
+    assert est.mean("c") == pytest.approx(55)
+    assert est.mean("c", generated=20) == pytest.approx(100)
+    est.observe("c", 100)  # a new sample invalidates the cached sums
+    assert est.mean("c") == pytest.approx((500 + 5100) / 101)

@@ -6,20 +6,38 @@ from collections.abc import Callable
 
 from jitagent.scheduling.policies.base import Policy, QueuePolicy
 from jitagent.scheduling.policies.baselines import EDF, FCFS, LAS, LTR
+from jitagent.scheduling.policies.jit import JIT, JITConfig, Oracle, jit_variant
 
-__all__ = ["Policy", "QueuePolicy", "FCFS", "EDF", "LTR", "LAS", "POLICIES", "make_policy", "describe_policies"]
+__all__ = ["Policy", "QueuePolicy", "FCFS", "EDF", "LTR", "LAS", "JIT", "JITConfig", "Oracle", "POLICIES",
+           "ABLATIONS", "make_policy", "describe_policies"]
 
-POLICIES: dict[str, Callable[[], Policy]] = {"fcfs": FCFS, "edf": EDF, "ltr": LTR, "las": LAS}
+POLICIES: dict[str, Callable[[], Policy]] = {
+    "fcfs": FCFS, "edf": EDF, "ltr": LTR, "las": LAS, "jit": JIT, "oracle": Oracle,
+}
+
+#: JIT with one idea taken out, for ablation studies (``--policies jit,jit-no-skip,...``).
+ABLATIONS: dict[str, tuple[str, Callable[[], Policy]]] = {
+    "jit-fixed-estimate": ("JIT with one conservative length estimate made at arrival, never refined",
+                           jit_variant(refine=False)),
+    "jit-no-skip": ("JIT without just-in-time skipping: every running stream decodes every step",
+                    jit_variant(skip=False)),
+    "jit-no-grouping": ("JIT admitting by margin goodput alone, without feasibility groups or step-length control",
+                        jit_variant(grouping=False)),
+    "jit-mean": ("JIT with mean output-length estimates instead of a conservative quantile",
+                 jit_variant(estimate="mean")),
+}
 
 
 def make_policy(name: str) -> Policy:
     """A fresh policy instance by name (``fcfs``, ``edf``, ``ltr``, ``las``)."""
-    try:
+    if name in POLICIES:
         return POLICIES[name]()
-    except KeyError:
-        raise ValueError(f"unknown policy {name!r}; available: {', '.join(POLICIES)}") from None
+    if name in ABLATIONS:
+        return ABLATIONS[name][1]()
+    raise ValueError(f"unknown policy {name!r}; available: {', '.join([*POLICIES, *ABLATIONS])}")
 
 
 def describe_policies() -> list[tuple[str, str]]:
-    """(name, first line of its docstring) for each policy, for ``jitagent bench --list``."""
-    return [(name, (cls.__doc__ or "").strip().splitlines()[0]) for name, cls in POLICIES.items()]
+    """(name, first sentence of its docstring) for each policy and ablation, for ``jitagent bench --list``."""
+    described = [(name, " ".join((cls.__doc__ or "").split()).split(". ")[0].rstrip(".")) for name, cls in POLICIES.items()]
+    return described + [(name, text) for name, (text, _) in ABLATIONS.items()]
