@@ -19,11 +19,24 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
-__all__ = ["SLO", "StreamSLO", "DeadlineSLO", "PipelineSLO", "parse_slo"]
+__all__ = ["SLO", "StreamSLO", "DeadlineSLO", "PipelineSLO", "parse_slo", "InfeasibleSLOError"]
+
+
+class InfeasibleSLOError(RuntimeError):
+    """A request that asked to be rejected rather than served late (``on_infeasible="reject"``)
+    cannot meet its SLO on the engine's current load."""
 
 
 class _SLOBase(BaseModel):
+    """Fields every SLO kind has.
+
+    ``on_infeasible`` says what to do with a request that cannot meet its SLO even if served every
+    step: ``"best_effort"`` serves it with leftover capacity, ``"reject"`` refuses it at once.
+    """
+
     model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+    on_infeasible: Literal["best_effort", "reject"] = "best_effort"
 
     @field_validator("*", mode="after")
     @classmethod

@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+from jitagent.engines.latency import StepShape, load_profile
 from jitagent.scheduling.plan import EngineLimits, SchedulerView
 from jitagent.scheduling.request import RequestState, RequestStatus
+
+A100 = load_profile("llama-3.1-8b-a100").latency
+
+
+def a100_step_time(prefill: int, decodes: int, context: int) -> float:
+    """Llama-3.1-8B on an A100, as the simulated engine's estimate gives it to policies."""
+    return A100.step_time(StepShape(prefill, decodes, context, context + prefill * prefill // 2))
 
 
 def make_request(id: str, prompt: int = 8, *, arrival: float = 0.0, generated: int = 0, computed: int | None = None,
@@ -23,4 +31,4 @@ def make_view(running: list[RequestState], *, now: float = 0.0, token_budget: in
     limits = EngineLimits(token_budget, max_num_seqs, block_size, num_blocks, max_model_len=4096)
     used = sum(r.num_blocks for r in running)
     return SchedulerView(now, running, limits, num_blocks - used if free_blocks is None else free_blocks,
-                         lambda p, d, c: 0.01)
+                         a100_step_time)

@@ -35,15 +35,16 @@ class Step:
     @property
     def idle(self) -> bool:
         """Nothing ran and nothing changed: only time (an arrival) can unblock the engine."""
-        return not self.plan.scheduled and not self.plan.preempted
+        return not (self.plan.scheduled or self.plan.preempted or self.plan.rejected)
 
 
 @dataclass(slots=True)
 class StepResult:
-    """What a step delivered: requests that got a token, and those that finished."""
+    """What a step delivered: requests that got a token, those that finished, those refused."""
 
     emitted: list[RequestState]
     finished: list[RequestState]
+    rejected: list[RequestState]
 
 
 class EngineCore:
@@ -121,6 +122,8 @@ class EngineCore:
             check_plan(plan, self.running, self.limits, self.free_blocks)
         if plan.preempted:
             self._preempt(plan.preempted)
+        for req in plan.rejected:
+            self._end(req, RequestStatus.REJECTED)
 
         block_size = self.limits.block_size
         prefill_tokens = decode_seqs = context = pairs = 0
@@ -164,7 +167,7 @@ class EngineCore:
             self.running = [r for r in self.running if r not in done]
             for req in finished:
                 self._end(req, RequestStatus.FINISHED)
-        return StepResult(emitted, finished)
+        return StepResult(emitted, finished, step.plan.rejected)
 
     # -- internals -----------------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ from jitagent.engines.latency import Profile, engine_preset, load_profile
 from jitagent.scheduling.plan import EngineLimits
 from jitagent.scheduling.policies import Policy, make_policy
 from jitagent.scheduling.request import PipelineContext, RequestState
-from jitagent.slo import SLO
+from jitagent.slo import SLO, InfeasibleSLOError
 
 __all__ = ["SimConfig", "SimEngine", "DEFAULT_PROFILE"]
 
@@ -96,7 +96,7 @@ class SimEngine:
         self.config = config or SimConfig()
         self.core = self.config.build_core(policy)
         self.time_scale = time_scale
-        self._streams: dict[RequestState, asyncio.Queue[int | None]] = {}
+        self._streams: dict[RequestState, asyncio.Queue[int | None | Exception]] = {}
         self._loop_task: asyncio.Task[None] | None = None
         self._ids = itertools.count()
 
@@ -109,18 +109,22 @@ class SimEngine:
                        request_id: str | None = None) -> AsyncIterator[int]:
         """Serve one request, yielding the 1-based index of each output token as it is delivered.
 
-        Raises ValueError at once for a request this engine can never serve. Closing the iterator
-        or cancelling the consuming task aborts the request in the engine.
+        Raises ValueError at once for a request this engine can never serve, and
+        :class:`~jitagent.slo.InfeasibleSLOError` when the policy refuses a request that asked to be
+        rejected rather than served late. Closing the iterator or cancelling the consuming task
+        aborts the request in the engine.
         """
         req = RequestState(request_id or f"sim-{next(self._ids)}", self.now(), prompt_len, max_tokens,
                            slo=slo, request_class=request_class, pipeline=pipeline)
         self.core.add_request(req, output_len)
-        stream: asyncio.Queue[int | None] = asyncio.Queue()
+        stream: asyncio.Queue[int | None | Exception] = asyncio.Queue()
         self._streams[req] = stream
         self._ensure_running()
         try:
-            while (index := await stream.get()) is not None:
-                yield index
+            while (item := await stream.get()) is not None:
+                if isinstance(item, Exception):
+                    raise item
+                yield item
         finally:
             self._streams.pop(req, None)
             self.core.abort(req)  # a no-op once finished
@@ -155,3 +159,9 @@ class SimEngine:
                 stream = self._streams.get(req)
                 if stream is not None:
                     stream.put_nowait(None)
+            for req in result.rejected:
+                stream = self._streams.get(req)
+                if stream is not None:
+                    stream.put_nowait(InfeasibleSLOError(
+                        f"request {req.id} cannot meet its SLO ({req.slo}) at the current load; "
+                        "rejected as its caller asked (on_infeasible='reject')"))

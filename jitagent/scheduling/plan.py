@@ -7,6 +7,8 @@ A policy is handed a :class:`SchedulerView` each step and returns a :class:`Step
   the list is admitted (it takes a seat among ``max_num_seqs`` and its KV blocks).
 * ``preempted``: running requests evicted this step; their KV cache is freed and recomputed later.
 * Running requests in neither list sit the step out, keeping their seat and their KV cache.
+* ``rejected``: waiting requests refused because they cannot meet their SLO and asked to be told
+  rather than served late (``on_infeasible="reject"``).
 
 :class:`PlanBuilder` keeps the step's budgets (tokens, seats, KV blocks) while a policy composes its
 plan, so that no policy can hand an engine a plan that breaks a limit.
@@ -65,21 +67,25 @@ class SchedulerView:
 class StepPlan:
     scheduled: list[tuple[RequestState, int]] = field(default_factory=list)
     preempted: list[RequestState] = field(default_factory=list)
+    rejected: list[RequestState] = field(default_factory=list)
 
 
 class PlanBuilder:
     """Composes a :class:`StepPlan` within the step's token budget, free seats and free KV blocks."""
 
-    __slots__ = ("limits", "token_budget", "free_blocks", "seats", "_scheduled", "_new_blocks", "_preempted")
+    __slots__ = ("limits", "running", "token_budget", "free_blocks", "seats", "_scheduled", "_new_blocks",
+                 "_preempted", "_rejected")
 
     def __init__(self, view: SchedulerView) -> None:
         self.limits = view.limits
+        self.running = view.running
         self.token_budget = view.limits.token_budget
         self.free_blocks = view.free_blocks
         self.seats = view.limits.max_num_seqs - len(view.running)
         self._scheduled: dict[RequestState, int] = {}   # insertion order is the plan's order
         self._new_blocks: dict[RequestState, int] = {}
         self._preempted: dict[RequestState, None] = {}   # an ordered set
+        self._rejected: list[RequestState] = []
 
     def new_blocks_for(self, req: RequestState, num_new_tokens: int) -> int:
         """KV blocks ``req`` must be given to compute ``num_new_tokens`` more tokens."""
@@ -98,7 +104,10 @@ class PlanBuilder:
         admitting = req.status is not RequestStatus.RUNNING
         if admitting and self.seats < 1:
             return False
-        blocks = self.new_blocks_for(req, num_new_tokens)
+        block_size = self.limits.block_size
+        blocks = -(-(req.num_computed + num_new_tokens) // block_size) - (0 if admitting else req.num_blocks)
+        if blocks < 0:
+            blocks = 0
         if blocks > self.free_blocks:
             return False
         self.token_budget -= num_new_tokens
@@ -124,6 +133,12 @@ class PlanBuilder:
         self.seats += 1
         self._preempted[req] = None
 
+    def reject(self, req: RequestState) -> None:
+        """Refuse waiting ``req``: the engine ends it with :class:`~jitagent.slo.InfeasibleSLOError`."""
+        if req.status is RequestStatus.RUNNING or req in self._scheduled:
+            raise PlanError(f"cannot reject {req.id}: only a waiting request can be rejected")
+        self._rejected.append(req)
+
     def is_scheduled(self, req: RequestState) -> bool:
         return req in self._scheduled
 
@@ -139,7 +154,7 @@ class PlanBuilder:
         return len(self._preempted)
 
     def build(self) -> StepPlan:
-        return StepPlan(list(self._scheduled.items()), list(self._preempted))
+        return StepPlan(list(self._scheduled.items()), list(self._preempted), self._rejected)
 
 
 def check_plan(plan: StepPlan, running: Sequence[RequestState], limits: EngineLimits, free_blocks: int) -> None:
@@ -168,6 +183,9 @@ def check_plan(plan: StepPlan, running: Sequence[RequestState], limits: EngineLi
         blocks += max(0, limits.blocks_for(req.num_computed + n) - (req.num_blocks if is_running else 0))
     if tokens > limits.token_budget:
         raise PlanError(f"plan uses {tokens} tokens, budget is {limits.token_budget}")
+    for req in plan.rejected:
+        if req.status is RequestStatus.RUNNING or req.status.is_done or req in seen:
+            raise PlanError(f"rejected request {req.id} is not waiting")
     if len(running) - len(preempted) + admitted > limits.max_num_seqs:
         raise PlanError(f"plan seats more than max_num_seqs={limits.max_num_seqs}")
     if blocks > free_blocks + freed:

@@ -25,6 +25,7 @@ class RequestStatus(enum.IntEnum):
     PREEMPTED = 2
     FINISHED = 3
     ABORTED = 4
+    REJECTED = 5    # could not meet its SLO, and its caller asked for a refusal rather than lateness
 
     @property
     def is_done(self) -> bool:

@@ -9,6 +9,7 @@ from jitagent.engines.latency import load_profile
 from jitagent.scheduling.plan import EngineLimits, PlanError, StepPlan
 from jitagent.scheduling.policies import POLICIES, FCFS, make_policy
 from jitagent.scheduling.request import RequestState, RequestStatus
+from jitagent.slo import DeadlineSLO, StreamSLO
 
 LATENCY = load_profile("llama-3.1-8b-a100").latency
 
@@ -42,8 +43,13 @@ def drive(core: EngineCore, arrivals: list[tuple[float, RequestState, int]], max
     return now
 
 
+slos = st.one_of(
+    st.none(),
+    st.builds(StreamSLO, ttft_s=st.floats(0.05, 5), tpot_s=st.floats(0.01, 0.5)),
+    st.builds(DeadlineSLO, deadline_s=st.floats(0.05, 30)),
+)
 request_sets = st.lists(
-    st.tuples(st.floats(0, 5), st.integers(1, 300), st.integers(1, 80)), min_size=1, max_size=40)
+    st.tuples(st.floats(0, 5), st.integers(1, 300), st.integers(1, 80), slos), min_size=1, max_size=40)
 
 
 @settings(max_examples=200, deadline=None)
@@ -51,13 +57,13 @@ request_sets = st.lists(
 def test_invariants_hold_and_every_request_finishes(arrivals, policy, budget, seqs, blocks):
     limits = EngineLimits(token_budget=budget, max_num_seqs=seqs, block_size=4, num_blocks=blocks,
                           max_model_len=blocks * 4)
-    core = EngineCore(make_policy(policy), LATENCY, limits)
+    core = EngineCore(make_policy(policy), LATENCY, limits)  # check_plans is on: every plan is validated
     reqs = []
-    for i, (t, prompt, output) in enumerate(arrivals):
+    for i, (t, prompt, output, slo) in enumerate(arrivals):
         prompt = min(prompt, limits.max_model_len - output)
         if prompt < 1:
             continue
-        req = RequestState(f"r{i}", t, prompt, max_tokens=output)
+        req = RequestState(f"r{i}", t, prompt, max_tokens=output, slo=slo)
         reqs.append((t, req, output))
     drive(core, reqs)
     assert core.free_blocks == limits.num_blocks and not core.running

@@ -269,7 +269,8 @@ def test_record_json_round_trip() -> None:
         back = RequestRecord.from_json(json.loads(line))
         assert back == rec
         assert type(back.slo) is type(rec.slo)
-    assert json.loads(json.dumps(records[0].to_json()))["slo"] == {"kind": "stream", "ttft_s": 1.0, "tpot_s": 0.5}
+    assert json.loads(json.dumps(records[0].to_json()))["slo"] == {
+        "kind": "stream", "ttft_s": 1.0, "tpot_s": 0.5, "on_infeasible": "best_effort"}
 
 
 def test_record_from_json_rejects_bad_input() -> None:

@@ -47,7 +47,11 @@ class JITConfig:
     """Knobs of the JIT policy; the defaults are what the benchmark favours.
 
     Args:
-        quantile: how conservative output-length estimates are (0.9: nine in ten requests are shorter).
+        quantile: how conservative the output-length estimates behind admission are (0.99: 99 in 100
+            requests of the class that got this far were shorter). Admitting only what surely fits is
+            what the benchmark rewards: work spent on a request that misses is lost.
+        pace_quantile: the estimate that sets how fast a running deadline request must go; a
+            median suffices because it is refined every token and the pace tightens as needed.
         refine: condition estimates on the tokens generated so far; False keeps the estimate made at
             arrival (an ablation).
         estimate: ``"quantile"`` or ``"mean"`` output lengths (the latter an ablation).
@@ -55,43 +59,63 @@ class JITConfig:
         grouping: feasible-first admission and step-length control; False admits by margin goodput
             alone and fills the budget like vLLM (an ablation).
         frame_steps: steps between full re-rankings of the waiting requests.
+        refresh_tokens: a running request's length estimate is refreshed every this many tokens.
         skip_slack_steps: a stream sits out only while its next token could wait this many of the
             longest steps (a full token budget of prefill).
         prefill_efficiency: share of GPU time prefill gets when the engine is saturated.
-        ageing_s: a best-effort request's priority doubles for each this many seconds it waits.
+        ageing_s: a best-effort request's priority grows by its own size every this many seconds.
+        starve_after_s: a best-effort request waiting this long is served before younger ones, however
+            little it can still earn: nothing starves.
         min_prefill_chunk: the step-length limit never holds prefill below this many tokens.
         step_margin: share of a step-length limit kept free, for errors in the step-time estimate.
         decode_weight: weight of an output token in goodput (as the benchmark's ``--decode-weight``).
     """
 
-    quantile: float = 0.9
+    quantile: float = 0.99
+    pace_quantile: float = 0.5
     refine: bool = True
     estimate: Literal["quantile", "mean"] = "quantile"
     skip: bool = True
     grouping: bool = True
-    frame_steps: int = 16
+    frame_steps: int = 32
+    refresh_tokens: int = 8
     skip_slack_steps: float = 2.0
     prefill_efficiency: float = 0.85
     ageing_s: float = 30.0
+    starve_after_s: float = 600.0
     min_prefill_chunk: int = 64
     step_margin: float = 0.1
     decode_weight: float = 1.0
 
     def __post_init__(self) -> None:
-        if not 0 < self.quantile < 1:
-            raise ValueError(f"quantile must be in (0, 1), got {self.quantile}")
+        for name in ("quantile", "pace_quantile"):
+            if not 0 < getattr(self, name) < 1:
+                raise ValueError(f"{name} must be in (0, 1), got {getattr(self, name)}")
         if self.estimate not in ("quantile", "mean"):
             raise ValueError(f"estimate must be 'quantile' or 'mean', got {self.estimate!r}")
-        if self.frame_steps < 1 or self.min_prefill_chunk < 1:
-            raise ValueError("frame_steps and min_prefill_chunk must be at least 1")
+        for name in ("frame_steps", "refresh_tokens", "min_prefill_chunk"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if not 0 <= self.step_margin < 1:
             raise ValueError(f"step_margin must be in [0, 1), got {self.step_margin}")
-        for name in ("skip_slack_steps", "prefill_efficiency", "ageing_s", "decode_weight"):
+        for name in ("skip_slack_steps", "prefill_efficiency", "ageing_s", "starve_after_s", "decode_weight"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
 
 
-_BEST_EFFORT = math.inf  # admission rank of requests that cannot meet their SLO
+_STARVED = 1e15  # above any margin goodput: the tier of requests that waited too long
+
+
+class _Estimate:
+    """A request's cached output-length estimates (totals, not remainders) and when they were made."""
+
+    __slots__ = ("admission", "pace", "generated", "frame")
+
+    def __init__(self, admission: float, pace: float, generated: int, frame: int) -> None:
+        self.admission = admission
+        self.pace = pace
+        self.generated = generated
+        self.frame = frame
 
 
 class JIT(Policy):
@@ -102,15 +126,20 @@ class JIT(Policy):
     def __init__(self, config: JITConfig | None = None, estimator: OutputLengthEstimator | None = None) -> None:
         self.config = config or JITConfig()
         self.estimator = estimator or OutputLengthEstimator()
-        self._waiting: dict[RequestState, None] = {}     # insertion-ordered set
-        self._admission: list[RequestState] = []          # feasible, in first-deadline order
+        self._waiting: dict[RequestState, None] = {}    # an insertion-ordered set
+        self._admission: list[RequestState] = []         # feasible, in first-deadline order
         self._admission_keys: list[float] = []
-        self._best_effort: list[RequestState] = []        # by margin goodput, best last (popped)
+        self._best_effort: list[RequestState] = []       # by aged margin goodput, best last...
+        self._best_effort_keys: list[float] | None = []  # ...once sorted; None until needed
         self._newcomers: list[RequestState] = []
+        self._to_reject: list[RequestState] = []
+        self._frame = 0
         self._steps_to_frame = 0
+        self._class_estimates: dict[tuple[str, int], tuple[float, float]] = {}  # this frame's, at 0 tokens
+        self._now = 0.0
         self._last_now: float | None = None
-        self._step_time = 0.0     # recent step duration (EMA of the engine clock's steps)
-        self._token_time = 0.0    # seconds of compute per prefill token, at full budget
+        self._step_time = 0.0       # recent step duration (EMA of the engine clock)
+        self._token_time = 0.0      # GPU seconds per prefill token when prefill fills the budget
         self._full_step_time = 0.0  # a step that fills the token budget with prefill: the longest likely
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -126,26 +155,43 @@ class JIT(Policy):
 
     # -- estimates ------------------------------------------------------------------------------
 
-    def remaining_output(self, req: RequestState) -> float:
-        """Output tokens ``req`` is expected to still generate (conservatively)."""
-        cfg = self.config
-        generated = req.num_generated if cfg.refine else 0
-        if cfg.estimate == "mean":
-            total = self.estimator.mean(req.request_class, generated, req.max_tokens)
-        else:
-            total = self.estimator.quantile(req.request_class, cfg.quantile, generated, req.max_tokens)
-        return max(1.0, total - req.num_generated)
+    def estimate_total(self, req: RequestState, quantile: float) -> float:
+        """Total output length of ``req`` at ``quantile`` (or the mean), given what it generated."""
+        generated = req.num_generated if self.config.refine else 0
+        if self.config.estimate == "mean":
+            return self.estimator.mean(req.request_class, generated, req.max_tokens)
+        return self.estimator.quantile(req.request_class, quantile, generated, req.max_tokens)
 
-    def _prefill_left(self, req: RequestState) -> int:
+    def remaining_output(self, req: RequestState, pace: bool = False) -> float:
+        """Output tokens ``req`` is expected to still generate: conservatively for admission, at the
+        pace quantile when ``pace``. Estimates are refreshed every ``refresh_tokens`` tokens and every
+        frame, and shared by the requests of a class that have not started."""
+        generated = req.num_generated
+        if generated == 0 or not self.config.refine:  # the class's estimate, made once a frame
+            totals = self._class_estimates.get((req.request_class, req.max_tokens)) or self._class_estimate(req)
+            return max(1.0, totals[pace] - generated)
+        est = req.policy_data
+        if (est is None or est.frame != self._frame or generated >= est.generated + self.config.refresh_tokens
+                or generated >= est.pace):  # outlived an estimate: it must be refined now
+            cfg = self.config
+            est = req.policy_data = _Estimate(self.estimate_total(req, cfg.quantile),
+                                              self.estimate_total(req, cfg.pace_quantile), generated, self._frame)
+        return max(1.0, (est.pace if pace else est.admission) - generated)
+
+    def _class_estimate(self, req: RequestState) -> tuple[float, float]:
+        cfg = self.config
+        totals = (self.estimate_total(req, cfg.quantile), self.estimate_total(req, cfg.pace_quantile))
+        self._class_estimates[req.request_class, req.max_tokens] = totals
+        return totals
+
+    @staticmethod
+    def _prefill_left(req: RequestState) -> int:
         left = req.num_uncomputed
         return left if left > 1 or req.num_generated == 0 else 0
 
-    def _first_deadline(self, req: RequestState) -> float:
-        """The due time that admission must beat: next token of a stream, else the (stage) deadline."""
-        return req.next_due()
-
     def _completion_ok(self, req: RequestState, first_token_at: float) -> bool:
-        """Would ``req`` meet its SLO if its next token came at ``first_token_at`` and it then ran every step?"""
+        """Would ``req`` meet its SLO (and a pipeline call its stage deadline) if its next token came
+        at ``first_token_at`` and it then ran every step?"""
         slo = req.slo
         if slo is None:
             return True
@@ -161,28 +207,28 @@ class JIT(Policy):
         w = self.config.decode_weight
         prefill = self._prefill_left(req)
         remaining = self.remaining_output(req)
+        # A decode shares its step with the rest of the batch: charge it a share of a step.
         cost = prefill * self._token_time + remaining * self._step_time / 64 + 1e-6
+        first = now + prefill * self._token_time + self._step_time
         slo = req.slo
         if isinstance(slo, StreamSLO):
-            first = now + prefill * self._token_time + self._step_time
             late = first - req.next_due()
             if late <= 0:
                 value = (req.prompt_len if req.num_generated == 0 else 0) + w * remaining
-            elif slo.tpot_s > self._step_time:
+            elif slo.tpot_s > self._step_time:  # it catches up with its schedule, and earns the rest
                 value = w * max(0.0, remaining - late / (slo.tpot_s - self._step_time))
             else:
                 value = 0.0
         elif slo is None:
             value = w * remaining
         else:
-            first = now + prefill * self._token_time + self._step_time
-            value = (req.prompt_len + w * (req.num_generated + remaining)) if self._completion_ok(req, first) else 0.0
+            value = req.prompt_len + w * (req.num_generated + remaining) if self._completion_ok(req, first) else 0.0
         return value / cost
 
     # -- one step -------------------------------------------------------------------------------
 
     def schedule(self, view: SchedulerView) -> StepPlan:
-        now = view.now
+        now = self._now = view.now
         self._observe_clock(view)
         if self._steps_to_frame <= 0:
             self._rank_waiting(view)
@@ -191,57 +237,77 @@ class JIT(Policy):
         self._steps_to_frame -= 1
 
         plan = PlanBuilder(view)
-        running = list(view.running)
-        decoding = [r for r in running if r.num_uncomputed == 1 and r.num_generated > 0]
-        prefilling = [r for r in running if not (r.num_uncomputed == 1 and r.num_generated > 0)]
+        running = view.running
+        decoding: list[RequestState] = []
+        prefilling: list[RequestState] = []
+        context = decode_context = 0
+        for req in running:
+            context += req.num_computed
+            if req.num_uncomputed == 1 and req.num_generated:
+                decoding.append(req)
+                decode_context += req.num_computed
+            else:
+                prefilling.append(req)
 
         # 1. Decodes: everyone not comfortably ahead of schedule. The step may last no longer than the
         #    shortest time to a scheduled stream's next due token, nor than the pace a deadline request
-        #    needs to finish its (conservatively estimated) output in time.
+        #    needs to finish its output (estimated at the pace quantile) in time.
         step_limit = math.inf
-        decode_floor = view.step_time(0, len(decoding), sum(r.num_computed for r in decoding))
+        decode_floor = view.step_time(0, len(decoding), decode_context)
         skip_slack = self.config.skip_slack_steps * self._full_step_time
+        full_step = self._full_step_time
+        skip = self.config.skip
         sitting_out: list[RequestState] = []
-        for req in sorted(decoding, key=self._first_deadline):
-            due = self._first_deadline(req)
-            if self.config.skip and isinstance(req.slo, StreamSLO) and due - now > skip_slack:
-                # Just in time: it can wait, and the step is shorter without it; but this step must end
-                # early enough for its token to come in the next one.
-                sitting_out.append(req)
-                step_limit = min(step_limit, due - now - self._full_step_time)
-                continue
-            if not self._run_or_preempt(plan, req, 1, running):
-                continue
-            if isinstance(req.slo, StreamSLO):
-                if due > now:
-                    step_limit = min(step_limit, due - now)
-            elif req.slo is not None:
-                step_limit = min(step_limit, self._required_pace(req, now, decode_floor))
-        prefill_cap = self._prefill_cap(view, plan, step_limit) if self.config.grouping else plan.token_budget
+        for req in decoding:
+            slo = req.slo
+            if isinstance(slo, StreamSLO):
+                slack = req.next_due() - now
+                if skip and slack > skip_slack:
+                    # Just in time: it can wait, and the step is shorter without it; but this step
+                    # must end early enough for its token to come in the next one.
+                    sitting_out.append(req)
+                    step_limit = min(step_limit, slack - full_step)
+                    continue
+                if (plan.schedule(req, 1) or self._run_or_preempt(plan, req, 1)) and slack > 0:
+                    step_limit = min(step_limit, slack)
+            elif plan.schedule(req, 1) or self._run_or_preempt(plan, req, 1):
+                if slo is not None:
+                    step_limit = min(step_limit, self._required_pace(req, now, decode_floor))
+        prefill_cap = (self._prefill_cap(view, plan, step_limit, context) if self.config.grouping
+                       else plan.token_budget)
 
         # 2. Prefill chunks: running prefills first (committed work), then admissions.
-        for req in sorted(prefilling, key=self._first_deadline):
-            if prefill_cap <= 0:
-                break
-            if req.status is not RequestStatus.RUNNING or plan.is_scheduled(req):
-                continue
-            chunk = min(req.num_uncomputed, prefill_cap, plan.token_budget)
-            if chunk > 0 and self._run_or_preempt(plan, req, chunk, running):
-                prefill_cap -= chunk
-        self._admit(plan, view, prefill_cap)
+        prefilling.sort(key=RequestState.next_due)
+        self._admit(plan, self._prefill_running(plan, prefilling, prefill_cap))
+        for req in self._to_reject:
+            if req in self._waiting and req.status is RequestStatus.WAITING:
+                del self._waiting[req]
+                plan.reject(req)
+        self._to_reject.clear()
         if not plan.num_scheduled:  # nothing else wants the GPU: sitting out would only idle it
             for req in sitting_out:
-                self._run_or_preempt(plan, req, 1, running)
+                self._run_or_preempt(plan, req, 1)
         return plan.build()
 
-    def _run_or_preempt(self, plan: PlanBuilder, req: RequestState, n: int, running: list[RequestState]) -> bool:
-        """Schedule running ``req``; if KV memory is short, preempt the least valuable others first."""
-        if req.status is not RequestStatus.RUNNING:
-            return False  # preempted earlier in this plan
+    def _prefill_running(self, plan: PlanBuilder, requests: list[RequestState], prefill_cap: int) -> int:
+        """Give each running request in turn its next prefill chunk; returns the prefill tokens left."""
+        for req in requests:
+            if prefill_cap <= 0:
+                break
+            chunk = min(req.num_uncomputed, prefill_cap, plan.token_budget)
+            if chunk > 0 and (plan.schedule(req, chunk) or self._run_or_preempt(plan, req, chunk)):
+                prefill_cap -= chunk
+        return prefill_cap
+
+    def _run_or_preempt(self, plan: PlanBuilder, req: RequestState, n: int) -> bool:
+        """Schedule running ``req``, preempting less valuable running requests if KV memory is short."""
+        if req.status is not RequestStatus.RUNNING or plan.is_preempted(req):
+            return False
         while not plan.schedule(req, n):
-            victims = [r for r in running if r is not req and r.status is RequestStatus.RUNNING
-                       and not plan.is_preempted(r)]
-            if not victims or plan.token_budget < n:
+            if plan.token_budget < n:
+                return False
+            victims = [r for r in plan.running if r is not req and not plan.is_preempted(r)]
+            if not victims:
                 return False
             victim = max(victims, key=self._eviction_rank)
             if self._eviction_rank(victim) < self._eviction_rank(req):
@@ -250,12 +316,16 @@ class JIT(Policy):
             self._requeue(victim)
         return True
 
+    def _eviction_rank(self, req: RequestState) -> tuple[bool, float]:
+        """Higher is evicted first: best-effort requests, then the latest deadline."""
+        return (not self._completion_ok(req, self._now), req.next_due())
+
     def _required_pace(self, req: RequestState, now: float, floor: float) -> float:
         """The longest step a deadline request can afford: time left over its remaining tokens.
 
         A pipeline call paces for its stage deadline when it can, else for the run's; a request
         that cannot finish even at the fastest pace (``floor``) sets no limit: it is best effort."""
-        remaining = self.remaining_output(req)
+        remaining = self.remaining_output(req, pace=True)
         for deadline in (req.deadline, req.pipeline.run_deadline if req.pipeline is not None else None):
             if deadline is not None:
                 pace = (deadline - now) / remaining
@@ -263,18 +333,13 @@ class JIT(Policy):
                     return pace
         return math.inf
 
-    def _eviction_rank(self, req: RequestState) -> tuple[bool, float]:
-        """Higher is evicted first: best-effort requests, then the latest deadline."""
-        return (not self._completion_ok(req, self._last_now or 0.0), self._first_deadline(req))
-
-    def _prefill_cap(self, view: SchedulerView, plan: PlanBuilder, step_limit: float) -> int:
+    def _prefill_cap(self, view: SchedulerView, plan: PlanBuilder, step_limit: float, context: int) -> int:
         """Most prefill tokens this step can take and still end within ``step_limit``."""
         budget = plan.token_budget
         if math.isinf(step_limit):
             return budget
         step_limit *= 1.0 - self.config.step_margin  # the view's step estimate is approximate
         decodes = view.limits.token_budget - budget
-        context = sum(r.num_computed for r in view.running)
         if view.step_time(budget, decodes, context) <= step_limit:
             return budget
         lo, hi = 0, budget
@@ -288,44 +353,54 @@ class JIT(Policy):
 
     # -- admission ------------------------------------------------------------------------------
 
-    def _admit(self, plan: PlanBuilder, view: SchedulerView, prefill_cap: int) -> None:
-        now = view.now
+    def _admit(self, plan: PlanBuilder, prefill_cap: int) -> int:
+        """Admit feasible requests in first-deadline order, then best effort, while capacity lasts;
+        returns the prefill tokens left."""
+        now = self._now
+        queue, keys = self._admission, self._admission_keys
         kept: list[RequestState] = []
         kept_keys: list[float] = []
         index = 0
-        queue, keys = self._admission, self._admission_keys
-        while index < len(queue):
-            req = queue[index]
+        while index < len(queue) and prefill_cap > 0 and plan.seats > 0:
+            req, key = queue[index], keys[index]
             index += 1
-            if req.status.is_done or req not in self._waiting:
-                continue
-            if prefill_cap <= 0 or plan.seats <= 0:
-                kept.append(req)
-                kept_keys.append(keys[index - 1])
-                continue
+            if req not in self._waiting:
+                continue  # admitted, finished or aborted since it was queued
             if not self._completion_ok(req, now + self._prefill_left(req) * self._token_time + self._step_time):
                 self._demote(req, now)
                 continue
             chunk = min(req.num_uncomputed, prefill_cap, plan.token_budget)
-            if chunk > 0 and self._fits_with_reserve(plan, req) and plan.schedule(req, chunk):
+            if self._fits_with_reserve(plan, req) and plan.schedule(req, chunk):
                 del self._waiting[req]
                 prefill_cap -= chunk
             else:
                 kept.append(req)
-                kept_keys.append(keys[index - 1])
-        self._admission, self._admission_keys = kept, kept_keys
-        # Leftovers go to best effort, best margin first.
-        while self._best_effort and prefill_cap > 0 and plan.seats > 0:
-            req = self._best_effort[-1]
-            if req.status.is_done or req not in self._waiting:
-                self._best_effort.pop()
-                continue
-            chunk = min(req.num_uncomputed, prefill_cap, plan.token_budget)
-            if chunk <= 0 or not self._fits_with_reserve(plan, req) or not plan.schedule(req, chunk):
-                break
-            self._best_effort.pop()
-            del self._waiting[req]
-            prefill_cap -= chunk
+                kept_keys.append(key)
+        if index:
+            self._admission, self._admission_keys = kept + queue[index:], kept_keys + keys[index:]
+
+        if self._best_effort and prefill_cap > 0 and plan.seats > 0 and self._best_effort_keys is None:
+            self._sort_best_effort()
+        best_effort = self._best_effort
+        while best_effort and prefill_cap > 0 and plan.seats > 0:
+            req = best_effort[-1]
+            if req in self._waiting:
+                chunk = min(req.num_uncomputed, prefill_cap, plan.token_budget)
+                if not self._fits_with_reserve(plan, req) or not plan.schedule(req, chunk):
+                    break
+                del self._waiting[req]
+                prefill_cap -= chunk
+            best_effort.pop()
+            self._best_effort_keys.pop()  # type: ignore[union-attr]
+        return prefill_cap
+
+    def _sort_best_effort(self) -> None:
+        """Order best effort by aged margin goodput. Done lazily: under overload the leftover
+        capacity it waits for seldom comes, and scoring every request each frame would be waste."""
+        now = self._now
+        aged = sorted((self._aged_margin(r, now), i, r) for i, r in enumerate(self._best_effort))
+        self._best_effort = [r for _, _, r in aged]
+        self._best_effort_keys = [k for k, _, _ in aged]
 
     def _fits_with_reserve(self, plan: PlanBuilder, req: RequestState) -> bool:
         """Admit only with room for the prompt and the expected output, so that growth does not preempt."""
@@ -333,50 +408,81 @@ class JIT(Policy):
         return plan.limits.blocks_for(int(tokens)) <= plan.free_blocks
 
     def _rank_waiting(self, view: SchedulerView) -> None:
-        """Full re-ranking: feasible requests in first-deadline order against the committed backlog."""
+        """A frame's full re-ranking: feasible requests in first-deadline order against the prefill
+        work committed ahead of each; the rest to best effort by aged margin goodput."""
+        self._frame += 1
         self._steps_to_frame = self.config.frame_steps
+        self._class_estimates.clear()
         self._newcomers.clear()
-        now = view.now
-        candidates = [r for r in self._waiting if not r.status.is_done]
-        candidates.sort(key=self._first_deadline)
-        backlog = sum(self._prefill_left(r) for r in view.running)
-        clock = now + backlog * self._token_time
-        admission, keys, best_effort = [], [], []
-        for req in candidates:
-            first = clock + self._prefill_left(req) * self._token_time + self._step_time
-            if self._completion_ok(req, first) or not self.config.grouping:
+        now = self._now
+        ranked = sorted((req.next_due(), i, req) for i, req in enumerate(self._waiting))
+        clock = now + sum(self._prefill_left(r) for r in view.running) * self._token_time
+        admission: list[RequestState] = []
+        keys: list[float] = []
+        best_effort: list[RequestState] = []
+        for key, _, req in ranked:
+            prefill_time = self._prefill_left(req) * self._token_time
+            if not self.config.grouping or self._completion_ok(req, clock + prefill_time + self._step_time):
                 admission.append(req)
-                keys.append(self._first_deadline(req))
-                clock += self._prefill_left(req) * self._token_time
+                keys.append(key)
+                clock += prefill_time
+            elif self._wants_rejection(req):
+                self._to_reject.append(req)
             else:
                 best_effort.append(req)
-        if not self.config.grouping:  # ablation: one order, by margin goodput
+        if not self.config.grouping:  # ablation: one order, by margin goodput alone
             admission.sort(key=lambda r: -self._aged_margin(r, now))
-            keys = list(range(len(admission)))
-        self._admission, self._admission_keys = admission, [float(k) for k in keys]
-        best_effort.sort(key=lambda r: self._aged_margin(r, now))
-        self._best_effort = best_effort
+            keys = [float(i) for i in range(len(admission))]
+        self._admission, self._admission_keys = admission, keys
+        self._best_effort, self._best_effort_keys = best_effort, None
 
     def _place_newcomers(self, view: SchedulerView) -> None:
         """Between frames, slot each newcomer into the admission order by its first deadline."""
         for req in self._newcomers:
-            key = self._first_deadline(req)
-            at = bisect.bisect_right(self._admission_keys, key) if self.config.grouping else len(self._admission)
+            key = req.next_due() if self.config.grouping else math.inf
+            at = bisect.bisect_right(self._admission_keys, key)
+            if self._wants_rejection(req) and not self._completion_ok(req, self._first_token_estimate(view, at, req)):
+                self._to_reject.append(req)  # "at once": its caller is waiting for the answer
+                continue
             self._admission.insert(at, req)
-            self._admission_keys.insert(at, key if self.config.grouping else math.inf)
+            self._admission_keys.insert(at, key)
         self._newcomers.clear()
 
+    def _first_token_estimate(self, view: SchedulerView, position: int, req: RequestState) -> float:
+        """When ``req`` would get its first token behind the running prefills and the admission
+        queue's first ``position`` requests."""
+        ahead = sum(self._prefill_left(r) for r in view.running)
+        ahead += sum(self._prefill_left(r) for r in self._admission[:position])
+        return view.now + (ahead + self._prefill_left(req)) * self._token_time + self._step_time
+
+    def _wants_rejection(self, req: RequestState) -> bool:
+        """Its caller asked to be refused rather than served late, and no work has been spent on it."""
+        return (req.slo is not None and req.slo.on_infeasible == "reject"
+                and req.status is RequestStatus.WAITING)
+
     def _demote(self, req: RequestState, now: float) -> None:
-        margin = self._aged_margin(req, now)
-        keys = [self._aged_margin(r, now) for r in self._best_effort]
-        self._best_effort.insert(bisect.bisect_left(keys, margin), req)
+        if self._wants_rejection(req):
+            self._to_reject.append(req)
+            return
+        if self._best_effort_keys is None:
+            self._best_effort.append(req)  # sorted with the rest when needed
+            return
+        key = self._aged_margin(req, now)
+        at = bisect.bisect_left(self._best_effort_keys, key)
+        self._best_effort.insert(at, req)
+        self._best_effort_keys.insert(at, key)
 
     def _requeue(self, req: RequestState) -> None:
         self._waiting[req] = None
         self._newcomers.append(req)
 
     def _aged_margin(self, req: RequestState, now: float) -> float:
-        return self.margin_goodput(req, now) * (1.0 + max(0.0, now - req.arrival) / self.config.ageing_s)
+        """Best-effort order: margin goodput, growing by its own size every ``ageing_s`` of waiting;
+        past ``starve_after_s`` a request outranks every younger one (oldest first): nothing starves."""
+        age = max(0.0, now - req.arrival)
+        if age >= self.config.starve_after_s:
+            return _STARVED + age
+        return self.margin_goodput(req, now) * (1.0 + age / self.config.ageing_s)
 
     def _observe_clock(self, view: SchedulerView) -> None:
         if self._token_time == 0.0:
@@ -406,9 +512,9 @@ class Oracle(JIT):
         super().finish_request(req)
         self._true_length.pop(req, None)
 
-    def remaining_output(self, req: RequestState) -> float:
+    def remaining_output(self, req: RequestState, pace: bool = False) -> float:
         true = self._true_length.get(req)
-        return super().remaining_output(req) if true is None else max(1.0, true - req.num_generated)
+        return super().remaining_output(req, pace) if true is None else max(1.0, true - req.num_generated)
 
 
 def jit_variant(**overrides: object) -> Callable[[], JIT]:

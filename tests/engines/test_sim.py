@@ -1,0 +1,109 @@
+"""SimEngine in real time: tokens stream as steps end, cancellation frees the engine."""
+
+import asyncio
+
+import pytest
+
+from jitagent.engines.sim import SimConfig, SimEngine
+from jitagent.slo import DeadlineSLO, InfeasibleSLOError, StreamSLO
+
+FAST = dict(time_scale=0.01)  # a hundred times faster than the modelled GPU
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_tokens_stream_in_order_on_the_engine_clock():
+    async def main():
+        engine = SimEngine(policy="jit", **FAST)
+        got, times = [], []
+        async for index in engine.generate(prompt_len=100, max_tokens=50, output_len=20,
+                                           slo=StreamSLO(ttft_s=1.0, tpot_s=0.1)):
+            got.append(index)
+            times.append(engine.now())
+        await engine.aclose()
+        return got, times
+
+    got, times = run(main())
+    assert got == list(range(1, 21))
+    assert times == sorted(times)
+
+
+def test_concurrent_requests_all_finish_and_leave_nothing_behind():
+    async def main():
+        engine = SimEngine(policy="fcfs", **FAST)
+
+        async def one(i):
+            return [t async for t in engine.generate(prompt_len=50 + i, max_tokens=64, output_len=10 + i)]
+
+        results = await asyncio.gather(*(one(i) for i in range(12)))
+        core = engine.core
+        await engine.aclose()
+        return results, core
+
+    results, core = run(main())
+    assert [len(r) for r in results] == [10 + i for i in range(12)]
+    assert core.num_live == 0 and core.free_blocks == core.limits.num_blocks
+
+
+def test_cancelling_a_consumer_aborts_its_request():
+    async def main():
+        engine = SimEngine(**FAST)
+        seen = []
+
+        async def consume():
+            async for index in engine.generate(prompt_len=10, max_tokens=1000, output_len=1000):
+                seen.append(index)
+
+        task = asyncio.create_task(consume())
+        while len(seen) < 3:
+            await asyncio.sleep(0.001)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        state = (engine.core.num_live, engine.core.free_blocks == engine.core.limits.num_blocks)
+        # The engine still serves the next caller normally.
+        after = [t async for t in engine.generate(prompt_len=10, max_tokens=5, output_len=5)]
+        await engine.aclose()
+        return state, after
+
+    (live, freed), after = run(main())
+    assert live == 0 and freed and after == [1, 2, 3, 4, 5]
+
+
+def test_bad_requests_are_refused_at_the_call():
+    async def main():
+        engine = SimEngine(**FAST)
+        with pytest.raises(ValueError, match="max_tokens must be at least 1"):
+            async for _ in engine.generate(prompt_len=10, max_tokens=0, output_len=5):
+                pass
+        with pytest.raises(ValueError, match="maximum context length"):
+            async for _ in engine.generate(prompt_len=200_000, max_tokens=10, output_len=5):
+                pass
+        await engine.aclose()
+
+    run(main())
+
+
+def test_an_infeasible_request_that_asked_for_rejection_gets_a_clear_error():
+    async def main():
+        engine = SimEngine(policy="jit", **FAST)
+        with pytest.raises(InfeasibleSLOError, match="cannot meet its SLO"):
+            async for _ in engine.generate(prompt_len=8000, max_tokens=10, output_len=5,
+                                           slo=DeadlineSLO(deadline_s=0.01, on_infeasible="reject")):
+                pass
+        ok = [t async for t in engine.generate(prompt_len=100, max_tokens=5, output_len=5,
+                                                 slo=DeadlineSLO(deadline_s=30.0, on_infeasible="reject"))]
+        await engine.aclose()
+        return ok
+
+    assert run(main()) == [1, 2, 3, 4, 5]
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="gpu_memory_utilization"):
+        SimConfig(gpu_memory_utilization=1.5).resolve()
+    with pytest.raises(ValueError, match="unknown profile"):
+        SimConfig(profile="nope").resolve()
+    profile, limits = SimConfig(preset="jitserve").resolve()
+    assert limits.max_num_seqs == 32 and limits.token_budget == 2048

@@ -1,0 +1,128 @@
+"""The JIT policy on small hand-built cases."""
+
+import numpy as np
+import pytest
+from conftest import make_request, make_view
+
+from jitagent.scheduling.estimator import OutputLengthEstimator
+from jitagent.scheduling.policies import JIT, JITConfig, Oracle, make_policy
+from jitagent.scheduling.request import PipelineContext, RequestStatus
+from jitagent.slo import DeadlineSLO, PipelineSLO, StreamSLO
+
+
+def scheduled_ids(plan):
+    return [r.id for r, _ in plan.scheduled]
+
+
+def test_a_stream_ahead_of_schedule_sits_out_and_keeps_its_cache():
+    relaxed = make_request("relaxed", running=True, generated=5, slo=StreamSLO(ttft_s=1.0, tpot_s=1.0))  # due at 6 s
+    pressed = make_request("pressed", running=True, generated=10, slo=StreamSLO(ttft_s=1.0, tpot_s=0.1))  # due at 2 s
+    policy = JIT()
+    blocks = relaxed.num_blocks
+    plan = policy.schedule(make_view([relaxed, pressed], now=1.95, token_budget=2048))
+    assert scheduled_ids(plan) == ["pressed"]
+    assert plan.preempted == [] and relaxed.num_blocks == blocks
+
+
+def test_a_stream_sitting_out_runs_when_nothing_else_needs_the_step():
+    relaxed = make_request("relaxed", running=True, generated=5, slo=StreamSLO(ttft_s=1.0, tpot_s=1.0))
+    assert scheduled_ids(JIT().schedule(make_view([relaxed], now=1.0, token_budget=2048))) == ["relaxed"]
+    no_skip = JIT(JITConfig(skip=False))
+    other = make_request("other", running=True, generated=3, slo=StreamSLO(ttft_s=1.0, tpot_s=0.1))
+    assert sorted(scheduled_ids(no_skip.schedule(make_view([relaxed, other], now=1.0)))) == ["other", "relaxed"]
+
+
+def test_an_infeasible_request_does_not_displace_a_feasible_one():
+    policy = JIT()
+    hopeless = make_request("hopeless", prompt=2000, arrival=0.0, slo=DeadlineSLO(deadline_s=0.05))
+    feasible = make_request("feasible", prompt=200, arrival=0.01, slo=DeadlineSLO(deadline_s=30.0))
+    policy.add_request(hopeless)
+    policy.add_request(feasible)
+    plan = policy.schedule(make_view([], now=0.02, max_num_seqs=1, token_budget=2048, num_blocks=1024))
+    assert scheduled_ids(plan) == ["feasible"]
+
+
+def test_an_infeasible_request_that_asked_is_rejected_at_once():
+    policy = JIT()
+    hopeless = make_request("hopeless", prompt=2000, slo=DeadlineSLO(deadline_s=0.05, on_infeasible="reject"))
+    policy.add_request(hopeless)
+    plan = policy.schedule(make_view([], now=0.01, token_budget=2048, num_blocks=1024))
+    assert plan.rejected == [hopeless] and plan.scheduled == []
+
+
+def test_the_calls_of_a_pipeline_run_share_their_place_in_the_order():
+    policy = JIT()
+    stage = PipelineContext("run-1", 0.0, 60.0, "search", stage_deadline=20.0)
+    slo = PipelineSLO(deadline_s=60.0)
+    first, second = (make_request(f"call{i}", prompt=64, arrival=0.0, slo=slo, pipeline=stage) for i in (1, 2))
+    tool = make_request("tool", prompt=64, arrival=0.5, slo=DeadlineSLO(deadline_s=25.0))
+    late_sibling = make_request("call3", prompt=64, arrival=1.0, slo=slo, pipeline=stage)
+    for req in (first, second, tool, late_sibling):
+        policy.add_request(req)
+    plan = policy.schedule(make_view([], now=1.0, token_budget=2048, num_blocks=1024))
+    assert scheduled_ids(plan) == ["call1", "call2", "call3", "tool"]
+
+
+def test_estimates_tighten_as_tokens_arrive():
+    estimator = OutputLengthEstimator()
+    for length in np.random.default_rng(0).integers(1, 1001, size=2000):
+        estimator.observe("essay", int(length))
+    policy = JIT(JITConfig(quantile=0.9), estimator=estimator)
+    req = make_request("r", request_class="essay", max_tokens=4096)
+    remaining = []
+    for generated in (0, 300, 600, 900):
+        req.num_generated = generated
+        remaining.append(policy.remaining_output(req))
+    assert remaining == sorted(remaining, reverse=True) and remaining[0] > 850 and remaining[-1] < 110
+    fixed = JIT(JITConfig(quantile=0.9, refine=False), estimator=estimator)
+    req = make_request("r", request_class="essay", max_tokens=4096, generated=900)
+    assert fixed.remaining_output(req) < remaining[-1]  # the arrival-time estimate, minus what was generated
+
+
+def first_admitted(now: float, *requests) -> str:
+    policy = JIT(JITConfig(starve_after_s=300.0))
+    for req in requests:
+        policy.add_request(req)
+    plan = policy.schedule(make_view([], now=now, max_num_seqs=1, token_budget=2048, num_blocks=1024))
+    return scheduled_ids(plan)[0]
+
+
+def test_ageing_ends_starvation_of_best_effort_requests():
+    # A stream that missed its first token long ago can earn nothing: it is best effort, worth nothing.
+    old = make_request("old", prompt=8, arrival=0.0, slo=StreamSLO(ttft_s=0.1, tpot_s=0.1))
+    # Newcomers that are 5 s late can still save most of their tokens: they are worth more...
+    newcomer = make_request("new", prompt=8, arrival=95.0, slo=StreamSLO(ttft_s=0.1, tpot_s=1.0))
+    assert first_admitted(100.0, old, newcomer) == "new"
+    # ...but however many keep coming, once the old request has waited long enough it goes first.
+    newcomer = make_request("new", prompt=8, arrival=995.0, slo=StreamSLO(ttft_s=0.1, tpot_s=1.0))
+    assert first_admitted(1000.0, old, newcomer) == "old"
+
+
+def test_kv_memory_is_reserved_for_expected_output_so_admissions_do_not_preempt():
+    estimator = OutputLengthEstimator(min_samples=5)
+    for _ in range(20):
+        estimator.observe("long", 400)
+    policy = JIT(estimator=estimator)
+    req = make_request("r", prompt=16, request_class="long", max_tokens=1000, slo=DeadlineSLO(deadline_s=100.0))
+    policy.add_request(req)
+    # 416 tokens need 104 blocks of 4: with 100 free it waits, with 110 it is admitted.
+    assert scheduled_ids(policy.schedule(make_view([], num_blocks=100))) == []
+    assert scheduled_ids(policy.schedule(make_view([], num_blocks=110))) == ["r"]
+
+
+def test_oracle_uses_true_lengths_and_forgets_them():
+    oracle = make_policy("oracle")
+    assert isinstance(oracle, Oracle)
+    req = make_request("r", generated=10)
+    oracle.reveal_output_len(req, 25)
+    assert oracle.remaining_output(req) == 15
+    req.status = RequestStatus.FINISHED
+    oracle.finish_request(req)
+    assert oracle.remaining_output(req) != 15 or oracle.estimator.quantile("default", 0.5) == 25
+
+
+@pytest.mark.parametrize("field, value", [("quantile", 1.0), ("pace_quantile", 0.0), ("frame_steps", 0),
+                                           ("estimate", "mode"), ("step_margin", 1.0), ("ageing_s", 0)])
+def test_bad_config_is_refused(field, value):
+    with pytest.raises(ValueError, match=field):
+        JITConfig(**{field: value})
