@@ -23,8 +23,8 @@ __all__ = ["SLO", "StreamSLO", "DeadlineSLO", "PipelineSLO", "parse_slo", "Infea
 
 
 class InfeasibleSLOError(RuntimeError):
-    """A request that asked to be rejected rather than served late (``on_infeasible="reject"``)
-    cannot meet its SLO on the engine's current load."""
+    """The scheduler refused a request that cannot meet its SLO at the engine's current load: at
+    once when it asked for that (``on_infeasible="reject"``), else after waiting as best effort."""
 
 
 class _SLOBase(BaseModel):

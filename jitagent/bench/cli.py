@@ -102,7 +102,34 @@ def _build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--jobs", type=_positive_int, help="worker processes (default: one per core)")
     bench.add_argument("--no-progress", action="store_true", help="no progress bar")
     bench.add_argument("--out", type=Path, default=Path("bench-out"), help="output directory (default: bench-out)")
+
+    cost = commands.add_parser("cost", help="time each policy's scheduling decisions under heavy load",
+                               description="Time every schedule() call of each policy with RUNNING requests "
+                                           "decoding and WAITING queued, over STEPS steps (frames included), "
+                                           "against the modelled step time.")
+    cost.add_argument("--policies", type=_name_list, default=("fcfs", "jit"), help="default: fcfs,jit")
+    cost.add_argument("--running", type=_positive_int, default=256, help="running requests (default: 256)")
+    cost.add_argument("--waiting", type=_positive_int, default=2000, help="waiting requests (default: 2000)")
+    cost.add_argument("--steps", type=_positive_int, default=400, help="steps timed (default: 400)")
+    cost.add_argument("--profile", default=None, help="hardware profile (default: llama-3.1-8b-a100)")
+    cost.add_argument("--out", type=Path, default=Path("bench-out"), help="output directory (default: bench-out)")
     return parser
+
+
+def _cost(args: argparse.Namespace) -> None:
+    from jitagent.bench.cost import measure_decision_cost
+    from jitagent.bench.report import format_cost
+    from jitagent.engines.sim import DEFAULT_PROFILE
+    from jitagent.scheduling.policies import make_policy
+
+    for name in args.policies:
+        make_policy(name)
+    results = [measure_decision_cost(p, running=args.running, waiting=args.waiting, steps=args.steps,
+                                     profile=args.profile or DEFAULT_PROFILE) for p in args.policies]
+    print(format_cost(results))
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "cost.json").write_text(json.dumps([r.to_dict() for r in results], indent=1) + "\n")
+    print(f"\nwrote cost.json to {args.out}/")
 
 
 def _print_list() -> None:
@@ -168,7 +195,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=(logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)],
                         format="%(levelname)s %(name)s: %(message)s")
     try:
-        if args.list:
+        if args.command == "cost":
+            _cost(args)
+        elif args.list:
             _print_list()
         else:
             _bench(args)

@@ -6,7 +6,7 @@ import math
 import statistics
 from typing import Any
 
-__all__ = ["format_table", "format_class_table", "format_capacity"]
+__all__ = ["format_table", "format_class_table", "format_capacity", "format_cost"]
 
 
 def _groups(runs: list[dict[str, Any]]) -> dict[tuple[float, str], list[dict[str, Any]]]:
@@ -99,4 +99,12 @@ def format_capacity(capacity: dict[str, float], baseline: str = "fcfs", target: 
     for policy, rate in capacity.items():
         saving = f"{1 - base / rate:.0%}" if base and rate > 0 else "-"
         rows.append([policy, f"{rate:.3g}", saving])
+    return _render(header, rows)
+
+
+def format_cost(results: list[Any]) -> str:
+    """Decision-time table of :func:`jitagent.bench.cost.measure_decision_cost` results."""
+    header = ["policy", "running", "waiting", "median ms", "p90 ms", "p99 ms", "mean ms", "step ms", "mean/step"]
+    rows = [[r.policy, str(r.running), str(r.waiting), f"{r.median_ms:.3f}", f"{r.p90_ms:.3f}", f"{r.p99_ms:.3f}",
+             f"{r.mean_ms:.3f}", f"{r.mean_step_ms:.1f}", f"{r.amortised_share:.2%}"] for r in results]
     return _render(header, rows)

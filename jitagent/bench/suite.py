@@ -7,7 +7,6 @@ results. Progress is reported in simulated seconds.
 
 from __future__ import annotations
 
-import math
 import multiprocessing as mp
 import queue
 import statistics
@@ -209,11 +208,3 @@ class _LocalProgress:
     def put(self, item: tuple[int, float]) -> None:
         self._advance(*item)
 
-
-def summarize_runs(runs: list[dict[str, Any]], key: str) -> dict[tuple[str, float], tuple[float, float]]:
-    """Mean and standard deviation of ``key`` over seeds, per (policy, rate)."""
-    groups: dict[tuple[str, float], list[float]] = {}
-    for run in runs:
-        value = run[key]
-        groups.setdefault((run["policy"], run["rate"]), []).append(math.nan if value is None else value)
-    return {k: (statistics.fmean(v), statistics.pstdev(v) if len(v) > 1 else 0.0) for k, v in groups.items()}

@@ -110,8 +110,8 @@ class SimEngine:
         """Serve one request, yielding the 1-based index of each output token as it is delivered.
 
         Raises ValueError at once for a request this engine can never serve, and
-        :class:`~jitagent.slo.InfeasibleSLOError` when the policy refuses a request that asked to be
-        rejected rather than served late. Closing the iterator or cancelling the consuming task
+        :class:`~jitagent.slo.InfeasibleSLOError` when the policy refuses a request that cannot meet
+        its SLO (at once if it asked for that, or after waiting too long as best effort). Closing the iterator or cancelling the consuming task
         aborts the request in the engine.
         """
         req = RequestState(request_id or f"sim-{next(self._ids)}", self.now(), prompt_len, max_tokens,
@@ -163,5 +163,5 @@ class SimEngine:
                 stream = self._streams.get(req)
                 if stream is not None:
                     stream.put_nowait(InfeasibleSLOError(
-                        f"request {req.id} cannot meet its SLO ({req.slo}) at the current load; "
-                        "rejected as its caller asked (on_infeasible='reject')"))
+                        f"request {req.id} was refused by the scheduler: it cannot meet its SLO "
+                        f"({req.slo}) at the current load"))

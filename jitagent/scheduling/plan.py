@@ -7,8 +7,8 @@ A policy is handed a :class:`SchedulerView` each step and returns a :class:`Step
   the list is admitted (it takes a seat among ``max_num_seqs`` and its KV blocks).
 * ``preempted``: running requests evicted this step; their KV cache is freed and recomputed later.
 * Running requests in neither list sit the step out, keeping their seat and their KV cache.
-* ``rejected``: waiting requests refused because they cannot meet their SLO and asked to be told
-  rather than served late (``on_infeasible="reject"``).
+* ``rejected``: waiting requests refused because they cannot meet their SLO: at once when they
+  asked for that (``on_infeasible="reject"``), or after waiting too long as best effort.
 
 :class:`PlanBuilder` keeps the step's budgets (tokens, seats, KV blocks) while a policy composes its
 plan, so that no policy can hand an engine a plan that breaks a limit.

@@ -79,23 +79,33 @@ def test_estimates_tighten_as_tokens_arrive():
     assert fixed.remaining_output(req) < remaining[-1]  # the arrival-time estimate, minus what was generated
 
 
-def first_admitted(now: float, *requests) -> str:
-    policy = JIT(JITConfig(starve_after_s=300.0))
+def first_admitted(now: float, *requests, **config) -> str | None:
+    policy = JIT(JITConfig(**config))
     for req in requests:
         policy.add_request(req)
     plan = policy.schedule(make_view([], now=now, max_num_seqs=1, token_budget=2048, num_blocks=1024))
-    return scheduled_ids(plan)[0]
+    return scheduled_ids(plan)[0] if plan.scheduled else None
+
+
+def late_stream(id: str, arrival: float, ttft_s: float):
+    """A stream that missed its first token: best effort, still able to catch up and earn tokens."""
+    return make_request(id, prompt=8, arrival=arrival, max_tokens=1000, slo=StreamSLO(ttft_s=ttft_s, tpot_s=0.1))
 
 
 def test_ageing_ends_starvation_of_best_effort_requests():
-    # A stream that missed its first token long ago can earn nothing: it is best effort, worth nothing.
-    old = make_request("old", prompt=8, arrival=0.0, slo=StreamSLO(ttft_s=0.1, tpot_s=0.1))
-    # Newcomers that are 5 s late can still save most of their tokens: they are worth more...
-    newcomer = make_request("new", prompt=8, arrival=95.0, slo=StreamSLO(ttft_s=0.1, tpot_s=1.0))
-    assert first_admitted(100.0, old, newcomer) == "new"
-    # ...but however many keep coming, once the old request has waited long enough it goes first.
-    newcomer = make_request("new", prompt=8, arrival=995.0, slo=StreamSLO(ttft_s=0.1, tpot_s=1.0))
-    assert first_admitted(1000.0, old, newcomer) == "old"
+    # "old" is 5 s late and will lose ~60 tokens catching up; the newcomer is barely late.
+    old, new = late_stream("old", 95.0, 0.1), late_stream("new", 99.95, 0.01)
+    assert first_admitted(100.0, old, new, ageing_s=1e9) == "new"   # by margin goodput alone
+    old, new = late_stream("old", 95.0, 0.1), late_stream("new", 99.95, 0.01)
+    assert first_admitted(100.0, old, new, ageing_s=10.0) == "old"  # its wait outweighs the difference
+
+
+def test_best_effort_requests_that_waited_too_long_are_refused_not_left_hanging():
+    policy = JIT(JITConfig(max_wait_s=60.0))
+    stale = late_stream("stale", 0.0, 0.1)  # 61 s late: nothing it can still earn
+    policy.add_request(stale)
+    plan = policy.schedule(make_view([], now=61.0, max_num_seqs=1, token_budget=2048, num_blocks=1024))
+    assert plan.rejected == [stale] and plan.scheduled == []
 
 
 def test_kv_memory_is_reserved_for_expected_output_so_admissions_do_not_preempt():
@@ -122,7 +132,7 @@ def test_oracle_uses_true_lengths_and_forgets_them():
 
 
 @pytest.mark.parametrize("field, value", [("quantile", 1.0), ("pace_quantile", 0.0), ("frame_steps", 0),
-                                           ("estimate", "mode"), ("step_margin", 1.0), ("ageing_s", 0)])
+                                           ("estimate", "mode"), ("step_margin", 1.0), ("ageing_s", 0), ("max_wait_s", -1)])
 def test_bad_config_is_refused(field, value):
     with pytest.raises(ValueError, match=field):
         JITConfig(**{field: value})

@@ -64,8 +64,9 @@ class JITConfig:
             longest steps (a full token budget of prefill).
         prefill_efficiency: share of GPU time prefill gets when the engine is saturated.
         ageing_s: a best-effort request's priority grows by its own size every this many seconds.
-        starve_after_s: a best-effort request waiting this long is served before younger ones, however
-            little it can still earn: nothing starves.
+        max_wait_s: a best-effort request still waiting after this long is refused (the engine ends
+            it with an error), so that under sustained overload no caller waits forever and no
+            capacity goes to work that can no longer count.
         min_prefill_chunk: the step-length limit never holds prefill below this many tokens.
         step_margin: share of a step-length limit kept free, for errors in the step-time estimate.
         decode_weight: weight of an output token in goodput (as the benchmark's ``--decode-weight``).
@@ -82,7 +83,7 @@ class JITConfig:
     skip_slack_steps: float = 2.0
     prefill_efficiency: float = 0.85
     ageing_s: float = 30.0
-    starve_after_s: float = 600.0
+    max_wait_s: float = 600.0
     min_prefill_chunk: int = 64
     step_margin: float = 0.1
     decode_weight: float = 1.0
@@ -98,12 +99,9 @@ class JITConfig:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if not 0 <= self.step_margin < 1:
             raise ValueError(f"step_margin must be in [0, 1), got {self.step_margin}")
-        for name in ("skip_slack_steps", "prefill_efficiency", "ageing_s", "starve_after_s", "decode_weight"):
+        for name in ("skip_slack_steps", "prefill_efficiency", "ageing_s", "max_wait_s", "decode_weight"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-
-
-_STARVED = 1e15  # above any margin goodput: the tier of requests that waited too long
 
 
 class _Estimate:
@@ -280,7 +278,7 @@ class JIT(Policy):
         prefilling.sort(key=RequestState.next_due)
         self._admit(plan, self._prefill_running(plan, prefilling, prefill_cap))
         for req in self._to_reject:
-            if req in self._waiting and req.status is RequestStatus.WAITING:
+            if req in self._waiting and req.status is not RequestStatus.RUNNING:
                 del self._waiting[req]
                 plan.reject(req)
         self._to_reject.clear()
@@ -426,7 +424,7 @@ class JIT(Policy):
                 admission.append(req)
                 keys.append(key)
                 clock += prefill_time
-            elif self._wants_rejection(req):
+            elif self._wants_rejection(req) or now - req.arrival > self.config.max_wait_s:
                 self._to_reject.append(req)
             else:
                 best_effort.append(req)
@@ -456,7 +454,8 @@ class JIT(Policy):
         return view.now + (ahead + self._prefill_left(req)) * self._token_time + self._step_time
 
     def _wants_rejection(self, req: RequestState) -> bool:
-        """Its caller asked to be refused rather than served late, and no work has been spent on it."""
+        """Its caller asked to be refused rather than served late, and no work has been spent on it
+        (a request refused for waiting too long may have been preempted: see ``max_wait_s``)."""
         return (req.slo is not None and req.slo.on_infeasible == "reject"
                 and req.status is RequestStatus.WAITING)
 
@@ -477,12 +476,9 @@ class JIT(Policy):
         self._newcomers.append(req)
 
     def _aged_margin(self, req: RequestState, now: float) -> float:
-        """Best-effort order: margin goodput, growing by its own size every ``ageing_s`` of waiting;
-        past ``starve_after_s`` a request outranks every younger one (oldest first): nothing starves."""
-        age = max(0.0, now - req.arrival)
-        if age >= self.config.starve_after_s:
-            return _STARVED + age
-        return self.margin_goodput(req, now) * (1.0 + age / self.config.ageing_s)
+        """Best-effort order: margin goodput, growing by its own size every ``ageing_s`` of waiting,
+        so that an older request overtakes a more valuable newer one in time."""
+        return self.margin_goodput(req, now) * (1.0 + max(0.0, now - req.arrival) / self.config.ageing_s)
 
     def _observe_clock(self, view: SchedulerView) -> None:
         if self._token_time == 0.0:
