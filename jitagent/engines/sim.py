@@ -134,10 +134,17 @@ class SimEngine:
         for req in list(self._streams):
             self.core.abort(req)
             self._streams.pop(req).put_nowait(None)
-        if self._loop_task is not None:
-            self._loop_task.cancel()
-            await asyncio.gather(self._loop_task, return_exceptions=True)
-            self._loop_task = None
+        task, self._loop_task = self._loop_task, None
+        if task is not None and not task.done():  # a task whose loop has closed is done already
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    async def wait_idle(self) -> None:
+        """Wait until the stepping task has ended (it ends once nothing is live), e.g. before the
+        engine is driven from another event loop."""
+        task = self._loop_task
+        if task is not None and not task.done():
+            await asyncio.gather(task, return_exceptions=True)
 
     def _ensure_running(self) -> None:
         if self._loop_task is None or self._loop_task.done():

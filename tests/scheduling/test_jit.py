@@ -24,6 +24,15 @@ def test_a_stream_ahead_of_schedule_sits_out_and_keeps_its_cache():
     assert plan.preempted == [] and relaxed.num_blocks == blocks
 
 
+def test_streams_do_not_sit_out_while_newcomers_wait_for_their_seats():
+    relaxed = make_request("relaxed", running=True, generated=5, slo=StreamSLO(ttft_s=1.0, tpot_s=1.0))
+    pressed = make_request("pressed", running=True, generated=10, slo=StreamSLO(ttft_s=1.0, tpot_s=0.1))
+    policy = JIT()
+    policy.add_request(make_request("newcomer", arrival=1.9, slo=StreamSLO(ttft_s=5.0, tpot_s=0.1)))
+    plan = policy.schedule(make_view([relaxed, pressed], now=1.95, token_budget=2048, max_num_seqs=2))
+    assert sorted(scheduled_ids(plan)) == ["pressed", "relaxed"]  # both seats taken: nobody idles in one
+
+
 def test_a_stream_sitting_out_runs_when_nothing_else_needs_the_step():
     relaxed = make_request("relaxed", running=True, generated=5, slo=StreamSLO(ttft_s=1.0, tpot_s=1.0))
     assert scheduled_ids(JIT().schedule(make_view([relaxed], now=1.0, token_budget=2048))) == ["relaxed"]

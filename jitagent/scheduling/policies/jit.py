@@ -13,16 +13,16 @@ serving (margin goodput) with an ageing term, and get only what is left over, or
 when their caller asked for that.
 
 **Each step.** Running requests decode first. A stream ahead of its token schedule sits the step out
-(keeping its seat and KV cache) while its next token can still wait a step; every other running
-request decodes. Prefill chunks then fill the token budget in admission order, but no more than keeps
+(keeping its seat and KV cache) while its next token can still wait a step, unless seats are what
+feasible newcomers are waiting for; every other running request decodes. Prefill chunks then fill the token budget in admission order, but no more than keeps
 the step short enough for every stream in the batch to deliver its next token on time. KV memory is
 reserved for a newcomer's expected output, so admissions do not cause preemption churn; when memory
 runs out all the same, best-effort requests are preempted first, then the latest-deadline ones.
 
 Output lengths are survival-conditioned quantiles learned online per request class (see
 :mod:`jitagent.scheduling.estimator`): conservative at first, tightening as tokens arrive. The calls
-of a pipeline run share their stage deadline, and so their place in the order; a run's calls are
-admitted together, and feasibility is judged against the run's deadline as well as the stage's.
+of a pipeline run share their stage deadline, and so sit together in the admission order;
+feasibility is judged against the run's deadline as well as the stage's.
 """
 
 from __future__ import annotations
@@ -254,7 +254,9 @@ class JIT(Policy):
         decode_floor = view.step_time(0, len(decoding), decode_context)
         skip_slack = self.config.skip_slack_steps * self._full_step_time
         full_step = self._full_step_time
-        skip = self.config.skip
+        # Sitting out keeps the seat: when seats are what feasible newcomers wait for, streams run
+        # every step instead, to finish and free their seats sooner.
+        skip = self.config.skip and not (len(running) >= view.limits.max_num_seqs and self._admission)
         sitting_out: list[RequestState] = []
         for req in decoding:
             slo = req.slo

@@ -1,0 +1,21 @@
+"""The OpenAI-compatible client: swap ``openai.AsyncOpenAI(...)`` for ``JITClient(...)``.
+
+Needs the ``client`` extra (``pip install jitagent[client]``): openai 3.x (over httpx2), and
+langchain-openai for :meth:`JITClient.chat_model`.
+
+Usage (inside async code)::
+
+    client = JITClient(slo={"kind": "stream", "ttft_s": 1.0, "tpot_s": 0.05})   # the default SLO
+    with slo_scope({"kind": "deadline", "deadline_s": 10}):                      # the ambient SLO
+        reply = await client.chat.completions.create(model=client.served_model, messages=[...])
+    await client.chat.completions.create(..., extra_body={"slo": {...}})         # the call's own SLO
+    llm = client.chat_model()                                                    # LangChain ChatOpenAI
+    await client.close()
+
+``slo_scope`` is exported under that name because ``jitagent.slo`` is already the SLO module.
+"""
+
+from jitagent.client.client import JITClient, SyncJITClient
+from jitagent.client.context import CallScope, current_scope, slo_scope
+
+__all__ = ["JITClient", "SyncJITClient", "slo_scope", "current_scope", "CallScope"]

@@ -1,0 +1,95 @@
+"""What the OpenAI-compatible handlers need from an engine: a backend.
+
+A backend knows its model's name and context length, counts prompt tokens, says what it cannot
+do, and turns a validated request into a :class:`Generation`, an async iterator of text pieces
+(one per output token). :class:`SimBackend` serves from a :class:`~jitagent.engines.sim.SimEngine`,
+making text with :mod:`jitagent.client.text`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from jitagent.client.text import simulated_answer
+from jitagent.engines.sim import SimEngine
+from jitagent.scheduling.request import PipelineContext
+from jitagent.slo import SLO
+
+__all__ = ["GenerationRequest", "SimGeneration", "SimBackend"]
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationRequest:
+    """A validated request, as the engine will see it."""
+
+    request_id: str
+    prompt_tokens: int
+    prompt_key: bytes      # what identifies the prompt (seeds the simulated answer when no seed is given)
+    max_tokens: int
+    seed: int | None
+    slo: SLO | None
+    pipeline: PipelineContext | None
+    request_class: str
+
+
+class SimGeneration:
+    """The text pieces of one simulated request, as the engine delivers its tokens.
+
+    ``completion_tokens`` counts the tokens delivered so far; ``finish_reason`` is meaningful once
+    the iterator is exhausted. :meth:`aclose` aborts the request in the engine.
+    """
+
+    __slots__ = ("_tokens", "_pieces", "_natural_length", "_max_tokens", "completion_tokens")
+
+    def __init__(self, tokens: AsyncIterator[int], pieces: tuple[str, ...], natural_length: int,
+                 max_tokens: int) -> None:
+        self._tokens = tokens
+        self._pieces = pieces
+        self._natural_length = natural_length
+        self._max_tokens = max_tokens
+        self.completion_tokens = 0
+
+    def __aiter__(self) -> SimGeneration:
+        return self
+
+    async def __anext__(self) -> str:
+        index = await self._tokens.__anext__()
+        self.completion_tokens = index
+        return self._pieces[index - 1]
+
+    @property
+    def finish_reason(self) -> str:
+        """``"length"`` when ``max_tokens`` cut the answer short, else ``"stop"`` (the model's own end)."""
+        return "length" if self._natural_length > self._max_tokens else "stop"
+
+    async def aclose(self) -> None:
+        await self._tokens.aclose()  # type: ignore[attr-defined]
+
+
+class SimBackend:
+    """Serves requests from a :class:`SimEngine`; its model cannot call tools or return logprobs."""
+
+    description = "the simulated engine"
+    supports_tools = False
+    supports_logprobs = False
+
+    def __init__(self, engine: SimEngine, model: str) -> None:
+        self.engine = engine
+        self.model = model
+
+    @property
+    def max_model_len(self) -> int:
+        return self.engine.core.limits.max_model_len
+
+    def validate(self, prompt_tokens: int, max_tokens: int) -> None:
+        """ValueError naming the problem unless the engine can ever serve a request this size."""
+        self.engine.core.validate(prompt_tokens, max_tokens)
+
+    def generate(self, request: GenerationRequest) -> SimGeneration:
+        """Start ``request``: the engine admits it on the first ``__anext__``."""
+        answer = simulated_answer(request.prompt_key, request.seed, request.max_tokens)
+        tokens = self.engine.generate(request.prompt_tokens, request.max_tokens, answer.length, slo=request.slo,
+                                      request_class=request.request_class, pipeline=request.pipeline,
+                                      request_id=request.request_id)
+        return SimGeneration(tokens, answer.pieces, answer.length, request.max_tokens)

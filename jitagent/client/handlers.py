@@ -1,0 +1,541 @@
+"""OpenAI-compatible request handling: validate a request body, run it on a backend, and answer
+with the JSON or the server-sent events the OpenAI API would send.
+
+Routes: ``POST /chat/completions``, ``POST /completions``, ``GET /models``, ``GET /models/{id}``
+(relative to the client's base URL). Besides the OpenAI fields, request bodies may carry
+jitagent's own (``extra_body`` in the OpenAI client): ``slo`` (anything
+:func:`~jitagent.slo.parse_slo` takes), ``pipeline`` (the fields of
+:class:`~jitagent.scheduling.request.PipelineContext`, times on the engine clock, which is
+``time.monotonic()``) and ``request_class``.
+
+Errors are OpenAI-shaped (``{"error": {"message", "type", "param", "code"}}``):
+
+* 400 for a malformed request or one the backend cannot do (tools, ``n`` > 1, logprobs, ...);
+* 404 for an unknown model or route;
+* 429 (``type`` and ``code`` ``"slo_infeasible"``) when the scheduler refuses a request that
+  cannot meet its SLO, or when its deadline has already passed and it asked for refusal
+  (``on_infeasible="reject"``). 429 because the refusal depends on load, as a rate limit does;
+  the reply says not to retry (``x-should-retry: false``): resending at once would be refused
+  again, so the caller decides.
+
+A streamed request answers with its headers once its first token exists, so a refusal before
+the first token is an HTTP error; a refusal after it (rare) is an ``error`` event in the stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import time
+import uuid
+from collections.abc import AsyncGenerator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from jitagent.client.backend import GenerationRequest, SimBackend, SimGeneration
+from jitagent.client.context import CallScope
+from jitagent.client.text import BYTES_PER_TOKEN, MESSAGE_OVERHEAD_TOKENS, REPLY_PRIMING_TOKENS, count_tokens
+from jitagent.scheduling.request import PipelineContext
+from jitagent.slo import SLO, PipelineSLO, InfeasibleSLOError, parse_slo
+
+__all__ = ["APIErrorReply", "JSONReply", "StreamReply", "OpenAIServer"]
+
+_HEADERS_JSON = {"content-type": "application/json"}
+_HEADERS_SSE = {"content-type": "text/event-stream", "cache-control": "no-cache"}
+_COMPLETIONS_DEFAULT_MAX_TOKENS = 16   # the legacy Completions API's default
+_MAX_STOP_SEQUENCES = 4
+_CHAT_ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
+_DUMPS: Callable[[Any], str] = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+# Fields that describe the caller or the storage of the call, not what the model does.
+_BOOKKEEPING = {"user", "metadata", "store", "service_tier", "prompt_cache_key", "safety_identifier"}
+_JITAGENT_FIELDS = {"slo", "pipeline", "request_class"}
+_SAMPLING = {"temperature": (0.0, 2.0), "top_p": (0.0, 1.0), "presence_penalty": (-2.0, 2.0),
+             "frequency_penalty": (-2.0, 2.0)}
+_CHAT_FIELDS = ({"model", "messages", "stream", "stream_options", "max_tokens", "max_completion_tokens", "stop",
+                 "seed", "n", "tools", "tool_choice", "functions", "function_call", "parallel_tool_calls",
+                 "logprobs", "top_logprobs", "response_format", "logit_bias", "modalities", "audio",
+                 "prediction", "reasoning_effort", "web_search_options", "verbosity"}
+                | _SAMPLING.keys() | _BOOKKEEPING | _JITAGENT_FIELDS)
+_COMPLETION_FIELDS = ({"model", "prompt", "stream", "stream_options", "max_tokens", "stop", "seed", "n", "echo",
+                       "logprobs", "best_of", "suffix", "logit_bias"}
+                      | _SAMPLING.keys() | _BOOKKEEPING | _JITAGENT_FIELDS)
+
+
+class APIErrorReply(Exception):
+    """An error answer: its HTTP status and the OpenAI error body."""
+
+    def __init__(self, status: int, message: str, *, type: str = "invalid_request_error",
+                 param: str | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.error = {"message": message, "type": type, "param": param, "code": code}
+
+    def reply(self) -> JSONReply:
+        headers = {**_HEADERS_JSON, "x-should-retry": "false"}  # a retry would meet the same answer
+        return JSONReply(self.status, _DUMPS({"error": self.error}).encode(), headers)
+
+
+@dataclass(frozen=True, slots=True)
+class JSONReply:
+    status: int
+    body: bytes
+    headers: dict[str, str] = field(default_factory=lambda: dict(_HEADERS_JSON))
+
+
+@dataclass(frozen=True, slots=True)
+class StreamReply:
+    """A 200 event stream; :meth:`aclose` before the end aborts the request in the engine."""
+
+    events: AsyncGenerator[bytes, None]
+    generation: SimGeneration
+    headers: dict[str, str] = field(default_factory=lambda: dict(_HEADERS_SSE))
+
+    async def aclose(self) -> None:
+        await self.events.aclose()
+        await self.generation.aclose()  # the events' own cleanup never runs if they were never read
+
+
+def _bad(message: str, param: str | None = None, code: str | None = None) -> APIErrorReply:
+    return APIErrorReply(400, message, param=param, code=code)
+
+
+def _refused(message: str) -> APIErrorReply:
+    return APIErrorReply(429, message, type="slo_infeasible", code="slo_infeasible")
+
+
+class _StopMatcher:
+    """Finds stop strings in streamed text, holding back just enough to see one that spans pieces."""
+
+    __slots__ = ("_stops", "_hold", "_pending")
+
+    def __init__(self, stops: list[str]) -> None:
+        self._stops = stops
+        self._hold = max(map(len, stops)) - 1
+        self._pending = ""
+
+    def feed(self, piece: str) -> tuple[str, bool]:
+        """(text now safe to emit, whether a stop string was found: nothing after it is emitted)."""
+        text = self._pending + piece
+        hits = [i for i in (text.find(s) for s in self._stops) if i >= 0]
+        if hits:
+            self._pending = ""
+            return text[:min(hits)], True
+        safe = max(len(text) - self._hold, 0)
+        self._pending = text[safe:]
+        return text[:safe], False
+
+    def flush(self) -> str:
+        """The held-back tail, once the answer has ended without a stop string."""
+        tail, self._pending = self._pending, ""
+        return tail
+
+
+@dataclass(slots=True)
+class _Call:
+    """One validated generation call, whichever API it came through."""
+
+    chat: bool
+    model: str
+    stream: bool
+    include_usage: bool
+    stops: list[str]
+    request: GenerationRequest
+
+
+class OpenAIServer:
+    """The in-process OpenAI API over one backend.
+
+    Args:
+        backend: serves the model.
+        default_slo, default_pipeline: what a call gets when neither its body nor an
+            :func:`~jitagent.client.slo_scope` names one.
+    """
+
+    def __init__(self, backend: SimBackend, *, default_slo: SLO | None = None,
+                 default_pipeline: PipelineContext | None = None) -> None:
+        self.backend = backend
+        self.default_slo = default_slo
+        self.default_pipeline = default_pipeline
+        self.created = int(time.time())
+
+    async def handle(self, method: str, path: str, body: bytes, scope: CallScope | None) -> JSONReply | StreamReply:
+        """Answer one request; ``path`` is relative to the API root (``/chat/completions``).
+
+        Must run on the engine's event loop. Never raises for a bad request: errors are replies.
+        """
+        try:
+            if method == "POST" and path in ("/chat/completions", "/completions"):
+                call = self._parse(path == "/chat/completions", _json_object(body), scope)
+                return await self._serve(call)
+            if method == "GET" and path == "/models":
+                return self._json({"object": "list", "data": [self._model_card()]})
+            if method == "GET" and path.startswith("/models/"):
+                self._check_model(path.removeprefix("/models/"))
+                return self._json(self._model_card())
+            raise APIErrorReply(404, f"{method} {path} is not served by jitagent's in-process server "
+                                     f"(it serves chat completions, completions and models)", code="unknown_url")
+        except APIErrorReply as err:
+            return err.reply()
+
+    # -- validation ----------------------------------------------------------------------------
+
+    def _check_model(self, model: Any) -> str:
+        if not isinstance(model, str) or not model:
+            raise _bad("'model' is required and must be a string", "model")
+        if model != self.backend.model:
+            raise APIErrorReply(404, f"The model '{model}' does not exist: this JITClient serves "
+                                     f"'{self.backend.model}'", param="model", code="model_not_found")
+        return model
+
+    def _parse(self, chat: bool, body: dict[str, Any], scope: CallScope | None) -> _Call:
+        allowed = _CHAT_FIELDS if chat else _COMPLETION_FIELDS
+        unknown = sorted(body.keys() - allowed)
+        if unknown:
+            raise _bad(f"Unrecognized request argument supplied: {', '.join(unknown)}", unknown[0])
+        model = self._check_model(body.get("model"))
+        self._refuse_unsupported(body, chat)
+        for name, (low, high) in _SAMPLING.items():
+            value = body.get(name)
+            if value is not None and not (_is_number(value) and low <= value <= high):
+                raise _bad(f"'{name}' must be a number from {low:g} to {high:g}, got {value!r}", name)
+        seed = body.get("seed")
+        if seed is not None and not _is_int(seed):
+            raise _bad(f"'seed' must be an integer, got {seed!r}", "seed")
+
+        stream = body.get("stream") or False
+        if not isinstance(stream, bool):
+            raise _bad(f"'stream' must be a boolean, got {stream!r}", "stream")
+        include_usage = _stream_options(body.get("stream_options"), stream)
+
+        if chat:
+            prompt_tokens, prompt_key = _chat_prompt(body.get("messages"), self.backend)
+            max_tokens = body.get("max_completion_tokens")
+            param = "max_completion_tokens"
+            if max_tokens is None:
+                max_tokens, param = body.get("max_tokens"), "max_tokens"
+        else:
+            prompt_tokens, prompt_key = _completion_prompt(body.get("prompt"))
+            max_tokens, param = body.get("max_tokens", _COMPLETIONS_DEFAULT_MAX_TOKENS), "max_tokens"
+        limit = self.backend.max_model_len
+        if prompt_tokens >= limit:
+            raise _bad(f"This model's maximum context length is {limit} tokens, but the prompt has about "
+                       f"{prompt_tokens} tokens (counted as {BYTES_PER_TOKEN} bytes per token); shorten it", "messages" if chat else "prompt",
+                       "context_length_exceeded")
+        if max_tokens is None:
+            max_tokens = limit - prompt_tokens  # as vLLM: whatever the context has room for
+        if not _is_int(max_tokens) or max_tokens < 1:
+            raise _bad(f"'{param}' must be an integer of at least 1, got {max_tokens!r}", param)
+        try:
+            self.backend.validate(prompt_tokens, max_tokens)
+        except ValueError as exc:
+            raise _bad(f"{exc}", param, "context_length_exceeded") from None
+
+        slo, pipeline = self._slo_and_pipeline(body, scope)
+        request_class = body.get("request_class", "default")
+        if not isinstance(request_class, str) or not request_class:
+            raise _bad(f"'request_class' must be a non-empty string, got {request_class!r}", "request_class")
+        prefix = "chatcmpl-" if chat else "cmpl-"
+        request = GenerationRequest(prefix + uuid.uuid4().hex, prompt_tokens, prompt_key, max_tokens, seed, slo,
+                                    pipeline, request_class)
+        return _Call(chat, model, stream, include_usage, _stop_strings(body.get("stop")), request)
+
+    def _refuse_unsupported(self, body: dict[str, Any], chat: bool) -> None:
+        """400 for every field whose request the backend cannot honour (never ignore one silently)."""
+        backend = self.backend.description
+        n = body.get("n")
+        if n is not None and n != 1:
+            raise _bad(f"'n' must be 1: jitagent serves one choice per request (got n={n!r})", "n")
+        if not self.backend.supports_tools:
+            for name in ("tools", "functions"):
+                if body.get(name):
+                    raise _bad(f"tool calls are not supported by {backend} ('{name}' was given)", name)
+            for name in ("tool_choice", "function_call"):
+                if body.get(name) not in (None, "none"):
+                    raise _bad(f"tool calls are not supported by {backend} ('{name}' was given)", name)
+        if not self.backend.supports_logprobs and body.get("logprobs") not in (None, False):
+            raise _bad(f"logprobs are not supported by {backend}", "logprobs")
+        if body.get("top_logprobs") is not None:
+            raise _bad(f"logprobs are not supported by {backend}", "top_logprobs")
+        if body.get("logit_bias"):
+            raise _bad(f"'logit_bias' is not supported by {backend}", "logit_bias")
+        response_format = body.get("response_format")
+        if response_format is not None and response_format != {"type": "text"}:
+            raise _bad(f"'response_format' other than text is not supported by {backend}", "response_format")
+        if body.get("modalities") not in (None, ["text"]) or body.get("audio") is not None:
+            raise _bad(f"only text output is supported by {backend}", "modalities")
+        for name in ("prediction", "reasoning_effort", "web_search_options", "verbosity", "suffix"):
+            if body.get(name) is not None:
+                raise _bad(f"'{name}' is not supported by {backend}", name)
+        if not chat:
+            if body.get("echo"):
+                raise _bad(f"'echo' is not supported by {backend}", "echo")
+            if body.get("best_of") not in (None, 1):
+                raise _bad("'best_of' must be 1: jitagent serves one choice per request", "best_of")
+
+    def _slo_and_pipeline(self, body: dict[str, Any], scope: CallScope | None) -> tuple[SLO | None, PipelineContext | None]:
+        """The call's SLO and pipeline: from its body, else the ambient scope, else the client's defaults."""
+        slo: SLO | None = None
+        if body.get("slo") is not None:
+            try:
+                slo = parse_slo(body["slo"])
+            except ValueError as exc:
+                raise _bad(str(exc), "slo", "invalid_slo") from None
+        pipeline = _pipeline(body["pipeline"]) if body.get("pipeline") is not None else None
+        if scope is not None:
+            slo = slo or scope.slo
+            pipeline = pipeline or scope.pipeline
+        return slo or self.default_slo, pipeline or self.default_pipeline
+
+    # -- serving -------------------------------------------------------------------------------
+
+    async def _serve(self, call: _Call) -> JSONReply | StreamReply:
+        request = call.request
+        slo, pipeline = request.slo, request.pipeline
+        if isinstance(slo, PipelineSLO) and pipeline is not None and slo.on_infeasible == "reject":
+            late = asyncio.get_running_loop().time() - pipeline.stage_deadline
+            if late >= 0:
+                raise _refused(f"the deadline of pipeline stage {pipeline.stage!r} (run {pipeline.run_id!r}) "
+                               f"passed {late:.3f} s ago, and the SLO asks to refuse what cannot meet it")
+        generation = self.backend.generate(request)
+        try:
+            first = await _next_piece(generation)
+            if not call.stream:
+                return await self._collect(call, generation, first)
+        except BaseException:  # cancelled, timed out or refused: abort the request
+            await generation.aclose()
+            raise
+        make_events = self._chat_events if call.chat else self._completion_events
+        return StreamReply(make_events(call, generation, first), generation)
+
+    async def _collect(self, call: _Call, generation: SimGeneration, first: str) -> JSONReply:
+        answer = _Answer(generation, first, call.stops)
+        try:
+            text = "".join([piece async for piece in answer])
+        except InfeasibleSLOError as exc:
+            raise _refused(str(exc)) from None
+        finally:
+            await generation.aclose()  # ends the request early when a stop string cut the answer
+        request = call.request
+        usage = _usage(request.prompt_tokens, generation.completion_tokens)
+        if call.chat:
+            choice = {"index": 0, "message": {"role": "assistant", "content": text, "refusal": None, "annotations": []},
+                      "logprobs": None, "finish_reason": answer.finish}
+            obj = "chat.completion"
+        else:
+            choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": answer.finish}
+            obj = "text_completion"
+        return self._json({"id": request.request_id, "object": obj, "created": int(time.time()), "model": call.model,
+                           "system_fingerprint": None, "choices": [choice], "usage": usage})
+
+    async def _chat_events(self, call: _Call, generation: SimGeneration, first: str) -> AsyncGenerator[bytes, None]:
+        head = _DUMPS({"id": call.request.request_id, "object": "chat.completion.chunk", "created": int(time.time()),
+                       "model": call.model, "system_fingerprint": None})[:-1]
+        tail = ',"usage":null}\n\n' if call.include_usage else "}\n\n"
+        yield f'data: {head},"choices":[{{"index":0,"delta":{{"role":"assistant","content":""}},"logprobs":null,' \
+              f'"finish_reason":null}}]{tail}'.encode()
+        prefix = f'data: {head},"choices":[{{"index":0,"delta":{{"content":'.encode()
+        suffix = f'}},"logprobs":null,"finish_reason":null}}]{tail}'.encode()
+        end = f'data: {head},"choices":[{{"index":0,"delta":{{}},"logprobs":null,"finish_reason":%s}}]{tail}'
+        async for event in _token_events(call, generation, first, prefix, suffix, end):
+            yield event
+
+    async def _completion_events(self, call: _Call, generation: SimGeneration,
+                                 first: str) -> AsyncGenerator[bytes, None]:
+        head = _DUMPS({"id": call.request.request_id, "object": "text_completion", "created": int(time.time()),
+                       "model": call.model, "system_fingerprint": None})[:-1]
+        tail = ',"usage":null}\n\n' if call.include_usage else "}\n\n"
+        prefix = f'data: {head},"choices":[{{"index":0,"text":'.encode()
+        suffix = f',"logprobs":null,"finish_reason":null}}]{tail}'.encode()
+        end = f'data: {head},"choices":[{{"index":0,"text":"","logprobs":null,"finish_reason":%s}}]{tail}'
+        async for event in _token_events(call, generation, first, prefix, suffix, end):
+            yield event
+
+    def _model_card(self) -> dict[str, Any]:
+        return {"id": self.backend.model, "object": "model", "created": self.created, "owned_by": "jitagent"}
+
+    @staticmethod
+    def _json(payload: dict[str, Any]) -> JSONReply:
+        return JSONReply(200, _DUMPS(payload).encode())
+
+
+async def _token_events(call: _Call, generation: SimGeneration, first: str, prefix: bytes, suffix: bytes,
+                        end: str) -> AsyncGenerator[bytes, None]:
+    """The events after the stream's opening: one per token as the engine delivers it (the hot
+    path: one JSON string encoding per token); then the finish event (``end`` with ``%s`` for the
+    reason), the usage event and ``[DONE]``. Closing this early aborts the request in the engine."""
+    answer = _Answer(generation, first, call.stops)
+    try:
+        async for piece in answer:
+            if piece:
+                yield prefix + _DUMPS(piece).encode() + suffix
+    except InfeasibleSLOError as exc:  # refused after its first token: say so in the stream
+        yield f"data: {_DUMPS({'error': _refused(str(exc)).error})}\n\n".encode()
+        return
+    finally:
+        await generation.aclose()  # aborts the request unless it has finished
+    yield (end % _DUMPS(answer.finish)).encode()
+    if call.include_usage:
+        usage = _DUMPS(_usage(call.request.prompt_tokens, generation.completion_tokens))
+        head = end[:end.index(',"choices"')]
+        yield f'{head},"choices":[],"usage":{usage}}}\n\n'.encode()
+    yield b"data: [DONE]\n\n"
+
+
+class _Answer:
+    """The answer's text pieces (some may be empty), cut at the first stop string; ``finish`` is
+    the finish reason once the iteration has ended."""
+
+    __slots__ = ("_generation", "_first", "_stopper", "finish")
+
+    def __init__(self, generation: SimGeneration, first: str, stops: list[str]) -> None:
+        self._generation = generation
+        self._first: str | None = first
+        self._stopper = _StopMatcher(stops) if stops else None
+        self.finish: str | None = None
+
+    def __aiter__(self) -> _Answer:
+        return self
+
+    async def __anext__(self) -> str:
+        if self.finish is not None:
+            raise StopAsyncIteration
+        if self._first is not None:
+            piece, self._first = self._first, None
+        else:
+            try:
+                piece = await self._generation.__anext__()
+            except StopAsyncIteration:
+                self.finish = self._generation.finish_reason
+                if self._stopper is not None:
+                    return self._stopper.flush()
+                raise
+        if self._stopper is not None:
+            piece, stopped = self._stopper.feed(piece)
+            if stopped:
+                self.finish = "stop"
+        return piece
+
+
+async def _next_piece(generation: SimGeneration) -> str:
+    """The first piece, turning the engine's refusals into error replies."""
+    try:
+        return await generation.__anext__()
+    except InfeasibleSLOError as exc:
+        raise _refused(str(exc)) from None
+    except ValueError as exc:  # the engine found the request impossible after all
+        raise _bad(str(exc)) from None
+
+
+def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
+    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens}
+
+
+def _json_object(body: bytes) -> dict[str, Any]:
+    try:
+        value = json.loads(body)
+    except ValueError:
+        raise _bad("the request body is not valid JSON") from None
+    if not isinstance(value, dict):
+        raise _bad("the request body must be a JSON object")
+    return value
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _stream_options(options: Any, stream: bool) -> bool:
+    """Whether to end the stream with a usage chunk."""
+    if options is None:
+        return False
+    if not stream:
+        raise _bad("'stream_options' is only allowed when 'stream' is true", "stream_options")
+    if not isinstance(options, dict) or options.keys() - {"include_usage", "include_obfuscation"}:
+        raise _bad(f"'stream_options' may hold 'include_usage' and 'include_obfuscation', got {options!r}",
+                   "stream_options")
+    include_usage = options.get("include_usage", False)
+    if not isinstance(include_usage, bool):
+        raise _bad(f"'stream_options.include_usage' must be a boolean, got {include_usage!r}", "stream_options")
+    return include_usage
+
+
+def _stop_strings(stop: Any) -> list[str]:
+    if stop is None:
+        return []
+    stops = [stop] if isinstance(stop, str) else stop
+    if (not isinstance(stops, list) or len(stops) > _MAX_STOP_SEQUENCES
+            or not all(isinstance(s, str) and s for s in stops)):
+        raise _bad(f"'stop' must be a non-empty string or a list of at most {_MAX_STOP_SEQUENCES} of them, "
+                   f"got {stop!r}", "stop")
+    return stops
+
+
+def _chat_prompt(messages: Any, backend: SimBackend) -> tuple[int, bytes]:
+    """(approximate prompt tokens, the prompt's identity) of a Chat Completions message list."""
+    if not isinstance(messages, list) or not messages:
+        raise _bad("'messages' must be a non-empty list", "messages")
+    tokens = REPLY_PRIMING_TOKENS
+    for i, message in enumerate(messages):
+        where = f"messages[{i}]"
+        if not isinstance(message, dict) or message.get("role") not in _CHAT_ROLES:
+            raise _bad(f"{where} must be an object whose 'role' is one of {sorted(_CHAT_ROLES)}", where)
+        if message["role"] in ("tool", "function") or message.get("tool_calls") or message.get("function_call"):
+            if not backend.supports_tools:
+                raise _bad(f"tool calls are not supported by {backend.description} ({where} is a tool call or "
+                           f"tool result)", where)
+        tokens += MESSAGE_OVERHEAD_TOKENS + _content_tokens(message.get("content"), where, backend)
+        if isinstance(message.get("name"), str):
+            tokens += count_tokens(message["name"])
+    return tokens, _DUMPS(messages).encode()
+
+
+def _content_tokens(content: Any, where: str, backend: SimBackend) -> int:
+    if content is None:
+        return 0
+    if isinstance(content, str):
+        return count_tokens(content)
+    if isinstance(content, list):
+        total = 0
+        for j, part in enumerate(content):
+            if not isinstance(part, dict) or part.get("type") not in ("text", "refusal"):
+                kind = part.get("type") if isinstance(part, dict) else type(part).__name__
+                raise _bad(f"{where}.content[{j}] is {kind!r}: only text content is supported by "
+                           f"{backend.description}", f"{where}.content")
+            text = part.get("text", part.get("refusal"))
+            if not isinstance(text, str):
+                raise _bad(f"{where}.content[{j}] needs a string 'text'", f"{where}.content")
+            total += count_tokens(text)
+        return total
+    raise _bad(f"{where}.content must be a string or a list of text parts", f"{where}.content")
+
+
+def _completion_prompt(prompt: Any) -> tuple[int, bytes]:
+    """(prompt tokens, identity) of a Completions prompt: text, or token ids counted exactly."""
+    if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], (str, list)):
+        prompt = prompt[0]  # a batch of one
+    if isinstance(prompt, str) and prompt:
+        return count_tokens(prompt), prompt.encode()
+    if isinstance(prompt, list) and prompt and all(_is_int(t) and t >= 0 for t in prompt):
+        return len(prompt), _DUMPS(prompt).encode()
+    raise _bad("'prompt' must be a non-empty string or list of token ids (one prompt per request)", "prompt")
+
+
+def _pipeline(value: Any) -> PipelineContext:
+    fields = PipelineContext.__dataclass_fields__
+    if not isinstance(value, dict) or value.keys() != fields.keys():
+        raise _bad(f"invalid pipeline: expected an object with exactly the fields {', '.join(fields)}, got {value!r}",
+                   "pipeline")
+    for name in ("run_id", "stage"):
+        if not isinstance(value[name], str):
+            raise _bad(f"invalid pipeline: '{name}' must be a string", "pipeline")
+    for name in ("run_start", "run_deadline", "stage_deadline"):
+        if not _is_number(value[name]):
+            raise _bad(f"invalid pipeline: '{name}' must be a finite number (engine-clock seconds)", "pipeline")
+    return PipelineContext(**value)

@@ -1,0 +1,271 @@
+"""In-process HTTPX2 transports: the seam between the OpenAI client and the engine.
+
+The OpenAI client builds an ``httpx2.Request``; instead of sending it over a socket, these
+transports hand it to an :class:`~jitagent.client.handlers.OpenAIServer` and wrap its reply in an
+``httpx2.Response`` whose body streams as the engine produces tokens (httpx2's own
+``ASGITransport`` would buffer the whole body first).
+
+The engine belongs to one event loop at a time (its stepping task and its streams live there).
+:class:`EngineHost` decides which: the loop of the caller when nothing is in flight elsewhere, so
+an async application pays no thread hop; a background thread's loop for synchronous callers
+with no loop of their own. A call from any other thread or loop is run on the engine's loop
+(``run_coroutine_threadsafe``, one hop per token); that is how the synchronous client works.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Coroutine, Iterator
+from typing import Any, TypeVar
+
+import httpx2
+
+from jitagent.client.context import current_scope
+from jitagent.client.handlers import JSONReply, OpenAIServer, StreamReply
+
+__all__ = ["EngineHost", "InProcessTransport", "SyncInProcessTransport"]
+
+_T = TypeVar("_T")
+
+
+class EngineHost:
+    """Which event loop runs the engine, and running coroutines there from anywhere."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None   # where the engine last ran
+        self._live = 0                                         # calls in flight on it
+        self._thread: threading.Thread | None = None
+        self._thread_loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The loop the engine last ran on, while that loop is running."""
+        loop = self._loop
+        return loop if loop is not None and loop.is_running() and not loop.is_closed() else None
+
+    def acquire(self, caller: asyncio.AbstractEventLoop | None) -> tuple[asyncio.AbstractEventLoop, asyncio.AbstractEventLoop | None]:
+        """Claim a loop for one call from ``caller`` (``None``: a synchronous caller).
+
+        Returns (the loop to run the call on, the loop the engine leaves behind, whose stepping
+        task must end before the call starts, or ``None``); pair with :meth:`release`.
+        """
+        with self._lock:
+            current, previous = self.loop, None
+            if current is None:
+                target = caller or self._background_loop()
+            elif caller is None or caller is current or self._live:
+                target = current   # stay: a sync caller waits on it from its own thread; busy ones are bridged
+            else:
+                target, previous = caller, current   # idle elsewhere: follow the async caller
+            self._loop = target
+            self._live += 1
+            return target, previous
+
+    def release(self) -> None:
+        with self._lock:
+            self._live -= 1
+
+    def _background_loop(self) -> asyncio.AbstractEventLoop:
+        if self._thread_loop is None:
+            loop = asyncio.new_event_loop()
+            ready = threading.Event()
+            loop.call_soon(ready.set)
+            self._thread = threading.Thread(target=loop.run_forever, name="jitagent-engine", daemon=True)
+            self._thread.start()
+            ready.wait()
+            self._thread_loop = loop
+        return self._thread_loop
+
+    async def call(self, loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, _T]) -> _T:
+        """Await ``coro`` on ``loop`` from this loop (directly when they are the same)."""
+        if loop is asyncio.get_running_loop():
+            return await coro
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, loop))
+
+    @staticmethod
+    def call_sync(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, _T]) -> _T:
+        """Run ``coro`` on ``loop`` (running in another thread) and wait for it."""
+        return asyncio.run_coroutine_threadsafe(coro, loop).result()
+
+    async def aclose(self) -> None:
+        """Stop the background thread, if one was started."""
+        loop, thread = self._thread_loop, self._thread
+        if loop is None or thread is None:
+            return
+        self._thread_loop = self._thread = None
+        loop.call_soon_threadsafe(loop.stop)
+        await asyncio.to_thread(thread.join)
+        loop.close()
+
+
+def _read_timeout(request: httpx2.Request) -> float | None:
+    timeout = request.extensions.get("timeout") or {}
+    return timeout.get("read")
+
+
+def _api_path(request: httpx2.Request, root: str) -> str:
+    return request.url.path.removeprefix(root) or "/"
+
+
+class _StreamBody(httpx2.AsyncByteStream):
+    """A streamed reply's events for a caller on the engine's loop; ``aclose`` aborts the request."""
+
+    def __init__(self, reply: StreamReply, host: EngineHost) -> None:
+        self._reply = reply
+        self._host: EngineHost | None = host
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for event in self._reply.events:
+            yield event
+
+    async def aclose(self) -> None:
+        try:
+            await self._reply.aclose()
+        finally:
+            if self._host is not None:
+                self._host.release()
+                self._host = None
+
+
+class _BridgedStreamBody(httpx2.AsyncByteStream):
+    """A streamed reply for a caller on another loop: each event is fetched on the engine's loop."""
+
+    def __init__(self, reply: StreamReply, host: EngineHost, loop: asyncio.AbstractEventLoop) -> None:
+        self._reply = reply
+        self._host: EngineHost | None = host
+        self._loop = loop
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        events = self._reply.events
+        while True:
+            try:
+                yield await self._host_call(events.__anext__())
+            except StopAsyncIteration:
+                return
+
+    async def _host_call(self, coro: Coroutine[Any, Any, _T]) -> _T:
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self._loop))
+
+    async def aclose(self) -> None:
+        if self._host is None:
+            return
+        try:
+            await self._host_call(self._reply.aclose())
+        finally:
+            self._host.release()
+            self._host = None
+
+
+class _SyncStreamBody(httpx2.SyncByteStream):
+    """A streamed reply for a synchronous caller: each event is fetched on the engine's loop."""
+
+    def __init__(self, reply: StreamReply, host: EngineHost, loop: asyncio.AbstractEventLoop) -> None:
+        self._reply = reply
+        self._host: EngineHost | None = host
+        self._loop = loop
+
+    def __iter__(self) -> Iterator[bytes]:
+        events = self._reply.events
+        while True:
+            try:
+                yield EngineHost.call_sync(self._loop, events.__anext__())
+            except StopAsyncIteration:
+                return
+
+    def close(self) -> None:
+        if self._host is None:
+            return
+        try:
+            EngineHost.call_sync(self._loop, self._reply.aclose())
+        finally:
+            self._host.release()
+            self._host = None
+
+
+def _response(reply: JSONReply | StreamReply, stream: httpx2.AsyncByteStream | httpx2.SyncByteStream | None,
+              request: httpx2.Request) -> httpx2.Response:
+    if isinstance(reply, JSONReply):
+        return httpx2.Response(reply.status, headers=reply.headers, content=reply.body, request=request)
+    return httpx2.Response(200, headers=reply.headers, stream=stream, request=request)
+
+
+class InProcessTransport(httpx2.AsyncBaseTransport):
+    """Serves an ``httpx2.AsyncClient``'s requests from an :class:`OpenAIServer` in this process.
+
+    Args:
+        server: answers the requests.
+        host: where the engine runs.
+        root: the API's path prefix in request URLs (``/v1``).
+    """
+
+    def __init__(self, server: OpenAIServer, host: EngineHost, root: str = "/v1") -> None:
+        self.server = server
+        self.host = host
+        self.root = root
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        body = await request.aread()
+        scope = current_scope()  # read here: the engine's loop may run the call in another context
+        loop, previous = self.host.acquire(asyncio.get_running_loop())
+        released = False
+        try:
+            if previous is not None:
+                await self.host.call(previous, self.server.backend.engine.wait_idle())
+            handling = self.server.handle(request.method, _api_path(request, self.root), body, scope)
+            try:
+                async with asyncio.timeout(_read_timeout(request)):
+                    reply = await self.host.call(loop, handling)
+            except TimeoutError:
+                raise httpx2.ReadTimeout("the engine did not answer within the read timeout", request=request) from None
+            if isinstance(reply, JSONReply):
+                return _response(reply, None, request)
+            stream: httpx2.AsyncByteStream = (_StreamBody(reply, self.host) if loop is asyncio.get_running_loop()
+                                              else _BridgedStreamBody(reply, self.host, loop))
+            released = True  # the stream releases the host when it is closed
+            return _response(reply, stream, request)
+        finally:
+            if not released:
+                self.host.release()
+
+
+class SyncInProcessTransport(httpx2.BaseTransport):
+    """The synchronous twin of :class:`InProcessTransport`, for ``openai.OpenAI`` (and LangChain's
+    sync path): each request runs on the engine's loop in another thread while this one waits.
+
+    It must not be called from the thread running the engine's loop (that would wait on itself).
+    """
+
+    def __init__(self, server: OpenAIServer, host: EngineHost, root: str = "/v1") -> None:
+        self.server = server
+        self.host = host
+        self.root = root
+
+    def handle_request(self, request: httpx2.Request) -> httpx2.Response:
+        body = request.read()
+        scope = current_scope()
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        loop, _ = self.host.acquire(None)
+        released = False
+        try:
+            if loop is running:
+                raise RuntimeError("a synchronous JITClient call was made from the event loop that runs the "
+                                   "engine, which would wait on itself: await the async client instead")
+            handling = self.server.handle(request.method, _api_path(request, self.root), body, scope)
+            future = asyncio.run_coroutine_threadsafe(handling, loop)
+            try:
+                reply = future.result(_read_timeout(request))
+            except TimeoutError:
+                future.cancel()
+                raise httpx2.ReadTimeout("the engine did not answer within the read timeout", request=request) from None
+            if isinstance(reply, JSONReply):
+                return _response(reply, None, request)
+            released = True
+            return _response(reply, _SyncStreamBody(reply, self.host, loop), request)
+        finally:
+            if not released:
+                self.host.release()
