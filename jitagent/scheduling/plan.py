@@ -117,6 +117,22 @@ class PlanBuilder:
         self._new_blocks[req] = blocks
         return True
 
+    def schedule_decode(self, req: RequestState) -> bool:
+        """:meth:`schedule` for one decode token of a running request: the hot path of every step."""
+        if self.token_budget < 1 or req in self._scheduled or req in self._preempted:
+            return False
+        blocks = -(-(req.num_computed + 1) // self.limits.block_size) - req.num_blocks
+        if blocks > 0:
+            if blocks > self.free_blocks:
+                return False
+            self.free_blocks -= blocks
+        else:
+            blocks = 0
+        self.token_budget -= 1
+        self._scheduled[req] = 1
+        self._new_blocks[req] = blocks
+        return True
+
     def unschedule(self, req: RequestState) -> None:
         """Take back a :meth:`schedule` of this step."""
         self.token_budget += self._scheduled.pop(req)

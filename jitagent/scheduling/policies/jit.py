@@ -134,6 +134,8 @@ class JIT(Policy):
         self._frame = 0
         self._steps_to_frame = 0
         self._class_estimates: dict[tuple[str, int], tuple[float, float]] = {}  # this frame's, at 0 tokens
+        self._eviction_order: list[RequestState] | None = None   # this step's, ranked on first need
+        self._eviction_ranks: dict[RequestState, tuple[bool, float]] = {}
         self._now = 0.0
         self._last_now: float | None = None
         self._step_time = 0.0       # recent step duration (EMA of the engine clock)
@@ -235,15 +237,17 @@ class JIT(Policy):
         self._steps_to_frame -= 1
 
         plan = PlanBuilder(view)
+        self._eviction_order = None
         running = view.running
         decoding: list[RequestState] = []
         prefilling: list[RequestState] = []
         context = decode_context = 0
         for req in running:
-            context += req.num_computed
-            if req.num_uncomputed == 1 and req.num_generated:
+            computed = req.num_computed
+            context += computed
+            if req.num_generated and req.prompt_len + req.num_generated - computed == 1:
                 decoding.append(req)
-                decode_context += req.num_computed
+                decode_context += computed
             else:
                 prefilling.append(req)
 
@@ -258,21 +262,26 @@ class JIT(Policy):
         # every step instead, to finish and free their seats sooner.
         skip = self.config.skip and not (len(running) >= view.limits.max_num_seqs and self._admission)
         sitting_out: list[RequestState] = []
+        schedule_decode = plan.schedule_decode
         for req in decoding:
             slo = req.slo
-            if isinstance(slo, StreamSLO):
-                slack = req.next_due() - now
+            if slo.__class__ is StreamSLO:
+                # The next token's due time (StreamSLO.token_due, inlined: this loop runs per request per step).
+                slack = req.arrival + slo.ttft_s + req.num_generated * slo.tpot_s - now
                 if skip and slack > skip_slack:
                     # Just in time: it can wait, and the step is shorter without it; but this step
                     # must end early enough for its token to come in the next one.
                     sitting_out.append(req)
-                    step_limit = min(step_limit, slack - full_step)
+                    if slack - full_step < step_limit:
+                        step_limit = slack - full_step
                     continue
-                if (plan.schedule(req, 1) or self._run_or_preempt(plan, req, 1)) and slack > 0:
-                    step_limit = min(step_limit, slack)
-            elif plan.schedule(req, 1) or self._run_or_preempt(plan, req, 1):
+                if (schedule_decode(req) or self._run_or_preempt(plan, req, 1)) and 0 < slack < step_limit:
+                    step_limit = slack
+            elif schedule_decode(req) or self._run_or_preempt(plan, req, 1):
                 if slo is not None:
-                    step_limit = min(step_limit, self._required_pace(req, now, decode_floor))
+                    pace = self._required_pace(req, now, decode_floor)
+                    if pace < step_limit:
+                        step_limit = pace
         prefill_cap = (self._prefill_cap(view, plan, step_limit, context) if self.config.grouping
                        else plan.token_budget)
 
@@ -306,11 +315,12 @@ class JIT(Policy):
         while not plan.schedule(req, n):
             if plan.token_budget < n:
                 return False
-            victims = [r for r in plan.running if r is not req and not plan.is_preempted(r)]
-            if not victims:
-                return False
-            victim = max(victims, key=self._eviction_rank)
-            if self._eviction_rank(victim) < self._eviction_rank(req):
+            if self._eviction_order is None:  # ranks cannot change within a step: rank once
+                ranks = self._eviction_ranks = {r: self._eviction_rank(r) for r in plan.running}
+                self._eviction_order = sorted(plan.running, key=ranks.__getitem__, reverse=True)  # stable
+            ranks = self._eviction_ranks
+            victim = next((r for r in self._eviction_order if r is not req and not plan.is_preempted(r)), None)
+            if victim is None or ranks[victim] < ranks[req]:
                 return False  # nobody less valuable to make room
             plan.preempt(victim)
             self._requeue(victim)
