@@ -13,24 +13,14 @@ import pytest
 from jitagent.client import JITClient, slo_scope
 from jitagent.client.text import simulated_answer
 from jitagent.engines.sim import SimConfig, SimEngine
-from jitagent.scheduling.policies import FCFS
-from jitagent.scheduling.request import PipelineContext, RequestState
+from jitagent.scheduling.request import PipelineContext
 from jitagent.slo import DeadlineSLO, PipelineSLO, StreamSLO
+from scenario import RecordingFCFS
 
 MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Plan the next stage."}]
 TIME_SCALE = 0.01   # a 200-token answer streams in about 30 ms
 
 
-class RecordingFCFS(FCFS):
-    """FCFS that keeps every request it was given, to see what reached the engine."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.seen: list[RequestState] = []
-
-    def add_request(self, req: RequestState) -> None:
-        self.seen.append(req)
-        super().add_request(req)
 
 
 def _client(**kw: Any) -> JITClient:

@@ -1,6 +1,6 @@
 """Each baseline's order on small hand-built scenarios (block size 4 throughout)."""
 
-from conftest import make_request, make_view
+from scenario import make_request, make_view
 
 from jitagent.scheduling.estimator import OutputLengthEstimator
 from jitagent.scheduling.policies import EDF, FCFS, LAS, LTR, make_policy

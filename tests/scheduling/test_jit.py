@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from conftest import make_request, make_view
+from scenario import make_request, make_view
 
 from jitagent.scheduling.estimator import OutputLengthEstimator
 from jitagent.scheduling.policies import JIT, JITConfig, Oracle, make_policy

@@ -78,8 +78,8 @@ class JITConfig:
     estimate: Literal["quantile", "mean"] = "quantile"
     skip: bool = True
     grouping: bool = True
-    frame_steps: int = 32
-    refresh_tokens: int = 8
+    frame_steps: int = 64
+    refresh_tokens: int = 16
     skip_slack_steps: float = 2.0
     prefill_efficiency: float = 0.85
     ageing_s: float = 30.0
@@ -335,12 +335,19 @@ class JIT(Policy):
 
         A pipeline call paces for its stage deadline when it can, else for the run's; a request
         that cannot finish even at the fastest pace (``floor``) sets no limit: it is best effort."""
-        remaining = self.remaining_output(req, pace=True)
-        for deadline in (req.deadline, req.pipeline.run_deadline if req.pipeline is not None else None):
-            if deadline is not None:
-                pace = (deadline - now) / remaining
-                if pace >= floor:
-                    return pace
+        est, generated = req.policy_data, req.num_generated
+        if est is not None and est.frame == self._frame and est.generated + self.config.refresh_tokens > generated \
+                and est.pace > generated:  # remaining_output's cache, read inline: this runs per decode per step
+            remaining = max(1.0, est.pace - generated)
+        else:
+            remaining = self.remaining_output(req, pace=True)
+        pace = (req.deadline - now) / remaining
+        if pace >= floor:
+            return pace
+        if req.pipeline is not None:
+            pace = (req.pipeline.run_deadline - now) / remaining
+            if pace >= floor:
+                return pace
         return math.inf
 
     def _prefill_cap(self, view: SchedulerView, plan: PlanBuilder, step_limit: float, context: int) -> int:

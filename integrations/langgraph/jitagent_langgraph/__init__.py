@@ -1,0 +1,37 @@
+"""jit_slo for LangGraph: one end-to-end SLO per graph run, turned into per-stage deadlines that
+every LLM call of the run carries to jitagent's scheduler.
+
+Usage::
+
+    from jitagent.client import JITClient
+    from jitagent_langgraph import jit_slo
+
+    client = JITClient(policy="jit")
+    graph = jit_slo(builder, deadline_s=30)            # a StateGraph or a compiled one
+    result = await graph.ainvoke({"topic": "..."})    # nodes call client / client.chat_model()
+    print(graph.last_run.stages)                      # per-stage deadline against actual finish
+"""
+
+from jitagent_langgraph.graph import JITGraph, jit_slo
+from jitagent_langgraph.planner import NodeStats, Planner, StagePlan
+from jitagent_langgraph.structure import GraphStructure, analyse
+from jitagent_langgraph.wrap import (
+           DeadlineExceeded,
+           RunReport,
+           StageRecord,
+           current_run,
+)
+
+__all__ = [
+           "DeadlineExceeded",
+           "GraphStructure",
+           "JITGraph",
+           "NodeStats",
+           "Planner",
+           "RunReport",
+           "StagePlan",
+           "StageRecord",
+           "analyse",
+           "current_run",
+           "jit_slo",
+]

@@ -1,0 +1,294 @@
+"""``jit_slo``: a LangGraph graph whose runs carry an end-to-end SLO to the scheduler.
+
+The wrapper compiles (or recompiles) the graph with every node wrapped (see
+:mod:`jitagent_langgraph.wrap`) and runs each ``ainvoke``/``astream``/``invoke``/``stream`` as
+one run: a run id, a start time and a deadline in a context variable that the nodes read.
+Everything else (``get_state``, ``update_state``, ``get_graph``, ``checkpointer``, ...) is the
+compiled graph's own, reached through attribute access.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import dataclasses
+import functools
+import inspect
+import math
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any, overload
+
+from langchain_core.callbacks import BaseCallbackManager
+from langchain_core.runnables import RunnableConfig
+from langgraph.graph import StateGraph
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.pregel import Pregel
+
+from jitagent_langgraph.planner import Planner
+from jitagent_langgraph.structure import analyse
+from jitagent_langgraph.wrap import (
+    OnLate,
+    RunReport,
+    RunState,
+    UsageCallback,
+    run_context,
+    wrap_node,
+)
+
+__all__ = ["JITGraph", "jit_slo"]
+
+_COMPILE_OPTIONS = ("checkpointer", "store", "cache", "interrupt_before", "interrupt_after", "debug", "name")
+
+
+class JITGraph:
+    """A compiled LangGraph graph whose runs each get ``deadline_s`` end to end (build it with
+    :func:`jit_slo`).
+
+    Attributes:
+        graph: the compiled graph with wrapped nodes (run it directly to run without an SLO).
+        planner: the per-node statistics and stage-deadline rule, shared by all runs.
+        last_run: the report of the most recently ended run.
+    """
+
+    def __init__(self, graph: CompiledStateGraph, planner: Planner, deadline_s: float, on_late: OnLate,
+                 on_run_end: Callable[[RunReport], None] | None) -> None:
+        self.graph = graph
+        self.planner = planner
+        self.deadline_s = deadline_s
+        self.on_late = on_late
+        self.on_run_end = on_run_end
+        self.last_run: RunReport | None = None
+        self._usage = UsageCallback()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.graph, name)
+
+    def __repr__(self) -> str:
+        return f"JITGraph({self.graph.name!r}, deadline_s={self.deadline_s:g}, on_late={self.on_late!r})"
+
+    def with_config(self, config: RunnableConfig | None = None, **kwargs: Any) -> JITGraph:
+        """The same SLO over ``graph.with_config(...)``, sharing what the planner learned."""
+        return JITGraph(self.graph.with_config(config, **kwargs), self.planner, self.deadline_s, self.on_late,
+                        self.on_run_end)
+
+    # -- runs -------------------------------------------------------------------------------------
+
+    def _start(self, config: RunnableConfig | None, deadline_s: float | None) -> tuple[RunState, RunnableConfig]:
+        run = RunState(self.planner, _check_deadline(deadline_s) if deadline_s is not None else self.deadline_s,
+                       self.on_late)
+        return run, self._with_usage(config)
+
+    def _with_usage(self, config: RunnableConfig | None) -> RunnableConfig:
+        """``config`` with the callback that counts each stage's LLM calls and tokens."""
+        config = dict(config or {})  # type: ignore[assignment]
+        callbacks = config.get("callbacks")
+        if callbacks is None:
+            config["callbacks"] = [self._usage]
+        elif isinstance(callbacks, BaseCallbackManager):
+            manager = callbacks.copy()
+            manager.add_handler(self._usage, inherit=True)
+            config["callbacks"] = manager
+        else:
+            config["callbacks"] = [*callbacks, self._usage]
+        return config  # type: ignore[return-value]
+
+    def _end(self, run: RunState, completed: bool) -> None:
+        report = run.finish(completed)
+        self.last_run = report
+        if self.on_run_end is not None:
+            self.on_run_end(report)
+
+    async def ainvoke(self, input: Any, config: RunnableConfig | None = None, *, deadline_s: float | None = None,
+                      **kwargs: Any) -> Any:
+        """``CompiledStateGraph.ainvoke`` as one run with an end-to-end deadline (``deadline_s``
+        overrides the graph's for this run). Cancelling the awaiting task cancels the run and
+        aborts its LLM calls in flight."""
+        run, config = self._start(config, deadline_s)
+        completed = False
+        try:
+            # The run's own task, in a context holding the run; cancelling ours cancels it.
+            result = await asyncio.create_task(self.graph.ainvoke(input, config, **kwargs), context=run_context(run))
+            completed = True
+            return result
+        finally:
+            self._end(run, completed)
+
+    async def astream(self, input: Any, config: RunnableConfig | None = None, *, deadline_s: float | None = None,
+                      **kwargs: Any) -> AsyncIterator[Any]:
+        """``CompiledStateGraph.astream`` as one run (see :meth:`ainvoke`)."""
+        run, config = self._start(config, deadline_s)
+        queue: asyncio.Queue[tuple[bool, Any]] = asyncio.Queue(maxsize=1)
+
+        async def pump() -> None:
+            # Runs the stream in the run's context; a generator cannot carry its own context.
+            async for chunk in self.graph.astream(input, config, **kwargs):
+                await queue.put((False, chunk))
+            await queue.put((True, None))
+
+        task = asyncio.create_task(pump(), context=run_context(run))
+        completed = False
+        try:
+            while True:
+                getter = asyncio.ensure_future(queue.get())
+                await asyncio.wait([getter, task], return_when=asyncio.FIRST_COMPLETED)
+                if not getter.done():
+                    getter.cancel()
+                    task.result()  # the stream failed: raise its error
+                    continue
+                done, chunk = getter.result()
+                if done:
+                    break
+                yield chunk
+            completed = True
+        finally:
+            if not task.done():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+            self._end(run, completed)
+
+    def invoke(self, input: Any, config: RunnableConfig | None = None, *, deadline_s: float | None = None,
+               **kwargs: Any) -> Any:
+        """``CompiledStateGraph.invoke`` as one run (see :meth:`ainvoke`)."""
+        run, config = self._start(config, deadline_s)
+        completed = False
+        try:
+            result = run_context(run).run(self.graph.invoke, input, config, **kwargs)
+            completed = True
+            return result
+        finally:
+            self._end(run, completed)
+
+    def stream(self, input: Any, config: RunnableConfig | None = None, *, deadline_s: float | None = None,
+               **kwargs: Any) -> Iterator[Any]:
+        """``CompiledStateGraph.stream`` as one run (see :meth:`ainvoke`)."""
+        run, config = self._start(config, deadline_s)
+        ctx = run_context(run)
+        chunks = ctx.run(self.graph.stream, input, config, **kwargs)
+        completed = False
+        try:
+            while True:
+                try:
+                    chunk = ctx.run(next, chunks)
+                except StopIteration:
+                    break
+                yield chunk
+            completed = True
+        finally:
+            ctx.run(chunks.close)
+            self._end(run, completed)
+
+
+def _check_deadline(deadline_s: Any) -> float:
+    if isinstance(deadline_s, bool) or not isinstance(deadline_s, (int, float)):
+        raise TypeError(f"jit_slo: deadline_s must be a number of seconds, got {deadline_s!r}")
+    if not (math.isfinite(deadline_s) and deadline_s > 0):
+        raise ValueError(f"jit_slo: deadline_s must be a positive finite number of seconds, got {deadline_s!r}")
+    return float(deadline_s)
+
+
+def _wrapped_builder(builder: StateGraph) -> StateGraph:
+    """A shallow copy of ``builder`` whose node specs run their runnables wrapped."""
+    wrapped = copy.copy(builder)
+    wrapped.nodes = {name: dataclasses.replace(spec, runnable=wrap_node(name, spec.runnable))
+                     for name, spec in builder.nodes.items()}
+    # compile() may add nodes (a default error handler) and marks the builder compiled: own copies.
+    wrapped.edges = set(builder.edges)
+    wrapped.branches = copy.copy(builder.branches)
+    wrapped.waiting_edges = set(builder.waiting_edges)
+    return wrapped
+
+
+def _compile_options(graph: CompiledStateGraph) -> dict[str, Any]:
+    return {"checkpointer": graph.checkpointer, "store": graph.store, "cache": graph.cache,
+            "interrupt_before": list(graph.interrupt_before_nodes) if graph.interrupt_before_nodes != "*" else "*",
+            "interrupt_after": list(graph.interrupt_after_nodes) if graph.interrupt_after_nodes != "*" else "*",
+            "debug": graph.debug, "name": graph.name}
+
+
+def _build(graph: StateGraph | CompiledStateGraph, deadline_s: float, on_late: OnLate, prior_node_s: float | None,
+           on_run_end: Callable[[RunReport], None] | None, compile_kwargs: dict[str, Any]) -> JITGraph:
+    if isinstance(graph, CompiledStateGraph):
+        if compile_kwargs:
+            raise TypeError(f"jit_slo: compile options ({', '.join(compile_kwargs)}) apply to a StateGraph; "
+                            "this graph is compiled already")
+        builder, options, config = graph.builder, _compile_options(graph), graph.config
+    elif isinstance(graph, StateGraph):
+        unknown = sorted(set(compile_kwargs) - set(_COMPILE_OPTIONS))
+        if unknown:
+            raise TypeError(f"jit_slo: unknown compile options {unknown}; StateGraph.compile takes "
+                            f"{', '.join(_COMPILE_OPTIONS)}")
+        builder, options, config = graph, compile_kwargs, None
+    elif isinstance(graph, Pregel):
+        raise TypeError(f"jit_slo needs a StateGraph or a compiled StateGraph (it reads the graph's structure), "
+                        f"got a {type(graph).__name__} (a functional-API or hand-built Pregel graph)")
+    else:
+        raise TypeError(f"jit_slo needs a StateGraph, a compiled StateGraph or a function that builds one, "
+                        f"got {type(graph).__name__}: {graph!r:.80}")
+    compiled = _wrapped_builder(builder).compile(**options)
+    if config:
+        compiled = compiled.with_config(config)
+    return JITGraph(compiled, Planner(analyse(builder), prior_node_s=prior_node_s), deadline_s, on_late, on_run_end)
+
+
+@overload
+def jit_slo(graph: StateGraph | CompiledStateGraph, *, deadline_s: float, on_late: OnLate = ...,
+            prior_node_s: float | None = ..., on_run_end: Callable[[RunReport], None] | None = ...,
+            **compile_kwargs: Any) -> JITGraph: ...
+@overload
+def jit_slo(graph: Callable[..., StateGraph | CompiledStateGraph], *, deadline_s: float, on_late: OnLate = ...,
+            prior_node_s: float | None = ..., on_run_end: Callable[[RunReport], None] | None = ...,
+            **compile_kwargs: Any) -> Callable[..., JITGraph]: ...
+@overload
+def jit_slo(graph: None = None, *, deadline_s: float, on_late: OnLate = ..., prior_node_s: float | None = ...,
+            on_run_end: Callable[[RunReport], None] | None = ...,
+            **compile_kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., JITGraph]]: ...
+
+
+def jit_slo(graph: Any = None, *, deadline_s: float, on_late: OnLate = "best_effort", prior_node_s: float | None = None,
+            on_run_end: Callable[[RunReport], None] | None = None, **compile_kwargs: Any) -> Any:
+    """Give every run of ``graph`` an end-to-end deadline that its LLM calls are scheduled for.
+
+    Each node gets a stage deadline when it starts (its share of the time the run has left, by
+    the expected remaining work: see :mod:`jitagent_langgraph.planner`), and every LLM call it
+    makes through a ``JITClient`` carries the run's pipeline context.
+
+    Args:
+        graph: a ``StateGraph`` (compiled here, with ``compile_kwargs`` such as ``checkpointer``),
+            a compiled ``StateGraph`` (recompiled with its own options), or a function returning
+            either; omitted, ``jit_slo(deadline_s=...)`` is a decorator for such a function.
+        deadline_s: each run's end-to-end deadline in seconds (``ainvoke(..., deadline_s=...)``
+            overrides it per run).
+        on_late: ``"best_effort"`` lets a late run finish; ``"raise"`` raises
+            :class:`~jitagent_langgraph.DeadlineExceeded` at the first node boundary past the deadline.
+        prior_node_s: expected time of a node not yet seen to finish (default: the mean of the
+            nodes seen that made LLM calls, 1 s before any).
+        on_run_end: called with each run's :class:`~jitagent_langgraph.RunReport` when it ends.
+
+    Raises:
+        TypeError: ``graph`` is not a graph, compiled graph or function; ``deadline_s`` is not a number.
+        ValueError: ``deadline_s`` is not positive and finite, or ``on_late``/``prior_node_s`` is invalid.
+    """
+    deadline_s = _check_deadline(deadline_s)
+    if on_late not in ("best_effort", "raise"):
+        raise ValueError(f"jit_slo: on_late must be 'best_effort' or 'raise', got {on_late!r}")
+    if prior_node_s is not None:
+        _check_deadline(prior_node_s)
+    options: dict[str, Any] = {"deadline_s": deadline_s, "on_late": on_late, "prior_node_s": prior_node_s,
+                               "on_run_end": on_run_end}
+
+    def decorate(factory: Callable[..., Any]) -> Callable[..., JITGraph]:
+        if not inspect.isfunction(factory) and not inspect.ismethod(factory):
+            raise TypeError(f"jit_slo as a decorator needs a function that builds a graph, got {factory!r:.80}")
+
+        @functools.wraps(factory)
+        def build(*args: Any, **kwargs: Any) -> JITGraph:
+            return _build(factory(*args, **kwargs), compile_kwargs=compile_kwargs, **options)  # type: ignore[arg-type]
+
+        return build
+
+    if graph is None:
+        return decorate
+    if inspect.isfunction(graph) or inspect.ismethod(graph):
+        return decorate(graph)
+    return _build(graph, compile_kwargs=compile_kwargs, **options)  # type: ignore[arg-type]
+
