@@ -21,26 +21,34 @@ __all__ = ["CallScope", "slo_scope", "current_scope"]
 
 @dataclass(frozen=True, slots=True)
 class CallScope:
-    """The SLO and pipeline that calls inherit; ``None`` fields inherit nothing."""
+    """The SLO, pipeline and request class that calls inherit; ``None`` fields inherit nothing.
+
+    The request class names the kind of call (a graph node, an endpoint): the scheduler learns
+    output lengths per class, so calls of one kind inform the estimates of the next.
+    """
 
     slo: SLO | None = None
     pipeline: PipelineContext | None = None
+    request_class: str | None = None
 
 
 _SCOPE: contextvars.ContextVar[CallScope | None] = contextvars.ContextVar("jitagent_call_scope", default=None)
 
 
 @contextmanager
-def slo_scope(slo: SLO | dict[str, Any] | str | None = None, *,
-              pipeline: PipelineContext | None = None) -> Iterator[CallScope]:
-    """Give every model call made inside the block this SLO and/or pipeline.
+def slo_scope(slo: SLO | dict[str, Any] | str | None = None, *, pipeline: PipelineContext | None = None,
+              request_class: str | None = None) -> Iterator[CallScope]:
+    """Give every model call made inside the block this SLO, pipeline and/or request class.
 
-    Scopes nest: a field left ``None`` keeps the enclosing scope's value. The SLO is validated on
-    entry (``ValueError`` naming the problem), so a bad SLO fails where it was written.
+    Scopes nest: a field left ``None`` keeps the enclosing scope's value. Values are validated on
+    entry (``ValueError`` naming the problem), so a mistake fails where it was written.
     """
+    if request_class is not None and (not isinstance(request_class, str) or not request_class):
+        raise ValueError(f"request_class must be a non-empty string, got {request_class!r}")
     outer = _SCOPE.get() or CallScope()
     scope = CallScope(parse_slo(slo) if slo is not None else outer.slo,
-                      pipeline if pipeline is not None else outer.pipeline)
+                      pipeline if pipeline is not None else outer.pipeline,
+                      request_class if request_class is not None else outer.request_class)
     token = _SCOPE.set(scope)
     try:
         yield scope

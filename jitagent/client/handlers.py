@@ -233,7 +233,7 @@ class OpenAIServer:
             raise _bad(f"{exc}", param, "context_length_exceeded") from None
 
         slo, pipeline = self._slo_and_pipeline(body, scope)
-        request_class = body.get("request_class", "default")
+        request_class = body.get("request_class") or (scope.request_class if scope is not None else None) or "default"
         if not isinstance(request_class, str) or not request_class:
             raise _bad(f"'request_class' must be a non-empty string, got {request_class!r}", "request_class")
         prefix = "chatcmpl-" if chat else "cmpl-"

@@ -357,9 +357,24 @@ def test_pipeline_from_scope_and_body_reaches_the_engine() -> None:
     run(test, policy=RecordingFCFS())
 
 
+def test_request_class_from_scope_or_body_reaches_the_engine() -> None:
+    async def test(client: JITClient) -> None:
+        seen = _recorder(client).seen
+        with slo_scope(request_class="summarise"):
+            await client.chat.completions.create(model=client.served_model, messages=MESSAGES, max_tokens=2)
+            await client.chat.completions.create(model=client.served_model, messages=MESSAGES, max_tokens=2,
+                                                 extra_body={"request_class": "plan"})
+        await client.chat.completions.create(model=client.served_model, messages=MESSAGES, max_tokens=2)
+        assert [r.request_class for r in seen] == ["summarise", "plan", "default"]
+    run(test, policy=RecordingFCFS())
+
+
 def test_bad_scope_slo_fails_where_it_is_written() -> None:
     with pytest.raises(ValueError, match="invalid SLO: deadline_s"):
         with slo_scope({"kind": "deadline", "deadline_s": 0}):
+            pass
+    with pytest.raises(ValueError, match="request_class must be a non-empty string"):
+        with slo_scope(request_class=""):
             pass
 
 

@@ -202,7 +202,7 @@ def _stage(run: RunState, node: str, config: RunnableConfig) -> Iterator[None]:
     record = run.begin(node, step)
     token = _STAGE.set(record)
     try:
-        with slo_scope(run.slo, pipeline=run.pipeline(record)):
+        with slo_scope(run.slo, pipeline=run.pipeline(record), request_class=record.node):
             yield
     finally:
         _STAGE.reset(token)

@@ -96,6 +96,7 @@ async def test_every_call_carries_the_run_pipeline(client: JITClient, policy: Re
         assert before <= p.run_start <= p.stage_deadline <= p.run_deadline
         assert p.run_deadline == pytest.approx(p.run_start + 20)
         assert req.deadline == p.stage_deadline  # what the scheduler schedules for
+        assert req.request_class == p.stage  # output lengths are learned per node
     # Send fan-out: one stage, one deadline
     assert len({p.stage_deadline for p in contexts if p.stage == "work"}) == 1
 
