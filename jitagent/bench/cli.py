@@ -86,8 +86,8 @@ def _build_parser() -> argparse.ArgumentParser:
                        help="engine settings: vLLM's defaults for the GPU, or the JITServe artifact's (32 seqs)")
     bench.add_argument("--token-budget", type=_positive_int, help="max tokens per step (default: vLLM's for the GPU)")
     bench.add_argument("--max-num-seqs", type=_positive_int, help="max running requests (default: vLLM's for the GPU)")
-    bench.add_argument("--policies", type=_name_list, default=("fcfs", "edf", "ltr", "las"),
-                       help="comma-separated policies (default: fcfs,edf,ltr,las)")
+    bench.add_argument("--policies", type=_name_list, default=("fcfs", "edf", "ltr", "las", "jit"),
+                       help="comma-separated policies (default: fcfs,edf,ltr,las,jit)")
     bench.add_argument("--rate", type=_positive_float, default=2.0, help="arrivals per second (default: 2)")
     bench.add_argument("--sweep", type=_float_list, help="comma-separated rates, instead of --rate")
     bench.add_argument("--duration", type=_positive_float, default=600.0, help="arrival window in seconds (default: 600)")

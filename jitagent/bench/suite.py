@@ -24,6 +24,7 @@ from jitagent.bench.runner import DEFAULT_DRAIN_S, RunOutcome, default_warmup, s
 from jitagent.bench.workloads import Workload, build_workload
 from jitagent.engines.sim import SimConfig
 from jitagent.scheduling.goodput import RequestRecord
+from jitagent.scheduling.policies import make_policy
 
 __all__ = ["BenchConfig", "BenchResult", "run_bench"]
 
@@ -91,7 +92,8 @@ def _workload(config: BenchConfig, rate: float, seed: int) -> Workload:
 
 def _simulate(config: BenchConfig, policy: str, rate: float, seed: int,
               on_progress: Callable[[float], None] | None) -> RunOutcome:
-    return simulate(_workload(config, rate, seed), policy, config.sim, rate=rate,
+    return simulate(_workload(config, rate, seed), make_policy(policy, decode_weight=config.decode_weight),
+                    config.sim, rate=rate,
                     decode_weight=config.decode_weight, warmup=config.warmup, drain_s=config.drain_s,
                     on_progress=on_progress)
 

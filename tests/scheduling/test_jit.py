@@ -145,3 +145,9 @@ def test_oracle_uses_true_lengths_and_forgets_them():
 def test_bad_config_is_refused(field, value):
     with pytest.raises(ValueError, match=field):
         JITConfig(**{field: value})
+
+
+def test_make_policy_passes_the_decode_weight_to_jit():
+    assert make_policy("jit", decode_weight=8.0).config.decode_weight == 8.0
+    assert make_policy("jit-no-skip", decode_weight=8.0).config.skip is False
+    assert make_policy("fcfs", decode_weight=8.0).name == "fcfs"

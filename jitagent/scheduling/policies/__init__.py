@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 from jitagent.scheduling.policies.base import Policy, QueuePolicy
 from jitagent.scheduling.policies.baselines import EDF, FCFS, LAS, LTR
@@ -28,13 +29,21 @@ ABLATIONS: dict[str, tuple[str, Callable[[], Policy]]] = {
 }
 
 
-def make_policy(name: str) -> Policy:
-    """A fresh policy instance by name (``fcfs``, ``edf``, ``ltr``, ``las``)."""
+def make_policy(name: str, *, decode_weight: float = 1.0) -> Policy:
+    """A fresh policy instance by name (see :data:`POLICIES` and :data:`ABLATIONS`).
+
+    ``decode_weight`` is the goodput weight of an output token against a prompt token, for the
+    policies that weigh what a request can still earn (JIT and its variants).
+    """
     if name in POLICIES:
-        return POLICIES[name]()
-    if name in ABLATIONS:
-        return ABLATIONS[name][1]()
-    raise ValueError(f"unknown policy {name!r}; available: {', '.join([*POLICIES, *ABLATIONS])}")
+        policy = POLICIES[name]()
+    elif name in ABLATIONS:
+        policy = ABLATIONS[name][1]()
+    else:
+        raise ValueError(f"unknown policy {name!r}; available: {', '.join([*POLICIES, *ABLATIONS])}")
+    if isinstance(policy, JIT) and decode_weight != policy.config.decode_weight:
+        policy.config = replace(policy.config, decode_weight=decode_weight)
+    return policy
 
 
 def describe_policies() -> list[tuple[str, str]]:
