@@ -69,7 +69,7 @@ class StepShape:
         context_tokens: KV tokens read this step, summed over the scheduled requests (each request's tokens
             already in the cache plus its new ones).
         attention_pairs: query-key pairs of causal attention, summed over the scheduled requests:
-            ``new * (cached + new / 2)``, rounded.
+            ``new * cached + new * (new + 1) / 2`` (the engine core counts them the same way).
     """
 
     prefill_tokens: int = 0
@@ -92,8 +92,8 @@ class StepShape:
             else:
                 decodes += 1
             context += cached + new
-            # new * (cached + new / 2), rounded half up, in integers.
-            pairs += new * cached + (new * new + 1) // 2
+            # Causal attention: the i-th new token (1-based) attends to the cached tokens and i new ones.
+            pairs += new * cached + new * (new + 1) // 2
         return cls(prefill, decodes, context, pairs)
 
 

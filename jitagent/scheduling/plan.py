@@ -87,11 +87,6 @@ class PlanBuilder:
         self._preempted: dict[RequestState, None] = {}   # an ordered set
         self._rejected: list[RequestState] = []
 
-    def new_blocks_for(self, req: RequestState, num_new_tokens: int) -> int:
-        """KV blocks ``req`` must be given to compute ``num_new_tokens`` more tokens."""
-        held = 0 if req.status is not RequestStatus.RUNNING else req.num_blocks
-        return max(0, self.limits.blocks_for(req.num_computed + num_new_tokens) - held)
-
     def schedule(self, req: RequestState, num_new_tokens: int) -> bool:
         """Run ``req`` for ``num_new_tokens`` this step, admitting it if it is not running.
 

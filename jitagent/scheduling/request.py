@@ -92,10 +92,6 @@ class RequestState:
         """Tokens to compute before the next output token: 1 in decode, the rest of the (re)prefill otherwise."""
         return self.prompt_len + self.num_generated - self.num_computed
 
-    @property
-    def is_prefilling(self) -> bool:
-        return self.num_uncomputed > 1 or self.num_generated == 0
-
     def next_due(self) -> float:
         """When this request's next deliverable is due: the next token for a stream, the stage or
         completion deadline otherwise; ``inf`` with no SLO."""
