@@ -44,7 +44,7 @@ def test_step_shape_of_counts_each_field() -> None:
         prefill_tokens=7,
         decode_seqs=2,
         context_tokens=4 + 13 + 100 + 8,
-        attention_pairs=8 + (30 + 5) + 100 + 8,  # new * (cached + new / 2), rounded half up
+        attention_pairs=10 + (30 + 6) + 100 + 8,  # new * cached + new * (new + 1) / 2: causal, self included
     )
 
 
