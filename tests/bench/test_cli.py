@@ -75,3 +75,5 @@ def test_bad_workload_file_gives_one_line(tmp_path, capsys):
     assert exit_code(["bench", "--workload", str(bad), "--out", str(tmp_path), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "traffic.yaml" in err and err.count("\n") == 1
+    assert "classes[0].weight: Input should be greater than 0" in err
+    assert "at least 1 entry" not in err  # the class is there; only what is wrong with it is said

@@ -317,7 +317,12 @@ def _yaml_problem(exc: yaml.YAMLError) -> str:
 def _describe(exc: ValidationError) -> str:
     """One line for a validation error: ``where: what`` per error, union tags left out."""
     parts = []
-    for err in exc.errors(include_url=False):
+    errors = exc.errors(include_url=False)
+    for err in errors:
+        # A collection whose invalid items were dropped is then also "too short": say only what is wrong.
+        if err["type"] == "too_short" and any(e["loc"][:len(err["loc"])] == err["loc"] and e is not err
+                                              for e in errors):
+            continue
         where = ""
         for part in err["loc"]:
             if isinstance(part, int):
