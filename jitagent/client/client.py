@@ -8,7 +8,7 @@ the ambient :func:`~jitagent.client.slo_scope`, else the client's ``slo``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 import httpx2
 import openai
@@ -61,7 +61,25 @@ class _Served:
         self.owns_engine = owns_engine
 
 
-class JITClient(openai.AsyncOpenAI):
+class _ServedInProcess:
+    """What the async and sync clients share on top of their OpenAI base class."""
+
+    _served: _Served
+
+    def copy(self, **kwargs: Any) -> Self:
+        """A client with some options changed (``with_options``), served by the same engine."""
+        kwargs["_extra_kwargs"] = {**kwargs.get("_extra_kwargs", {}), "_served": self._served}
+        return super().copy(**kwargs)  # type: ignore[misc]
+
+    with_options = copy
+
+    def _process_response_data(self, *, data: object, cast_to: type[_R], response: httpx2.Response) -> _R:
+        if cast_to is ChatCompletionChunk and (chunk := _typed_chunk(data)) is not None:
+            return chunk  # type: ignore[return-value]
+        return super()._process_response_data(data=data, cast_to=cast_to, response=response)  # type: ignore[misc]
+
+
+class JITClient(_ServedInProcess, openai.AsyncOpenAI):
     """Drop-in ``openai.AsyncOpenAI`` that serves Chat Completions, Completions and Models in-process.
 
     Args:
@@ -107,18 +125,6 @@ class JITClient(openai.AsyncOpenAI):
         """The model name calls must use."""
         return self._served.server.backend.model
 
-    def copy(self, **kwargs: Any) -> JITClient:  # type: ignore[override]
-        """A client with some options changed (``with_options``), served by the same engine."""
-        kwargs["_extra_kwargs"] = {**kwargs.get("_extra_kwargs", {}), "_served": self._served}
-        return super().copy(**kwargs)
-
-    with_options = copy
-
-    def _process_response_data(self, *, data: object, cast_to: type[_R], response: httpx2.Response) -> _R:
-        if cast_to is ChatCompletionChunk and (chunk := _typed_chunk(data)) is not None:
-            return chunk  # type: ignore[return-value]
-        return super()._process_response_data(data=data, cast_to=cast_to, response=response)
-
     @property
     def sync(self) -> SyncJITClient:
         """A synchronous ``openai.OpenAI`` served by the same engine (on the engine's loop, or on a
@@ -154,7 +160,7 @@ class JITClient(openai.AsyncOpenAI):
         await served.host.aclose()
 
 
-class SyncJITClient(openai.OpenAI):
+class SyncJITClient(_ServedInProcess, openai.OpenAI):
     """The synchronous face of a :class:`JITClient` (get it from :attr:`JITClient.sync`)."""
 
     def __init__(self, _served: _Served, **kwargs: Any) -> None:
@@ -164,14 +170,3 @@ class SyncJITClient(openai.OpenAI):
             kwargs["http_client"] = httpx2.Client(transport=SyncInProcessTransport(_served.server, _served.host))
         super().__init__(**kwargs)
 
-    def copy(self, **kwargs: Any) -> SyncJITClient:  # type: ignore[override]
-        """A client with some options changed (``with_options``), served by the same engine."""
-        kwargs["_extra_kwargs"] = {**kwargs.get("_extra_kwargs", {}), "_served": self._served}
-        return super().copy(**kwargs)
-
-    with_options = copy
-
-    def _process_response_data(self, *, data: object, cast_to: type[_R], response: httpx2.Response) -> _R:
-        if cast_to is ChatCompletionChunk and (chunk := _typed_chunk(data)) is not None:
-            return chunk  # type: ignore[return-value]
-        return super()._process_response_data(data=data, cast_to=cast_to, response=response)
