@@ -189,6 +189,10 @@ class JIT(Policy):
         left = req.num_uncomputed
         return left if left > 1 or req.num_generated == 0 else 0
 
+    def _first_token_at(self, req: RequestState, start: float) -> float:
+        """When ``req``'s next token comes if its remaining prefill starts at ``start``."""
+        return start + self._prefill_left(req) * self._token_time + self._step_time
+
     def _completion_ok(self, req: RequestState, first_token_at: float) -> bool:
         """Would ``req`` meet its SLO (and a pipeline call its stage deadline) if its next token came
         at ``first_token_at`` and it then ran every step?"""
@@ -209,7 +213,7 @@ class JIT(Policy):
         remaining = self.remaining_output(req)
         # A decode shares its step with the rest of the batch: charge it a share of a step.
         cost = prefill * self._token_time + remaining * self._step_time / 64 + 1e-6
-        first = now + prefill * self._token_time + self._step_time
+        first = self._first_token_at(req, now)
         slo = req.slo
         if isinstance(slo, StreamSLO):
             late = first - req.next_due()
@@ -383,13 +387,12 @@ class JIT(Policy):
             index += 1
             if req not in self._waiting:
                 continue  # admitted, finished or aborted since it was queued
-            if not self._completion_ok(req, now + self._prefill_left(req) * self._token_time + self._step_time):
+            if not self._completion_ok(req, self._first_token_at(req, now)):
                 self._demote(req, now)
                 continue
-            chunk = min(req.num_uncomputed, prefill_cap, plan.token_budget)
-            if self._fits_with_reserve(plan, req) and plan.schedule(req, chunk):
-                del self._waiting[req]
-                prefill_cap -= chunk
+            admitted = self._try_admit(plan, req, prefill_cap)
+            if admitted:
+                prefill_cap -= admitted
             else:
                 kept.append(req)
                 kept_keys.append(key)
@@ -402,11 +405,10 @@ class JIT(Policy):
         while best_effort and prefill_cap > 0 and plan.seats > 0:
             req = best_effort[-1]
             if req in self._waiting:
-                chunk = min(req.num_uncomputed, prefill_cap, plan.token_budget)
-                if not self._fits_with_reserve(plan, req) or not plan.schedule(req, chunk):
+                admitted = self._try_admit(plan, req, prefill_cap)
+                if not admitted:
                     break
-                del self._waiting[req]
-                prefill_cap -= chunk
+                prefill_cap -= admitted
             best_effort.pop()
             self._best_effort_keys.pop()  # type: ignore[union-attr]
         return prefill_cap
@@ -419,10 +421,15 @@ class JIT(Policy):
         self._best_effort = [r for _, _, r in aged]
         self._best_effort_keys = [k for k, _, _ in aged]
 
-    def _fits_with_reserve(self, plan: PlanBuilder, req: RequestState) -> bool:
-        """Admit only with room for the prompt and the expected output, so that growth does not preempt."""
-        tokens = req.num_tokens + self.remaining_output(req)
-        return plan.limits.blocks_for(int(tokens)) <= plan.free_blocks
+    def _try_admit(self, plan: PlanBuilder, req: RequestState, prefill_cap: int) -> int:
+        """Admit waiting ``req`` with its first prefill chunk: the chunk's size, or 0 when it does not
+        fit. KV memory must hold the prompt and the expected output, so that growth does not preempt."""
+        chunk = min(req.num_uncomputed, prefill_cap, plan.token_budget)
+        reserve = plan.limits.blocks_for(int(req.num_tokens + self.remaining_output(req)))
+        if reserve > plan.free_blocks or not plan.schedule(req, chunk):
+            return 0
+        del self._waiting[req]
+        return chunk
 
     def _rank_waiting(self, view: SchedulerView) -> None:
         """A frame's full re-ranking: feasible requests in first-deadline order against the prefill
@@ -438,11 +445,10 @@ class JIT(Policy):
         keys: list[float] = []
         best_effort: list[RequestState] = []
         for key, _, req in ranked:
-            prefill_time = self._prefill_left(req) * self._token_time
-            if not self.config.grouping or self._completion_ok(req, clock + prefill_time + self._step_time):
+            if not self.config.grouping or self._completion_ok(req, self._first_token_at(req, clock)):
                 admission.append(req)
                 keys.append(key)
-                clock += prefill_time
+                clock += self._prefill_left(req) * self._token_time
             elif self._wants_rejection(req) or now - req.arrival > self.config.max_wait_s:
                 self._to_reject.append(req)
             else:
@@ -470,7 +476,7 @@ class JIT(Policy):
         queue's first ``position`` requests."""
         ahead = sum(self._prefill_left(r) for r in view.running)
         ahead += sum(self._prefill_left(r) for r in self._admission[:position])
-        return view.now + (ahead + self._prefill_left(req)) * self._token_time + self._step_time
+        return self._first_token_at(req, view.now + ahead * self._token_time)
 
     def _wants_rejection(self, req: RequestState) -> bool:
         """Its caller asked to be refused rather than served late, and no work has been spent on it
