@@ -97,8 +97,8 @@ class PlanBuilder:
                 or req in self._preempted):
             return False
         admitting = req.status is not RequestStatus.RUNNING
-        if admitting and self.seats < 1:
-            return False
+        if admitting and (self.seats < 1 or self.limits.blocks_for(req.num_tokens) > self.free_blocks):
+            return False  # as vLLM V1 admits: a seat, and room for the whole prompt, not just its first chunk
         block_size = self.limits.block_size
         blocks = -(-(req.num_computed + num_new_tokens) // block_size) - (0 if admitting else req.num_blocks)
         if blocks < 0:

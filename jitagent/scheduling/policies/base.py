@@ -32,6 +32,10 @@ class Policy(ABC):
     def finish_request(self, req: RequestState) -> None:
         """A request finished or was aborted (its status says which); forget it."""
 
+    def requeue(self, req: RequestState) -> None:
+        """An admission the plan made but the engine could not carry out: ``req`` waits again."""
+        self.add_request(req)
+
     @abstractmethod
     def schedule(self, view: SchedulerView) -> StepPlan:
         """The plan for one step. Requests the plan admits or preempts change status in the engine
@@ -75,6 +79,9 @@ class QueuePolicy(Policy):
 
     def finish_request(self, req: RequestState) -> None:
         pass  # done requests are dropped lazily when they reach the head of the queue
+
+    def requeue(self, req: RequestState) -> None:
+        self._enqueue(req, now=req.arrival, front=True)  # it was at the head when it was admitted
 
     def _enqueue(self, req: RequestState, now: float, front: bool) -> None:
         if self.ordered:

@@ -327,7 +327,7 @@ class JIT(Policy):
             if victim is None or ranks[victim] < ranks[req]:
                 return False  # nobody less valuable to make room
             plan.preempt(victim)
-            self._requeue(victim)
+            self.requeue(victim)
         return True
 
     def _eviction_rank(self, req: RequestState) -> tuple[bool, float]:
@@ -495,10 +495,6 @@ class JIT(Policy):
         at = bisect.bisect_left(self._best_effort_keys, key)
         self._best_effort.insert(at, req)
         self._best_effort_keys.insert(at, key)
-
-    def _requeue(self, req: RequestState) -> None:
-        self._waiting[req] = None
-        self._newcomers.append(req)
 
     def _aged_margin(self, req: RequestState, now: float) -> float:
         """Best-effort order: margin goodput, growing by its own size every ``ageing_s`` of waiting,

@@ -1,0 +1,304 @@
+"""``VLLMEngine``: a real vLLM V1 engine (``AsyncLLM``) scheduled by :class:`~jitagent_vllm.JITScheduler`.
+
+Requests carry their SLO, pipeline context and request class to the scheduler in
+``SamplingParams.extra_args``; output tokens stream back as vLLM makes them; cancelling the
+consumer of :meth:`VLLMEngine.generate` aborts the request in the engine (vLLM frees its seat and
+KV blocks); :meth:`VLLMEngine.aclose` shuts the engine down.
+
+Prompts: a model with a tokenizer is prompted through it (and through its chat template for
+messages). A model without one (``tiny-random-llama``, any folder with only a ``config.json``)
+gets the **byte-level fallback**: text is cut into 4-byte pieces, each one token whose id is a hash
+of the piece (so a prompt has as many tokens as jitagent's simulated engine counts for it), and each
+output token id is shown as one printable ASCII character (``chr(32 + id % 95)``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Coroutine, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from jitagent.client.text import BYTES_PER_TOKEN
+from jitagent.scheduling.request import PipelineContext
+from jitagent.slo import SLO, InfeasibleSLOError
+from jitagent_vllm.models import TINY_MODEL, has_weights, resolve_model
+from jitagent_vllm.request_args import encode_request_args
+from jitagent_vllm.scheduler import INVALID_REQUEST_ARGS, SLO_INFEASIBLE
+from jitagent_vllm.settings import SchedulerSettings
+
+__all__ = ["VLLMEngineConfig", "VLLMEngine", "Delta", "EngineDeadError"]
+
+logger = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+_FIRST_FALLBACK_ID = 3   # ids below are a Llama vocabulary's special tokens
+
+
+class EngineDeadError(RuntimeError):
+    """The vLLM engine process is gone; requests in flight fail with this, and new ones too."""
+
+
+@dataclass(frozen=True)
+class VLLMEngineConfig:
+    """What engine to start: model, scheduling policy and the vLLM settings that matter here.
+
+    Args:
+        model: a built-in name (``tiny-random-llama``), a model folder or a hub name.
+        policy: the scheduler's policy (``jit``, ``fcfs``, ``edf``, ``ltr``, ``las``).
+        profile: a step-time profile for the scheduler to start from (see ``jitagent calibrate``).
+        max_model_len, max_num_seqs, max_num_batched_tokens: vLLM's limits; ``None`` is vLLM's default.
+        enable_prefix_caching: vLLM's prefix cache; ``None`` is vLLM's default.
+        step_log: a file the scheduler appends each measured step to.
+        kv_cache_gib: KV cache size on a CPU (``VLLM_CPU_KVCACHE_SPACE``), unless already set.
+        engine_args: any other ``AsyncEngineArgs`` field.
+    """
+
+    model: str = TINY_MODEL
+    policy: str = "jit"
+    profile: str | None = None
+    max_model_len: int | None = None
+    max_num_seqs: int | None = None
+    max_num_batched_tokens: int | None = None
+    enable_prefix_caching: bool | None = None
+    step_log: str | None = None
+    kv_cache_gib: float = 1.0
+    engine_args: Mapping[str, Any] = field(default_factory=dict)
+
+    def settings(self) -> SchedulerSettings:
+        """The scheduler's settings (ValueError on an unknown policy)."""
+        return SchedulerSettings(policy=self.policy, profile=self.profile, step_log=self.step_log)
+
+    def async_engine_args(self) -> Any:
+        """vLLM's ``AsyncEngineArgs`` for this engine."""
+        from vllm.engine.arg_utils import AsyncEngineArgs
+
+        path = resolve_model(self.model)
+        kwargs: dict[str, Any] = {"model": path, "scheduler_cls": "jitagent_vllm.JITScheduler",
+                                  "additional_config": self.settings().additional_config()}
+        if not has_weights(path):  # a config-only model: random weights, no tokenizer, no compilation
+            kwargs.update(load_format="dummy", skip_tokenizer_init=True, enforce_eager=True)
+        for name in ("max_model_len", "max_num_seqs", "max_num_batched_tokens", "enable_prefix_caching"):
+            if getattr(self, name) is not None:
+                kwargs[name] = getattr(self, name)
+        kwargs.update(self.engine_args)
+        return AsyncEngineArgs(**kwargs)
+
+
+@dataclass(frozen=True, slots=True)
+class Delta:
+    """What one engine output brought: new token ids, their text, and the finish reason once done."""
+
+    token_ids: tuple[int, ...]
+    text: str
+    finish_reason: str | None
+
+
+class VLLMEngine:
+    """A vLLM engine with jitagent's scheduler, usable from any event loop or thread.
+
+    vLLM's ``AsyncLLM`` belongs to the event loop that first uses it, so the engine keeps one of
+    its own, on a background thread: :meth:`generate` called from another loop hops each output
+    across (a few tens of microseconds); code run on the engine's loop (:meth:`run`) pays nothing.
+    Starting takes a while (tens of seconds on a CPU: vLLM spawns its engine process and loads the
+    model). Use ``async with`` / ``with`` or close it (:meth:`aclose`, :meth:`close`).
+    """
+
+    def __init__(self, config: VLLMEngineConfig | None = None) -> None:
+        self.config = config or VLLMEngineConfig()
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", f"{self.config.kv_cache_gib:g}")
+        started = time.perf_counter()
+        self._closed = False
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="jitagent-vllm", daemon=True)
+        self._thread.start()
+        try:
+            self.llm = self.run(self._create_llm())
+        except BaseException:
+            self._stop_loop()
+            raise
+        self.max_model_len: int = self.llm.model_config.max_model_len
+        self.vocab_size: int = self.llm.model_config.get_vocab_size()
+        self.tokenizer = self.llm.tokenizer
+        logger.info("vLLM engine for %s started in %.1f s (policy %s)", self.config.model,
+                    time.perf_counter() - started, self.config.policy)
+
+    @classmethod
+    async def start(cls, config: VLLMEngineConfig | None = None) -> VLLMEngine:
+        """Start an engine without blocking the calling event loop."""
+        return await asyncio.to_thread(cls, config)
+
+    async def _create_llm(self) -> Any:
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        return AsyncLLM.from_engine_args(self.config.async_engine_args())  # on its loop: it binds to the running one
+
+    def run(self, coro: Coroutine[Any, Any, _T]) -> _T:
+        """Run ``coro`` on the engine's loop from synchronous code and return its result."""
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    def __enter__(self) -> VLLMEngine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> VLLMEngine:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    @property
+    def model_name(self) -> str:
+        return self.config.model
+
+    @staticmethod
+    def now() -> float:
+        """The engine's clock (pipeline contexts are read on it)."""
+        return time.monotonic()
+
+    # -- prompts --------------------------------------------------------------------------------
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of ``text``: the model's tokenizer, else the byte-level fallback."""
+        if self.tokenizer is not None:
+            return list(self.tokenizer.encode(text))
+        data = text.encode()
+        span = self.vocab_size - _FIRST_FALLBACK_ID
+        return [_FIRST_FALLBACK_ID + int.from_bytes(hashlib.blake2b(data[i:i + BYTES_PER_TOKEN], digest_size=4).digest(),
+                                                    "little") % span
+                for i in range(0, len(data), BYTES_PER_TOKEN)] or [_FIRST_FALLBACK_ID]
+
+    def encode_chat(self, messages: Sequence[Mapping[str, Any]]) -> list[int]:
+        """Token ids of a chat: the model's chat template, else each message as ``role: content``."""
+        if self.tokenizer is not None and getattr(self.tokenizer, "chat_template", None):
+            return list(self.tokenizer.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=True))
+        return self.encode("".join(f"{m.get('role', 'user')}: {m.get('content') or ''}\n" for m in messages)
+                           + "assistant: ")
+
+    def decode(self, token_ids: Sequence[int]) -> str:
+        if self.tokenizer is not None:
+            return self.tokenizer.decode(list(token_ids))
+        return "".join(chr(32 + t % 95) for t in token_ids)
+
+    # -- requests --------------------------------------------------------------------------------
+
+    def validate(self, prompt_tokens: int, max_tokens: int) -> None:
+        """ValueError naming the problem unless a request this size fits the model."""
+        if prompt_tokens < 1:
+            raise ValueError(f"the prompt must have at least 1 token, got {prompt_tokens}")
+        if max_tokens < 1:
+            raise ValueError(f"max_tokens must be at least 1, got {max_tokens}")
+        if prompt_tokens + max_tokens > self.max_model_len:
+            raise ValueError(f"prompt ({prompt_tokens} tokens) plus max_tokens ({max_tokens}) is "
+                             f"{prompt_tokens + max_tokens} tokens, over the model's maximum context length of "
+                             f"{self.max_model_len}")
+
+    async def generate(self, prompt_token_ids: Sequence[int], max_tokens: int, *, slo: SLO | None = None,
+                       request_class: str | None = None, pipeline: PipelineContext | None = None,
+                       request_id: str | None = None, declared_max_tokens: int | None = None,
+                       ignore_eos: bool = False, temperature: float | None = None, seed: int | None = None,
+                       stop_token_ids: Sequence[int] | None = None) -> AsyncIterator[Delta]:
+        """Serve one request, yielding each output's new tokens as the engine makes them. Closing
+        the iterator early, or cancelling the task that consumes it, aborts the request.
+
+        Raises:
+            ValueError: the request does not fit the model, or its SLO data is invalid.
+            InfeasibleSLOError: the scheduler refused it (it cannot meet its SLO).
+            EngineDeadError: the engine process died, or the engine is closed.
+        """
+        if self._closed:
+            raise EngineDeadError("the vLLM engine is closed")
+        self.validate(len(prompt_token_ids), max_tokens)
+        params = self._sampling_params(max_tokens, slo, request_class, pipeline, declared_max_tokens, ignore_eos,
+                                       temperature, seed, stop_token_ids)
+        deltas = self._generate(list(prompt_token_ids), params, request_id or uuid.uuid4().hex)
+        if asyncio.get_running_loop() is self._loop:
+            async for delta in deltas:
+                yield delta
+            return
+        try:  # from another loop: each step of the iterator runs on the engine's loop
+            while True:
+                try:
+                    delta = await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(anext(deltas), self._loop))
+                except StopAsyncIteration:
+                    return
+                yield delta
+        finally:
+            if not self._closed:
+                await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(deltas.aclose(), self._loop))
+
+    def _sampling_params(self, max_tokens: int, slo: SLO | None, request_class: str | None,
+                         pipeline: PipelineContext | None, declared_max_tokens: int | None, ignore_eos: bool,
+                         temperature: float | None, seed: int | None, stop_token_ids: Sequence[int] | None) -> Any:
+        from vllm import SamplingParams
+        from vllm.sampling_params import RequestOutputKind
+
+        extra = encode_request_args(slo, request_class=request_class, pipeline=pipeline, now=self.now(),
+                                    declared_max_tokens=declared_max_tokens)
+        sampling: dict[str, Any] = {"temperature": temperature} if temperature is not None else {}
+        return SamplingParams(max_tokens=max_tokens, ignore_eos=ignore_eos, seed=seed,
+                              stop_token_ids=list(stop_token_ids or ()), output_kind=RequestOutputKind.DELTA,
+                              detokenize=self.tokenizer is not None, extra_args=extra or None, **sampling)
+
+    async def _generate(self, prompt_token_ids: list[int], params: Any, request_id: str) -> AsyncIterator[Delta]:
+        from vllm.inputs import TokensPrompt
+        from vllm.v1.engine.exceptions import EngineDeadError as VLLMEngineDead
+
+        try:
+            async for output in self.llm.generate(TokensPrompt(prompt_token_ids=prompt_token_ids), params, request_id):
+                completion = output.outputs[0]
+                if completion.finish_reason == "error":
+                    raise _refusal(str(completion.stop_reason))
+                ids = tuple(completion.token_ids)
+                yield Delta(ids, completion.text if self.tokenizer is not None else self.decode(ids),
+                            completion.finish_reason)
+        except VLLMEngineDead as exc:
+            raise EngineDeadError(f"the vLLM engine process died: {exc}") from exc
+
+    async def aclose(self) -> None:
+        """Shut the engine down (idempotent)."""
+        await asyncio.to_thread(self.close)
+
+    def close(self) -> None:
+        """Shut the engine down (idempotent); from synchronous code."""
+        if self._closed:
+            return
+        self._closed = True
+        self.run(self._stop_output_handler())
+        self.llm.shutdown()
+        self.run(_cancel_pending_tasks())
+        self._stop_loop()
+
+    def _stop_loop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+        self._loop.close()
+
+    async def _stop_output_handler(self) -> None:
+        # Stop reading outputs before the engine exits, or vLLM reports the exit as a failure.
+        handler = getattr(self.llm, "output_handler", None)
+        if handler is not None:
+            handler.cancel()
+
+
+async def _cancel_pending_tasks() -> None:
+    tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _refusal(reason: str) -> Exception:
+    if reason.startswith(SLO_INFEASIBLE):
+        return InfeasibleSLOError("the scheduler refused the request: it cannot meet its SLO at the current load")
+    if reason.startswith(INVALID_REQUEST_ARGS):
+        return ValueError(reason.removeprefix(f"{INVALID_REQUEST_ARGS}: "))
+    return RuntimeError(f"the engine failed the request ({reason})")

@@ -1,0 +1,111 @@
+"""Step times measured inside the engine: the policy's step-time model, learned as the engine runs.
+
+A policy asks how long a step of a given shape will take (``SchedulerView.step_time``). On a GPU a
+calibrated profile answers well; on an unknown machine nothing does until steps are measured. So
+the scheduler times every step it runs (from the start of scheduling to the end of processing the
+model's output: what the next step waits for) and refits a :class:`~jitagent.engines.latency.FittedModel`
+to the recent ones now and then. Steps can also be appended to a log, from which
+``jitagent calibrate`` fits a profile for the simulator.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import deque
+from pathlib import Path
+
+from jitagent.engines.latency import FittedModel, LatencyModel, StepShape
+
+__all__ = ["StepTimer", "CPU_PRIOR", "read_step_log"]
+
+logger = logging.getLogger(__name__)
+
+#: Where the model starts before any step is measured: a small model on a CPU (5 ms a step, 50 us a
+#: prefill token). Only the first steps are planned with it.
+CPU_PRIOR = FittedModel(c0=0.005, c_prefill=5e-5, c_decode=2e-4, c_context=1e-7)
+
+
+class StepTimer:
+    """Times engine steps and keeps a step-time model fitted to the recent ones.
+
+    Args:
+        prior: the model used until enough steps are measured (a profile's latency model).
+        learn: refit to measured steps; False keeps ``prior``.
+        refit_every: steps between refits.
+        window: measured steps kept for fitting.
+        log_path: append each step as a JSON line ``{"shape": [prefill, decodes, context, pairs], "seconds": s}``.
+    """
+
+    def __init__(self, prior: LatencyModel = CPU_PRIOR, *, learn: bool = True, refit_every: int = 128,
+                 window: int = 2048, log_path: str | Path | None = None) -> None:
+        self.model: LatencyModel = prior
+        self.learn = learn
+        self.refit_every = refit_every
+        self._samples: deque[tuple[StepShape, float]] = deque(maxlen=window)
+        self._since_fit = 0
+        self._started: float | None = None
+        self._shape: StepShape | None = None
+        self._log = open(log_path, "a", encoding="utf-8") if log_path is not None else None  # noqa: SIM115
+        self.num_steps = 0
+
+    def estimate(self, prefill_tokens: int, decode_seqs: int, context_tokens: int) -> float:
+        """Seconds a step of this shape should take (``SchedulerView.step_time``)."""
+        # Attention pairs, roughly, as the simulated engine counts them for its policies.
+        pairs = context_tokens + prefill_tokens * prefill_tokens // 2
+        return self.model.step_time(StepShape(prefill_tokens, decode_seqs, context_tokens, pairs))
+
+    def start(self) -> None:
+        """A step begins (scheduling starts)."""
+        self._started = time.perf_counter()
+
+    def scheduled(self, shape: StepShape) -> None:
+        """The step's shape, once scheduled."""
+        self._shape = shape
+
+    def finished(self) -> None:
+        """The step's output was processed: record its time if it ran the model."""
+        shape, started = self._shape, self._started
+        self._shape = self._started = None
+        if shape is None or started is None or not (shape.prefill_tokens or shape.decode_seqs):
+            return
+        seconds = time.perf_counter() - started
+        self.num_steps += 1
+        self._samples.append((shape, seconds))
+        if self._log is not None:
+            self._log.write(json.dumps({"shape": [shape.prefill_tokens, shape.decode_seqs, shape.context_tokens,
+                                                  shape.attention_pairs], "seconds": seconds}) + "\n")
+        self._since_fit += 1
+        if self.learn and self._since_fit >= self.refit_every:
+            self._refit()
+
+    def close(self) -> None:
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def _refit(self) -> None:
+        self._since_fit = 0
+        samples = list(self._samples)
+        # The prefill and decode terms are only identifiable when both kinds of step were seen.
+        if sum(s.prefill_tokens >= 64 for s, _ in samples) < 8 or sum(not s.prefill_tokens for s, _ in samples) < 8:
+            return
+        try:
+            self.model = FittedModel.fit(samples)
+        except ValueError as exc:  # degenerate samples: keep the model we have
+            logger.debug("step-time refit skipped: %s", exc)
+
+
+def read_step_log(path: str | Path) -> list[tuple[StepShape, float]]:
+    """The steps a :class:`StepTimer` logged to ``path``; ValueError on a malformed line."""
+    samples = []
+    with open(path, encoding="utf-8") as lines:
+        for number, line in enumerate(lines, 1):
+            try:
+                record = json.loads(line)
+                shape = StepShape(*map(int, record["shape"]))
+                samples.append((shape, float(record["seconds"])))
+            except (ValueError, KeyError, TypeError) as exc:
+                raise ValueError(f"{path}:{number}: not a step record ({exc})") from None
+    return samples
