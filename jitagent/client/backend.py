@@ -1,9 +1,13 @@
 """What the OpenAI-compatible handlers need from an engine: a backend.
 
 A backend knows its model's name and context length, counts prompt tokens, says what it cannot
-do, and turns a validated request into a :class:`Generation`, an async iterator of text pieces
-(one per output token). :class:`SimBackend` serves from a :class:`~jitagent.engines.sim.SimEngine`,
-making text with :mod:`jitagent.client.text`.
+do, and turns a validated request into a generation, an async iterator of text pieces (one per
+output token). Asked to observe it (``generate(request, observe=True)``, which telemetry does),
+the generation also tells what the engine saw of the request as a
+:class:`~jitagent.telemetry.stats.GenerationStats` (defined with telemetry, which reads it; every
+backend fills in the same record).
+:class:`SimBackend` serves from a :class:`~jitagent.engines.sim.SimEngine`, making text with
+:mod:`jitagent.client.text`.
 """
 
 from __future__ import annotations
@@ -12,11 +16,12 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from jitagent.client.text import simulated_answer
-from jitagent.engines.sim import SimEngine
+from jitagent.engines.sim import RequestLog, SimEngine
 from jitagent.scheduling.request import PipelineContext
 from jitagent.slo import SLO
+from jitagent.telemetry.stats import GenerationStats
 
-__all__ = ["GenerationRequest", "SimGeneration", "SimBackend"]
+__all__ = ["GenerationRequest", "GenerationStats", "SimGeneration", "SimBackend"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,14 +45,16 @@ class SimGeneration:
     the iterator is exhausted. :meth:`aclose` aborts the request in the engine.
     """
 
-    __slots__ = ("_tokens", "_pieces", "_natural_length", "_max_tokens", "completion_tokens")
+    __slots__ = ("_tokens", "_pieces", "_natural_length", "_max_tokens", "_log", "_policy", "completion_tokens")
 
     def __init__(self, tokens: AsyncIterator[int], pieces: tuple[str, ...], natural_length: int,
-                 max_tokens: int) -> None:
+                 max_tokens: int, log: RequestLog | None = None, policy: str | None = None) -> None:
         self._tokens = tokens
         self._pieces = pieces
         self._natural_length = natural_length
         self._max_tokens = max_tokens
+        self._log = log
+        self._policy = policy
         self.completion_tokens = 0
 
     def __aiter__(self) -> SimGeneration:
@@ -62,6 +69,16 @@ class SimGeneration:
     def finish_reason(self) -> str:
         """``"length"`` when ``max_tokens`` cut the answer short, else ``"stop"`` (the model's own end)."""
         return "length" if self._natural_length > self._max_tokens else "stop"
+
+    def stats(self) -> GenerationStats | None:
+        """What the engine saw of the request so far; ``None`` unless it was generated with
+        ``observe=True`` and the engine has taken it."""
+        log = self._log
+        req = log.request if log is not None else None
+        if log is None or req is None:
+            return None
+        return GenerationStats(req.arrival, req.first_scheduled, tuple(req.token_times), req.num_preemptions,
+                               tuple(log.preempted_at), log.sat_out_s, log.estimated_output_tokens, self._policy)
 
     async def aclose(self) -> None:
         await self._tokens.aclose()  # type: ignore[attr-defined]
@@ -86,10 +103,13 @@ class SimBackend:
         """ValueError naming the problem unless the engine can ever serve a request this size."""
         self.engine.core.validate(prompt_tokens, max_tokens)
 
-    def generate(self, request: GenerationRequest) -> SimGeneration:
-        """Start ``request``: the engine admits it on the first ``__anext__``."""
+    def generate(self, request: GenerationRequest, observe: bool = False) -> SimGeneration:
+        """Start ``request``: the engine admits it on the first ``__anext__``. With ``observe``
+        the generation keeps what the engine saw of it (:meth:`SimGeneration.stats`)."""
         answer = simulated_answer(request.prompt_key, request.seed, request.max_tokens)
+        log = RequestLog() if observe else None
         tokens = self.engine.generate(request.prompt_tokens, request.max_tokens, answer.length, slo=request.slo,
                                       request_class=request.request_class, pipeline=request.pipeline,
-                                      request_id=request.request_id)
-        return SimGeneration(tokens, answer.pieces, answer.length, request.max_tokens)
+                                      request_id=request.request_id, log=log)
+        return SimGeneration(tokens, answer.pieces, answer.length, request.max_tokens, log,
+                             self.engine.core.policy.name if observe else None)

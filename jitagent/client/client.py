@@ -14,6 +14,8 @@ import httpx2
 import openai
 import pydantic
 from openai.types.chat import ChatCompletionChunk
+from opentelemetry.metrics import MeterProvider
+from opentelemetry.trace import TracerProvider
 
 from jitagent.client.backend import SimBackend
 from jitagent.client.handlers import OpenAIServer
@@ -22,6 +24,7 @@ from jitagent.engines.sim import DEFAULT_PROFILE, SimConfig, SimEngine
 from jitagent.scheduling.policies import Policy
 from jitagent.scheduling.request import PipelineContext
 from jitagent.slo import SLO, parse_slo
+from jitagent.telemetry.providers import Telemetry
 
 if TYPE_CHECKING:
     from langchain_openai import ChatOpenAI
@@ -92,13 +95,19 @@ class JITClient(_ServedInProcess, openai.AsyncOpenAI):
         slo: the SLO of calls that name none and run outside every ``slo_scope`` (a model, a dict
             or JSON text; ``ValueError`` if invalid).
         pipeline: the pipeline context of such calls.
+        tracer_provider, meter_provider: where each call's span (``chat {model}``, a child of the
+            caller's current span) and metrics go; by default the global OpenTelemetry providers,
+            which record nothing until the application configures them.
+        trace_content: record prompt and completion text on spans (off by default; ``None`` reads
+            the ``JITAGENT_TRACE_CONTENT`` environment variable).
         **kwargs: passed to ``openai.AsyncOpenAI`` (``timeout``, ``max_retries``, ``default_headers``, ...).
     """
 
     def __init__(self, *, engine: SimEngine | None = None, policy: Policy | str = "jit",
                  profile: str = DEFAULT_PROFILE, time_scale: float = 1.0, model: str | None = None,
                  slo: SLO | dict[str, Any] | str | None = None, pipeline: PipelineContext | None = None,
-                 _served: _Served | None = None, **kwargs: Any) -> None:
+                 tracer_provider: TracerProvider | None = None, meter_provider: MeterProvider | None = None,
+                 trace_content: bool | None = None, _served: _Served | None = None, **kwargs: Any) -> None:
         if _served is None:
             owns_engine = engine is None
             if engine is None:
@@ -106,7 +115,8 @@ class JITClient(_ServedInProcess, openai.AsyncOpenAI):
             spec = engine.config.resolve()[0]
             backend = SimBackend(engine, model or (spec.model.name if spec.model is not None else spec.name))
             server = OpenAIServer(backend, default_slo=parse_slo(slo) if slo is not None else None,
-                                  default_pipeline=pipeline)
+                                  default_pipeline=pipeline,
+                                  telemetry=Telemetry(tracer_provider, meter_provider, trace_content))
             _served = _Served(server, EngineHost(), owns_engine)
         self._served = _served
         _client_defaults(kwargs)

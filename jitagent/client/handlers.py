@@ -20,6 +20,9 @@ Errors are OpenAI-shaped (``{"error": {"message", "type", "param", "code"}}``):
 
 A streamed request answers with its headers once its first token exists, so a refusal before
 the first token is an HTTP error; a refusal after it (rare) is an ``error`` event in the stream.
+
+Each generation call is traced (see :mod:`jitagent.telemetry.calls`) as a child of the caller's
+OpenTelemetry context, which the transport hands over with the request.
 """
 
 from __future__ import annotations
@@ -33,11 +36,15 @@ from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from opentelemetry.context import Context
+
 from jitagent.client.backend import GenerationRequest, SimBackend, SimGeneration
 from jitagent.client.context import CallScope
 from jitagent.client.text import BYTES_PER_TOKEN, MESSAGE_OVERHEAD_TOKENS, REPLY_PRIMING_TOKENS, count_tokens
 from jitagent.scheduling.request import PipelineContext
 from jitagent.slo import SLO, PipelineSLO, InfeasibleSLOError, parse_slo
+from jitagent.telemetry.calls import CallTrace, start_call
+from jitagent.telemetry.providers import Telemetry
 
 __all__ = ["APIErrorReply", "JSONReply", "StreamReply", "OpenAIServer"]
 
@@ -90,11 +97,14 @@ class StreamReply:
 
     events: AsyncGenerator[bytes, None]
     generation: SimGeneration
+    trace: CallTrace | None = None
     headers: dict[str, str] = field(default_factory=lambda: dict(_HEADERS_SSE))
 
     async def aclose(self) -> None:
         await self.events.aclose()
         await self.generation.aclose()  # the events' own cleanup never runs if they were never read
+        if self.trace is not None:
+            self.trace.end(self.generation.stats(), None)
 
 
 def _bad(message: str, param: str | None = None, code: str | None = None) -> APIErrorReply:
@@ -142,6 +152,7 @@ class _Call:
     include_usage: bool
     stops: list[str]
     request: GenerationRequest
+    prompt: Any            # the messages or the prompt, as given (traced only when asked)
 
 
 class OpenAIServer:
@@ -151,24 +162,28 @@ class OpenAIServer:
         backend: serves the model.
         default_slo, default_pipeline: what a call gets when neither its body nor an
             :func:`~jitagent.client.slo_scope` names one.
+        telemetry: where call spans and metrics go (by default the global OpenTelemetry providers).
     """
 
     def __init__(self, backend: SimBackend, *, default_slo: SLO | None = None,
-                 default_pipeline: PipelineContext | None = None) -> None:
+                 default_pipeline: PipelineContext | None = None, telemetry: Telemetry | None = None) -> None:
         self.backend = backend
         self.default_slo = default_slo
         self.default_pipeline = default_pipeline
+        self.telemetry = telemetry or Telemetry()
         self.created = int(time.time())
 
-    async def handle(self, method: str, path: str, body: bytes, scope: CallScope | None) -> JSONReply | StreamReply:
+    async def handle(self, method: str, path: str, body: bytes, scope: CallScope | None,
+                     parent: Context | None = None) -> JSONReply | StreamReply:
         """Answer one request; ``path`` is relative to the API root (``/chat/completions``).
+        ``scope`` and ``parent`` (the OpenTelemetry context) are the caller's.
 
         Must run on the engine's event loop. Never raises for a bad request: errors are replies.
         """
         try:
             if method == "POST" and path in ("/chat/completions", "/completions"):
                 call = self._parse(path == "/chat/completions", _json_object(body), scope)
-                return await self._serve(call)
+                return await self._serve(call, parent)
             if method == "GET" and path == "/models":
                 return self._json({"object": "list", "data": [self._model_card()]})
             if method == "GET" and path.startswith("/models/"):
@@ -239,7 +254,8 @@ class OpenAIServer:
         prefix = "chatcmpl-" if chat else "cmpl-"
         request = GenerationRequest(prefix + uuid.uuid4().hex, prompt_tokens, prompt_key, max_tokens, seed, slo,
                                     pipeline, request_class)
-        return _Call(chat, model, stream, include_usage, _stop_strings(body.get("stop")), request)
+        return _Call(chat, model, stream, include_usage, _stop_strings(body.get("stop")), request,
+                     body.get("messages") if chat else body.get("prompt"))
 
     def _refuse_unsupported(self, body: dict[str, Any], chat: bool) -> None:
         """400 for every field whose request the backend cannot honour (never ignore one silently)."""
@@ -290,26 +306,27 @@ class OpenAIServer:
 
     # -- serving -------------------------------------------------------------------------------
 
-    async def _serve(self, call: _Call) -> JSONReply | StreamReply:
+    async def _serve(self, call: _Call, parent: Context | None) -> JSONReply | StreamReply:
         request = call.request
-        slo, pipeline = request.slo, request.pipeline
-        if isinstance(slo, PipelineSLO) and pipeline is not None and slo.on_infeasible == "reject":
-            late = asyncio.get_running_loop().time() - pipeline.stage_deadline
-            if late >= 0:
-                raise _refused(f"the deadline of pipeline stage {pipeline.stage!r} (run {pipeline.run_id!r}) "
-                               f"passed {late:.3f} s ago, and the SLO asks to refuse what cannot meet it")
-        generation = self.backend.generate(request)
+        trace = start_call(self.telemetry, request, chat=call.chat, model=call.model, stream=call.stream,
+                           prompt=call.prompt, parent=parent)
+        generation: SimGeneration | None = None
         try:
+            _refuse_late_stage(request.slo, request.pipeline)
+            generation = self.backend.generate(request, observe=trace is not None)
             first = await _next_piece(generation)
             if not call.stream:
-                return await self._collect(call, generation, first)
-        except BaseException:  # cancelled, timed out or refused: abort the request
-            await generation.aclose()
+                return await self._collect(call, generation, first, trace)
+        except BaseException as exc:  # cancelled, timed out or refused: abort the request
+            if generation is not None:
+                await generation.aclose()
+            if trace is not None:
+                trace.end(generation.stats() if generation is not None else None, None, error=exc)
             raise
         make_events = self._chat_events if call.chat else self._completion_events
-        return StreamReply(make_events(call, generation, first), generation)
+        return StreamReply(make_events(call, generation, first, trace), generation, trace)
 
-    async def _collect(self, call: _Call, generation: SimGeneration, first: str) -> JSONReply:
+    async def _collect(self, call: _Call, generation: SimGeneration, first: str, trace: CallTrace | None) -> JSONReply:
         answer = _Answer(generation, first, call.stops)
         try:
             text = "".join([piece async for piece in answer])
@@ -317,6 +334,8 @@ class OpenAIServer:
             raise _refused(str(exc)) from None
         finally:
             await generation.aclose()  # ends the request early when a stop string cut the answer
+        if trace is not None:
+            trace.end(generation.stats(), answer.finish, text)
         request = call.request
         usage = _usage(request.prompt_tokens, generation.completion_tokens)
         if call.chat:
@@ -329,7 +348,8 @@ class OpenAIServer:
         return self._json({"id": request.request_id, "object": obj, "created": int(time.time()), "model": call.model,
                            "system_fingerprint": None, "choices": [choice], "usage": usage})
 
-    async def _chat_events(self, call: _Call, generation: SimGeneration, first: str) -> AsyncGenerator[bytes, None]:
+    async def _chat_events(self, call: _Call, generation: SimGeneration, first: str,
+                           trace: CallTrace | None) -> AsyncGenerator[bytes, None]:
         head = _DUMPS({"id": call.request.request_id, "object": "chat.completion.chunk", "created": int(time.time()),
                        "model": call.model, "system_fingerprint": None})[:-1]
         tail = ',"usage":null}\n\n' if call.include_usage else "}\n\n"
@@ -338,18 +358,18 @@ class OpenAIServer:
         prefix = f'data: {head},"choices":[{{"index":0,"delta":{{"content":'.encode()
         suffix = f'}},"logprobs":null,"finish_reason":null}}]{tail}'.encode()
         end = f'data: {head},"choices":[{{"index":0,"delta":{{}},"logprobs":null,"finish_reason":%s}}]{tail}'
-        async for event in _token_events(call, generation, first, prefix, suffix, end):
+        async for event in _token_events(call, generation, first, prefix, suffix, end, trace):
             yield event
 
-    async def _completion_events(self, call: _Call, generation: SimGeneration,
-                                 first: str) -> AsyncGenerator[bytes, None]:
+    async def _completion_events(self, call: _Call, generation: SimGeneration, first: str,
+                                 trace: CallTrace | None) -> AsyncGenerator[bytes, None]:
         head = _DUMPS({"id": call.request.request_id, "object": "text_completion", "created": int(time.time()),
                        "model": call.model, "system_fingerprint": None})[:-1]
         tail = ',"usage":null}\n\n' if call.include_usage else "}\n\n"
         prefix = f'data: {head},"choices":[{{"index":0,"text":'.encode()
         suffix = f',"logprobs":null,"finish_reason":null}}]{tail}'.encode()
         end = f'data: {head},"choices":[{{"index":0,"text":"","logprobs":null,"finish_reason":%s}}]{tail}'
-        async for event in _token_events(call, generation, first, prefix, suffix, end):
+        async for event in _token_events(call, generation, first, prefix, suffix, end, trace):
             yield event
 
     def _model_card(self) -> dict[str, Any]:
@@ -361,20 +381,24 @@ class OpenAIServer:
 
 
 async def _token_events(call: _Call, generation: SimGeneration, first: str, prefix: bytes, suffix: bytes,
-                        end: str) -> AsyncGenerator[bytes, None]:
+                        end: str, trace: CallTrace | None) -> AsyncGenerator[bytes, None]:
     """The events after the stream's opening: one per token as the engine delivers it (the hot
     path: one JSON string encoding per token); then the finish event (``end`` with ``%s`` for the
     reason), the usage event and ``[DONE]``. Closing this early aborts the request in the engine."""
-    answer = _Answer(generation, first, call.stops)
+    answer = _Answer(generation, first, call.stops, keep_text=trace is not None and trace.trace_content)
+    refusal: APIErrorReply | None = None
     try:
         async for piece in answer:
             if piece:
                 yield prefix + _DUMPS(piece).encode() + suffix
     except InfeasibleSLOError as exc:  # refused after its first token: say so in the stream
-        yield f"data: {_DUMPS({'error': _refused(str(exc)).error})}\n\n".encode()
+        refusal = _refused(str(exc))
+        yield f"data: {_DUMPS({'error': refusal.error})}\n\n".encode()
         return
     finally:
         await generation.aclose()  # aborts the request unless it has finished
+        if trace is not None:
+            trace.end(generation.stats(), answer.finish, answer.text, refusal)
     yield (end % _DUMPS(answer.finish)).encode()
     if call.include_usage:
         usage = _DUMPS(_usage(call.request.prompt_tokens, generation.completion_tokens))
@@ -385,18 +409,24 @@ async def _token_events(call: _Call, generation: SimGeneration, first: str, pref
 
 class _Answer:
     """The answer's text pieces (some may be empty), cut at the first stop string; ``finish`` is
-    the finish reason once the iteration has ended."""
+    the finish reason once the iteration has ended. With ``keep_text``, :attr:`text` is what was
+    answered so far (for tracing)."""
 
-    __slots__ = ("_generation", "_first", "_stopper", "finish")
+    __slots__ = ("_generation", "_first", "_stopper", "_kept", "finish")
 
-    def __init__(self, generation: SimGeneration, first: str, stops: list[str]) -> None:
+    def __init__(self, generation: SimGeneration, first: str, stops: list[str], keep_text: bool = False) -> None:
         self._generation = generation
         self._first: str | None = first
         self._stopper = _StopMatcher(stops) if stops else None
+        self._kept: list[str] | None = [] if keep_text else None
         self.finish: str | None = None
 
     def __aiter__(self) -> _Answer:
         return self
+
+    @property
+    def text(self) -> str | None:
+        return "".join(self._kept) if self._kept is not None else None
 
     async def __anext__(self) -> str:
         if self.finish is not None:
@@ -408,14 +438,29 @@ class _Answer:
                 piece = await self._generation.__anext__()
             except StopAsyncIteration:
                 self.finish = self._generation.finish_reason
-                if self._stopper is not None:
-                    return self._stopper.flush()
-                raise
+                if self._stopper is None:
+                    raise
+                piece = self._stopper.flush()
+                return self._keep(piece)
         if self._stopper is not None:
             piece, stopped = self._stopper.feed(piece)
             if stopped:
                 self.finish = "stop"
+        return self._keep(piece)
+
+    def _keep(self, piece: str) -> str:
+        if self._kept is not None:
+            self._kept.append(piece)
         return piece
+
+
+def _refuse_late_stage(slo: SLO | None, pipeline: PipelineContext | None) -> None:
+    """Refuse a pipeline call whose stage deadline has passed, when its SLO asks for refusals."""
+    if isinstance(slo, PipelineSLO) and pipeline is not None and slo.on_infeasible == "reject":
+        late = asyncio.get_running_loop().time() - pipeline.stage_deadline
+        if late >= 0:
+            raise _refused(f"the deadline of pipeline stage {pipeline.stage!r} (run {pipeline.run_id!r}) "
+                           f"passed {late:.3f} s ago, and the SLO asks to refuse what cannot meet it")
 
 
 async def _next_piece(generation: SimGeneration) -> str:

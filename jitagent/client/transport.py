@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Coroutine, Iterator
 from typing import Any, TypeVar
 
 import httpx2
+from opentelemetry import context as otel_context
 
 from jitagent.client.context import current_scope
 from jitagent.client.handlers import JSONReply, OpenAIServer, StreamReply
@@ -207,13 +208,14 @@ class InProcessTransport(httpx2.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         body = await request.aread()
-        scope = current_scope()  # read here: the engine's loop may run the call in another context
+        # Read here: the engine's loop may run the call in another context.
+        scope, parent = current_scope(), otel_context.get_current()
         loop, previous = self.host.acquire(asyncio.get_running_loop())
         released = False
         try:
             if previous is not None:
                 await self.host.call(previous, self.server.backend.engine.wait_idle())
-            handling = self.server.handle(request.method, _api_path(request, self.root), body, scope)
+            handling = self.server.handle(request.method, _api_path(request, self.root), body, scope, parent)
             try:
                 async with asyncio.timeout(_read_timeout(request)):
                     reply = await self.host.call(loop, handling)
@@ -244,7 +246,7 @@ class SyncInProcessTransport(httpx2.BaseTransport):
 
     def handle_request(self, request: httpx2.Request) -> httpx2.Response:
         body = request.read()
-        scope = current_scope()
+        scope, parent = current_scope(), otel_context.get_current()
         try:
             running = asyncio.get_running_loop()
         except RuntimeError:
@@ -255,7 +257,7 @@ class SyncInProcessTransport(httpx2.BaseTransport):
             if loop is running:
                 raise RuntimeError("a synchronous JITClient call was made from the event loop that runs the "
                                    "engine, which would wait on itself: await the async client instead")
-            handling = self.server.handle(request.method, _api_path(request, self.root), body, scope)
+            handling = self.server.handle(request.method, _api_path(request, self.root), body, scope, parent)
             future = asyncio.run_coroutine_threadsafe(handling, loop)
             try:
                 reply = future.result(_read_timeout(request))

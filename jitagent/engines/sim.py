@@ -4,7 +4,8 @@
 for that GPU). The same :class:`~jitagent.engines.core.EngineCore` runs in virtual time under the
 benchmark (see :mod:`jitagent.bench.runner`) and in real time under :class:`SimEngine`, where each
 step takes as long as the latency model says (times ``time_scale``) and tokens stream to callers
-as their steps end.
+as their steps end. A caller may pass a :class:`RequestLog` to learn what the engine saw of its
+request beyond its tokens (for telemetry): the logging costs nothing when nobody asks for it.
 """
 
 from __future__ import annotations
@@ -13,16 +14,16 @@ import asyncio
 import itertools
 import math
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from jitagent.engines.core import EngineCore
+from jitagent.engines.core import EngineCore, Step
 from jitagent.engines.latency import Profile, engine_preset, load_profile
 from jitagent.scheduling.plan import EngineLimits
-from jitagent.scheduling.policies import Policy, make_policy
+from jitagent.scheduling.policies import JIT, Policy, make_policy
 from jitagent.scheduling.request import PipelineContext, RequestState
 from jitagent.slo import SLO, InfeasibleSLOError
 
-__all__ = ["SimConfig", "SimEngine", "DEFAULT_PROFILE"]
+__all__ = ["SimConfig", "SimEngine", "RequestLog", "DEFAULT_PROFILE"]
 
 DEFAULT_PROFILE = "llama-3.1-8b-a100"
 _LLAMA_31_MAX_MODEL_LEN = 131072
@@ -79,6 +80,22 @@ class SimConfig:
         return EngineCore(policy, profile.latency, limits, check_plans=check_plans)
 
 
+@dataclass(slots=True)
+class RequestLog:
+    """What the engine saw of one request besides its tokens, filled in while it runs.
+
+    Times are on the engine clock. ``sat_out_s`` adds up the steps the request spent seated (its
+    KV cache kept) without running, idle waits included; ``estimated_output_tokens`` is the
+    policy's output-length estimate at arrival (JIT's conservative admission estimate; ``None``
+    for policies that make none).
+    """
+
+    request: RequestState | None = None      # set once the engine has taken the request
+    estimated_output_tokens: float | None = None
+    sat_out_s: float = 0.0
+    preempted_at: list[float] = field(default_factory=list)
+
+
 class SimEngine:
     """The simulated engine in real time, for clients: one asyncio task steps the core while
     there is work, and each request's tokens arrive on its own stream.
@@ -97,6 +114,7 @@ class SimEngine:
         self.core = self.config.build_core(policy)
         self.time_scale = time_scale
         self._streams: dict[RequestState, asyncio.Queue[int | None | Exception]] = {}
+        self._logs: dict[RequestState, RequestLog] = {}
         self._loop_task: asyncio.Task[None] | None = None
         self._ids = itertools.count()
 
@@ -106,8 +124,10 @@ class SimEngine:
 
     async def generate(self, prompt_len: int, max_tokens: int, output_len: int, *, slo: SLO | None = None,
                        request_class: str = "default", pipeline: PipelineContext | None = None,
-                       request_id: str | None = None) -> AsyncIterator[int]:
+                       request_id: str | None = None, log: RequestLog | None = None) -> AsyncIterator[int]:
         """Serve one request, yielding the 1-based index of each output token as it is delivered.
+
+        ``log``, when given, is filled in with what the engine sees of the request as it runs.
 
         Raises ValueError at once for a request this engine can never serve, and
         :class:`~jitagent.slo.InfeasibleSLOError` when the policy refuses a request that cannot meet
@@ -117,6 +137,10 @@ class SimEngine:
         req = RequestState(request_id or f"sim-{next(self._ids)}", self.now(), prompt_len, max_tokens,
                            slo=slo, request_class=request_class, pipeline=pipeline)
         self.core.add_request(req, output_len)
+        if log is not None:
+            log.request = req
+            log.estimated_output_tokens = self._estimate(req)
+            self._logs[req] = log
         stream: asyncio.Queue[int | None | Exception] = asyncio.Queue()
         self._streams[req] = stream
         self._ensure_running()
@@ -127,6 +151,7 @@ class SimEngine:
                 yield item
         finally:
             self._streams.pop(req, None)
+            self._logs.pop(req, None)
             self.core.abort(req)  # a no-op once finished
 
     async def aclose(self) -> None:
@@ -150,14 +175,37 @@ class SimEngine:
         if self._loop_task is None or self._loop_task.done():
             self._loop_task = asyncio.create_task(self._run(), name="jitagent-sim-engine")
 
+    def _estimate(self, req: RequestState) -> float | None:
+        policy = self.core.policy
+        if isinstance(policy, JIT):  # the policies that estimate output lengths
+            return policy.estimate_total(req, policy.config.quantile)
+        return None
+
+    def _log_step(self, step: Step, began: float, ended: float) -> None:
+        """Note, for the logged requests, who sat ``step`` out and who was preempted."""
+        logs = self._logs
+        ran = {req for req, _ in step.plan.scheduled}
+        for req in self.core.running:
+            if req not in ran and (log := logs.get(req)) is not None:
+                log.sat_out_s += ended - began
+        for req in step.plan.preempted:
+            if (log := logs.get(req)) is not None:
+                log.preempted_at.append(began)
+
     async def _run(self) -> None:
         while self.core.num_live:
-            step = self.core.begin_step(self.now())
+            began = self.now()
+            step = self.core.begin_step(began)
             if step is None or step.idle:
                 await asyncio.sleep(0.001)  # everyone sat out: let time pass
+                if step is not None and self._logs:
+                    self._log_step(step, began, self.now())
                 continue
             await asyncio.sleep(step.duration * self.time_scale)
-            result = self.core.end_step(step, self.now())
+            now = self.now()
+            if self._logs:
+                self._log_step(step, began, now)
+            result = self.core.end_step(step, now)
             for req in result.emitted:
                 stream = self._streams.get(req)
                 if stream is not None:

@@ -1,0 +1,50 @@
+"""Where a component's telemetry goes: its tracer, its metric instruments, and whether it may
+record prompt and completion text.
+
+jitagent depends on the OpenTelemetry API only. With no provider passed and none configured by
+the application, the API's tracer and meter do nothing, and jitagent checks for that before it
+computes anything, so uninstrumented use costs next to nothing.
+"""
+
+from __future__ import annotations
+
+import os
+
+from opentelemetry import metrics, trace
+
+from jitagent import __version__
+from jitagent.telemetry import names
+from jitagent.telemetry.instruments import Instruments
+
+__all__ = ["Telemetry", "CONTENT_ENV"]
+
+CONTENT_ENV = "JITAGENT_TRACE_CONTENT"
+_TRUE = {"1", "true", "yes", "on"}
+
+
+class Telemetry:
+    """A tracer and the metric instruments, from the given providers or the global ones.
+
+    Args:
+        tracer_provider: where spans go; ``None``: the global provider (as the application sets
+            it with ``opentelemetry.trace.set_tracer_provider``, at any time).
+        meter_provider: where metrics go; ``None``: the global provider.
+        trace_content: record prompt and completion text on call spans; ``None``: only when the
+            ``JITAGENT_TRACE_CONTENT`` environment variable is ``1`` (or ``true``, ``yes``, ``on``).
+    """
+
+    def __init__(self, tracer_provider: trace.TracerProvider | None = None,
+                 meter_provider: metrics.MeterProvider | None = None, trace_content: bool | None = None) -> None:
+        self.tracer = trace.get_tracer(names.INSTRUMENTATION_SCOPE, __version__, tracer_provider)
+        self.instruments = Instruments(metrics.get_meter(names.INSTRUMENTATION_SCOPE, __version__, meter_provider))
+        self._meter_provider = meter_provider
+        if trace_content is None:
+            trace_content = os.environ.get(CONTENT_ENV, "").strip().lower() in _TRUE
+        self.trace_content = trace_content
+
+    @property
+    def measuring(self) -> bool:
+        """Whether metrics go anywhere: a meter provider was passed, or the application set one."""
+        provider = self._meter_provider or metrics.get_meter_provider()
+        # The API answers a proxy while no global provider is set; its class is private, hence the name.
+        return not isinstance(provider, metrics.NoOpMeterProvider) and type(provider).__name__ != "_ProxyMeterProvider"
