@@ -2,7 +2,8 @@
 
 The wrapper compiles (or recompiles) the graph with every node wrapped (see
 :mod:`jitagent_langgraph.wrap`) and runs each ``ainvoke``/``astream``/``invoke``/``stream`` as
-one run: a run id, a start time and a deadline in a context variable that the nodes read.
+one run: a run id, a start time and a deadline in a context variable that the nodes read, and
+an OpenTelemetry span for the run and for each node instance (see :mod:`jitagent_langgraph.telemetry`).
 Everything else (``get_state``, ``update_state``, ``get_graph``, ``checkpointer``, ...) is the
 compiled graph's own, reached through attribute access.
 """
@@ -23,9 +24,13 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.graph import StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.pregel import Pregel
+from opentelemetry.metrics import MeterProvider
+from opentelemetry.trace import TracerProvider
 
+from jitagent.telemetry.providers import Telemetry
 from jitagent_langgraph.planner import Planner
 from jitagent_langgraph.structure import analyse
+from jitagent_langgraph.telemetry import GraphTelemetry
 from jitagent_langgraph.wrap import (
     OnLate,
     RunReport,
@@ -47,16 +52,18 @@ class JITGraph:
     Attributes:
         graph: the compiled graph with wrapped nodes (run it directly to run without an SLO).
         planner: the per-node statistics and stage-deadline rule, shared by all runs.
+        telemetry: where the spans of runs and stages, and their metrics, go.
         last_run: the report of the most recently ended run.
     """
 
     def __init__(self, graph: CompiledStateGraph, planner: Planner, deadline_s: float, on_late: OnLate,
-                 on_run_end: Callable[[RunReport], None] | None) -> None:
+                 on_run_end: Callable[[RunReport], None] | None, telemetry: GraphTelemetry) -> None:
         self.graph = graph
         self.planner = planner
         self.deadline_s = deadline_s
         self.on_late = on_late
         self.on_run_end = on_run_end
+        self.telemetry = telemetry
         self.last_run: RunReport | None = None
         self._usage = UsageCallback()
 
@@ -69,13 +76,14 @@ class JITGraph:
     def with_config(self, config: RunnableConfig | None = None, **kwargs: Any) -> JITGraph:
         """The same SLO over ``graph.with_config(...)``, sharing what the planner learned."""
         return JITGraph(self.graph.with_config(config, **kwargs), self.planner, self.deadline_s, self.on_late,
-                        self.on_run_end)
+                        self.on_run_end, self.telemetry)
 
     # -- runs -------------------------------------------------------------------------------------
 
     def _start(self, config: RunnableConfig | None, deadline_s: float | None) -> tuple[RunState, RunnableConfig]:
         run = RunState(self.planner, _check_deadline(deadline_s) if deadline_s is not None else self.deadline_s,
-                       self.on_late)
+                       self.on_late, self.telemetry)
+        run.start_span()
         return run, self._with_usage(config)
 
     def _with_usage(self, config: RunnableConfig | None) -> RunnableConfig:
@@ -206,7 +214,8 @@ def _compile_options(graph: CompiledStateGraph) -> dict[str, Any]:
 
 
 def _build(graph: StateGraph | CompiledStateGraph, deadline_s: float, on_late: OnLate, prior_node_s: float | None,
-           on_run_end: Callable[[RunReport], None] | None, compile_kwargs: dict[str, Any]) -> JITGraph:
+           on_run_end: Callable[[RunReport], None] | None, tracer_provider: TracerProvider | None,
+           meter_provider: MeterProvider | None, compile_kwargs: dict[str, Any]) -> JITGraph:
     if isinstance(graph, CompiledStateGraph):
         if compile_kwargs:
             raise TypeError(f"jit_slo: compile options ({', '.join(compile_kwargs)}) apply to a StateGraph; "
@@ -227,25 +236,31 @@ def _build(graph: StateGraph | CompiledStateGraph, deadline_s: float, on_late: O
     compiled = _wrapped_builder(builder).compile(**options)
     if config:
         compiled = compiled.with_config(config)
-    return JITGraph(compiled, Planner(analyse(builder), prior_node_s=prior_node_s), deadline_s, on_late, on_run_end)
+    telemetry = GraphTelemetry(Telemetry(tracer_provider, meter_provider), compiled.name)
+    return JITGraph(compiled, Planner(analyse(builder), prior_node_s=prior_node_s), deadline_s, on_late, on_run_end,
+                    telemetry)
 
 
 @overload
 def jit_slo(graph: StateGraph | CompiledStateGraph, *, deadline_s: float, on_late: OnLate = ...,
             prior_node_s: float | None = ..., on_run_end: Callable[[RunReport], None] | None = ...,
+            tracer_provider: TracerProvider | None = ..., meter_provider: MeterProvider | None = ...,
             **compile_kwargs: Any) -> JITGraph: ...
 @overload
 def jit_slo(graph: Callable[..., StateGraph | CompiledStateGraph], *, deadline_s: float, on_late: OnLate = ...,
             prior_node_s: float | None = ..., on_run_end: Callable[[RunReport], None] | None = ...,
+            tracer_provider: TracerProvider | None = ..., meter_provider: MeterProvider | None = ...,
             **compile_kwargs: Any) -> Callable[..., JITGraph]: ...
 @overload
 def jit_slo(graph: None = None, *, deadline_s: float, on_late: OnLate = ..., prior_node_s: float | None = ...,
-            on_run_end: Callable[[RunReport], None] | None = ...,
+            on_run_end: Callable[[RunReport], None] | None = ..., tracer_provider: TracerProvider | None = ...,
+            meter_provider: MeterProvider | None = ...,
             **compile_kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., JITGraph]]: ...
 
 
 def jit_slo(graph: Any = None, *, deadline_s: float, on_late: OnLate = "best_effort", prior_node_s: float | None = None,
-            on_run_end: Callable[[RunReport], None] | None = None, **compile_kwargs: Any) -> Any:
+            on_run_end: Callable[[RunReport], None] | None = None, tracer_provider: TracerProvider | None = None,
+            meter_provider: MeterProvider | None = None, **compile_kwargs: Any) -> Any:
     """Give every run of ``graph`` an end-to-end deadline that its LLM calls are scheduled for.
 
     Each node gets a stage deadline when it starts (its share of the time the run has left, by
@@ -263,6 +278,9 @@ def jit_slo(graph: Any = None, *, deadline_s: float, on_late: OnLate = "best_eff
         prior_node_s: expected time of a node not yet seen to finish (default: the mean of the
             nodes seen that made LLM calls, 1 s before any).
         on_run_end: called with each run's :class:`~jitagent_langgraph.RunReport` when it ends.
+        tracer_provider, meter_provider: where the spans of runs (``invoke_workflow {graph}``) and
+            stages (``invoke_agent {node}``) and their slack and goodput metrics go; by default
+            the global OpenTelemetry providers, which record nothing until configured.
 
     Raises:
         TypeError: ``graph`` is not a graph, compiled graph or function; ``deadline_s`` is not a number.
@@ -274,7 +292,8 @@ def jit_slo(graph: Any = None, *, deadline_s: float, on_late: OnLate = "best_eff
     if prior_node_s is not None:
         _check_deadline(prior_node_s)
     options: dict[str, Any] = {"deadline_s": deadline_s, "on_late": on_late, "prior_node_s": prior_node_s,
-                               "on_run_end": on_run_end}
+                               "on_run_end": on_run_end, "tracer_provider": tracer_provider,
+                               "meter_provider": meter_provider}
 
     def decorate(factory: Callable[..., Any]) -> Callable[..., JITGraph]:
         if not inspect.isfunction(factory) and not inspect.ismethod(factory):

@@ -5,12 +5,14 @@ graph starts: LangGraph copies the context into every task (``Send`` fan-out and
 tasks included), so all of a run's nodes find the same object. At a node's start the wrapper asks
 the planner for the stage deadline and enters :func:`jitagent.client.slo_scope` with the run's
 pipeline context for as long as the node runs, so every LLM call the node makes through a
-``JITClient`` (or a ``ChatOpenAI`` wired to one) carries it to the scheduler.
+``JITClient`` (or a ``ChatOpenAI`` wired to one) carries it to the scheduler. The run's span and
+the stage's are current in the same way (see :mod:`jitagent_langgraph.telemetry`).
 """
 
 from __future__ import annotations
 
 import contextvars
+import sys
 import threading
 import time
 import uuid
@@ -25,11 +27,15 @@ from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.outputs import LLMResult
 from langchain_core.runnables import Runnable, RunnableConfig
 from langgraph._internal._runnable import RunnableCallable
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import INVALID_SPAN, Span
 
 from jitagent.client import slo_scope
 from jitagent.scheduling.request import PipelineContext
 from jitagent.slo import PipelineSLO
 from jitagent_langgraph.planner import Planner, StagePlan
+from jitagent_langgraph.telemetry import GraphTelemetry
 
 __all__ = [
     "DeadlineExceeded",
@@ -109,6 +115,7 @@ class RunState:
     planner: Planner
     deadline_s: float
     on_late: OnLate
+    telemetry: GraphTelemetry
     start: float = field(default_factory=time.monotonic)
     run_id: str = field(default_factory=lambda: f"run-{uuid.uuid4().hex[:12]}")
     records: list[StageRecord] = field(default_factory=list)
@@ -119,6 +126,7 @@ class RunState:
     def __post_init__(self) -> None:
         self.deadline = self.start + self.deadline_s
         self.slo = PipelineSLO(deadline_s=self.deadline_s)
+        self.span: Span = INVALID_SPAN   # the run's span, once started
 
     def check_late(self, node: str, where: str) -> None:
         late = time.monotonic() - self.deadline
@@ -168,14 +176,21 @@ class RunState:
                     entry.learned = True
                     self.planner.observe_step(node, entry.slowest_s, entry.llm_calls, entry.tokens)
 
+    def start_span(self) -> None:
+        """Start the run's span, a child of the current one."""
+        self.span = self.telemetry.start_run(self.run_id, self.start, self.slo)
+
     def finish(self, completed: bool) -> RunReport:
-        """Close the run: learn from it when it completed, and report it."""
+        """Close the run: learn from it when it completed, report it and end its span (with the
+        exception being handled, if the run ended with one)."""
         with self._lock:
             if completed:
                 self._learn_finished_steps(before=float("inf"))
                 self.planner.observe_run([frozenset(self._steps[s]) for s in sorted(self._steps)])
             records = tuple(sorted(self.records, key=lambda r: (r.start, r.step)))
-        return RunReport(self.run_id, self.start, self.deadline, time.monotonic(), completed, records)
+        report = RunReport(self.run_id, self.start, self.deadline, time.monotonic(), completed, records)
+        self.telemetry.end_run(self.span, report, None if completed else sys.exception())
+        return report
 
 
 _RUN: contextvars.ContextVar[RunState | None] = contextvars.ContextVar("jitagent_langgraph_run", default=None)
@@ -189,9 +204,13 @@ def current_run() -> RunState | None:
 
 
 def run_context(run: RunState) -> contextvars.Context:
-    """A copy of the current context in which ``run`` is the current run."""
+    """A copy of the current context in which ``run`` is the current run, and its span (when it
+    records) the current span."""
     ctx = contextvars.copy_context()
     ctx.run(_RUN.set, run)
+    if run.span.is_recording():
+        # Never detached: the copy is the run's own and ends with it.
+        ctx.run(otel_context.attach, trace.set_span_in_context(run.span))
     return ctx
 
 
@@ -201,12 +220,15 @@ def _stage(run: RunState, node: str, config: RunnableConfig) -> Iterator[None]:
     step = int((config.get("metadata") or {}).get("langgraph_step", 0))
     record = run.begin(node, step)
     token = _STAGE.set(record)
+    span = INVALID_SPAN
     try:
-        with slo_scope(run.slo, pipeline=run.pipeline(record), request_class=record.node):
+        with run.telemetry.stage(run.run_id, record) as span, \
+                slo_scope(run.slo, pipeline=run.pipeline(record), request_class=record.node):
             yield
     finally:
         _STAGE.reset(token)
         run.end(record)
+        run.telemetry.end_stage(span, record)
     run.check_late(node, "end")
 
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import math
-import operator
 import time
-from typing import Annotated, Any, TypedDict
+from typing import Any
 
 import pytest
 
@@ -16,52 +15,14 @@ from jitagent_langgraph import DeadlineExceeded, JITGraph, analyse, jit_slo
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.constants import END
 from langgraph.graph import START, StateGraph
-from langgraph.types import Send
 
 from jitagent.client import JITClient
 from jitagent.scheduling.request import PipelineContext
 from jitagent.slo import PipelineSLO
+from graphs import State, fan_out_builder
 from scenario import RecordingFCFS
 
 TIME_SCALE = 0.02
-
-
-
-
-class State(TypedDict, total=False):
-    topic: str
-    items: list[str]
-    notes: Annotated[list[str], operator.add]
-    answer: str
-
-
-def fan_out_builder(llm: Any, width: int = 3, max_tokens: int = 12) -> StateGraph:
-    """plan -> work x width (Send) -> final."""
-
-    async def plan(state: State) -> dict[str, Any]:
-        await llm.ainvoke(f"plan {state['topic']}", max_tokens=max_tokens)
-        return {"items": [f"{state['topic']}-{i}" for i in range(width)]}
-
-    def fan_out(state: State) -> list[Send]:
-        return [Send("work", {"topic": item}) for item in state["items"]]
-
-    async def work(state: State) -> dict[str, Any]:
-        reply = await llm.ainvoke(f"work on {state['topic']}", max_tokens=max_tokens)
-        return {"notes": [reply.content]}
-
-    async def final(state: State) -> dict[str, Any]:
-        reply = await llm.ainvoke(f"combine {len(state['notes'])}", max_tokens=max_tokens)
-        return {"answer": reply.content}
-
-    builder = StateGraph(State)
-    builder.add_node("plan", plan)
-    builder.add_node("work", work)
-    builder.add_node("final", final)
-    builder.add_edge(START, "plan")
-    builder.add_conditional_edges("plan", fan_out, ["work"])
-    builder.add_edge("work", "final")
-    builder.add_edge("final", END)
-    return builder
 
 
 @pytest.fixture
