@@ -2,7 +2,9 @@
 
 ``jitagent bench`` runs workloads through the simulated engine under several policies and reports
 service goodput side by side (table on stdout; ``results.json``, a PNG and optionally
-``records.jsonl`` in ``--out``). Mistakes in flags or files end in one line on stderr, exit code 2.
+``records.jsonl`` in ``--out``; with ``--trace FILE`` the runs' spans as JSON lines).
+``jitagent trace view|plot FILE`` shows per-run slack timelines from such a file. Mistakes in
+flags or files end in one line on stderr, exit code 2.
 """
 
 from __future__ import annotations
@@ -14,7 +16,10 @@ import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
+
+if TYPE_CHECKING:
+    from jitagent.scheduling.goodput import RequestRecord
 
 __all__ = ["main"]
 
@@ -99,6 +104,9 @@ def _build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--warmup", type=_non_negative_float, help="seconds not scored at the start (default: 5%%, max 60)")
     bench.add_argument("--capacity", action="store_true", help="also search each policy's capacity (rate at >= 90%% attainment)")
     bench.add_argument("--records", action="store_true", help="also write records.jsonl, one line per request")
+    bench.add_argument("--trace", type=Path, metavar="FILE",
+                       help="also write OpenTelemetry spans of every run, stage and call to FILE as JSON lines "
+                            "(needs the otel extra)")
     bench.add_argument("--jobs", type=_positive_int, help="worker processes (default: one per core)")
     bench.add_argument("--no-progress", action="store_true", help="no progress bar")
     bench.add_argument("--out", type=Path, default=Path("bench-out"), help="output directory (default: bench-out)")
@@ -113,6 +121,22 @@ def _build_parser() -> argparse.ArgumentParser:
     cost.add_argument("--steps", type=_positive_int, default=400, help="steps timed (default: 400)")
     cost.add_argument("--profile", default=None, help="hardware profile (default: llama-3.1-8b-a100)")
     cost.add_argument("--out", type=Path, default=Path("bench-out"), help="output directory (default: bench-out)")
+
+    trace = commands.add_parser("trace", help="per-run slack timelines from a file of spans",
+                                description="Show each run's spans (run, stages, calls) with their deadlines and "
+                                            "slack, from spans as JSON lines (jitagent bench --trace, or "
+                                            "jitagent.telemetry.jsonl_tracer_provider).")
+    views = trace.add_subparsers(dest="view", required=True, parser_class=_Parser)
+    view = views.add_parser("view", help="timelines as text tables with bars")
+    plot = views.add_parser("plot", help="timelines as a PNG")
+    for sub in (view, plot):
+        sub.add_argument("file", type=Path, help="spans, one JSON object per line")
+        sub.add_argument("--run", help="only the run with this id (jitagent.pipeline.run_id)")
+        sub.add_argument("--missed", action="store_true", help="only runs that missed their deadline")
+        sub.add_argument("--calls", action="store_true", help="also calls made outside any run")
+        sub.add_argument("--limit", type=_positive_int, default=5, help="timelines shown (default: 5)")
+    view.add_argument("--width", type=_positive_int, default=40, help="bar width in characters (default: 40)")
+    plot.add_argument("--out", type=Path, default=Path("timeline.png"), help="PNG to write (default: timeline.png)")
     return parser
 
 
@@ -130,6 +154,32 @@ def _cost(args: argparse.Namespace) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "cost.json").write_text(json.dumps([r.to_dict() for r in results], indent=1) + "\n")
     print(f"\nwrote cost.json to {args.out}/")
+
+
+def _trace(args: argparse.Namespace) -> None:
+    from jitagent.telemetry import build_timelines, format_timelines, plot_timelines, read_spans, select_timelines
+
+    timelines = select_timelines(build_timelines(read_spans(args.file)), run=args.run, missed=args.missed,
+                                 calls=args.calls)
+    if args.view == "view":
+        print(format_timelines(timelines, args.limit, args.width))
+        return
+    if not timelines:
+        raise ValueError(f"{args.file}: no timeline matches")
+    plot_timelines(timelines[:args.limit], args.out)
+    print(f"wrote {args.out} ({min(len(timelines), args.limit)} of {len(timelines)} timelines)")
+
+
+def _write_trace(path: Path, records: list[RequestRecord], model: str) -> int:
+    """The spans of the benchmark's records, as JSON lines in ``path``; the number written."""
+    from jitagent.telemetry import jsonl_tracer_provider, trace_records
+
+    with open(path, "w") as out:
+        provider = jsonl_tracer_provider(out, "jitagent-bench")
+        try:
+            return trace_records(records, provider.get_tracer("jitagent.bench"), model)
+        finally:
+            provider.shutdown()
 
 
 def _print_list() -> None:
@@ -164,10 +214,15 @@ def _bench(args: argparse.Namespace) -> None:
                    arrivals=args.arrivals)
     if args.warmup is not None and args.warmup >= args.duration:
         raise ValueError(f"--warmup ({args.warmup:g} s) must be shorter than --duration ({args.duration:g} s)")
+    if args.trace is not None:
+        from jitagent.telemetry.export import require_sdk
+
+        require_sdk()  # before the work, not after it
 
     config = BenchConfig(workload=args.workload, policies=args.policies, rates=tuple(rates), seeds=args.seed,
                          duration=args.duration, sim=sim, arrivals=args.arrivals, decode_weight=args.decode_weight,
-                         warmup=args.warmup, capacity=args.capacity, keep_records=args.records)
+                         warmup=args.warmup, capacity=args.capacity,
+                         keep_records=args.records or args.trace is not None)
     args.out.mkdir(parents=True, exist_ok=True)
     result = run_bench(config, jobs=args.jobs, progress=not args.no_progress)
 
@@ -187,6 +242,10 @@ def _bench(args: argparse.Namespace) -> None:
     plot_results(result.runs, args.out / "goodput.png", f"{args.workload} on {sim.profile}")
     written.append("goodput.png")
     print(f"\nwall time {result.wall_s:.1f} s; wrote {', '.join(written)} to {args.out}/")
+    if args.trace is not None:
+        spec = sim.resolve()[0]
+        count = _write_trace(args.trace, result.records, spec.model.name if spec.model is not None else spec.name)
+        print(f"wrote {count} spans to {args.trace} (see them with: jitagent trace view {args.trace})")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -194,14 +253,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     logging.basicConfig(level=(logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)],
                         format="%(levelname)s %(name)s: %(message)s")
+    from jitagent.telemetry.export import SDKMissingError
+
     try:
         if args.command == "cost":
             _cost(args)
+        elif args.command == "trace":
+            _trace(args)
         elif args.list:
             _print_list()
         else:
             _bench(args)
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, SDKMissingError) as exc:
         print(f"jitagent {args.command}: error: {exc}", file=sys.stderr)
         return 2
     return 0
