@@ -1,8 +1,9 @@
 """The ``jitagent`` command.
 
-``jitagent bench`` runs workloads through the simulated engine under several policies and reports
-service goodput side by side (table on stdout; ``results.json``, a PNG and optionally
-``records.jsonl`` in ``--out``; with ``--trace FILE`` the runs' spans as JSON lines).
+``jitagent bench`` runs workloads through the simulated engine (or, with ``--engine vllm``, a real
+vLLM engine) under several policies and reports service goodput side by side (table on stdout;
+``results.json``, a PNG and optionally ``records.jsonl`` in ``--out``; with ``--trace FILE`` the
+runs' spans as JSON lines). ``jitagent calibrate`` fits a step-time profile to a real vLLM engine.
 ``jitagent trace view|plot FILE`` shows per-run slack timelines from such a file. Mistakes in
 flags or files end in one line on stderr, exit code 2.
 """
@@ -16,6 +17,7 @@ import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, NoReturn
 
 if TYPE_CHECKING:
@@ -85,8 +87,17 @@ def _build_parser() -> argparse.ArgumentParser:
                                             "report service goodput, SLO attainment and latency side by side.")
     bench.add_argument("--list", action="store_true", help="list workloads, profiles and policies, then exit")
     bench.add_argument("--workload", default="mixed", help="built-in workload name or a workload file (.yaml/.json)")
-    bench.add_argument("--engine", default="sim", choices=["sim"], help="engine to run on (default: sim)")
-    bench.add_argument("--profile", default=None, help="hardware profile name or JSON path (default: llama-3.1-8b-a100)")
+    bench.add_argument("--engine", default="sim", choices=["sim", "vllm"],
+                       help="the simulated engine in virtual time (default), or a real vLLM engine in real time "
+                            "(needs jitagent-vllm)")
+    bench.add_argument("--model", default="tiny-random-llama",
+                       help="with --engine vllm: model folder, hub name or built-in name (default: tiny-random-llama)")
+    bench.add_argument("--slo-scale", type=_positive_float,
+                       help="with --engine vllm: multiply SLOs and tool gaps by this (default: measured, see "
+                            "docs/vllm.md)")
+    bench.add_argument("--profile", default=None,
+                       help="hardware profile name or JSON path (default: llama-3.1-8b-a100); with --engine vllm, "
+                            "the step-time profile the scheduler starts from")
     bench.add_argument("--preset", default=None, choices=["vllm", "jitserve"],
                        help="engine settings: vLLM's defaults for the GPU, or the JITServe artifact's (32 seqs)")
     bench.add_argument("--token-budget", type=_positive_int, help="max tokens per step (default: vLLM's for the GPU)")
@@ -121,6 +132,17 @@ def _build_parser() -> argparse.ArgumentParser:
     cost.add_argument("--steps", type=_positive_int, default=400, help="steps timed (default: 400)")
     cost.add_argument("--profile", default=None, help="hardware profile (default: llama-3.1-8b-a100)")
     cost.add_argument("--out", type=Path, default=Path("bench-out"), help="output directory (default: bench-out)")
+
+    calibrate = commands.add_parser("calibrate", help="fit a step-time profile to a real vLLM engine",
+                                    description="Run probe requests on a vLLM engine with the JIT scheduler, time "
+                                                "every step, and write the fitted step-time profile (the JSON "
+                                                "--profile reads). Needs jitagent-vllm.")
+    calibrate.add_argument("--model", default="tiny-random-llama",
+                           help="model folder, hub name or built-in name (default: tiny-random-llama)")
+    calibrate.add_argument("--rounds", type=_positive_int, default=2, help="times the probe set runs (default: 2)")
+    calibrate.add_argument("--name", help="the profile's name (default: MODEL-cpu)")
+    calibrate.add_argument("--out", type=Path, default=Path("profile.json"),
+                           help="profile JSON to write (default: profile.json)")
 
     trace = commands.add_parser("trace", help="per-run slack timelines from a file of spans",
                                 description="Show each run's spans (run, stages, calls) with their deadlines and "
@@ -182,6 +204,30 @@ def _write_trace(path: Path, records: list[RequestRecord], model: str) -> int:
             provider.shutdown()
 
 
+def _vllm() -> ModuleType:
+    try:
+        import jitagent_vllm
+    except ImportError as exc:
+        raise ValueError(f"the vLLM engine needs jitagent-vllm and vLLM ({exc}); install them as the README says") \
+            from None
+    return jitagent_vllm
+
+
+def _calibrate(args: argparse.Namespace) -> None:
+    _vllm()
+    from jitagent_vllm.calibrate import calibrate
+    from jitagent_vllm.engine import VLLMEngineConfig
+
+    result = calibrate(VLLMEngineConfig(model=args.model), name=args.name, rounds=args.rounds)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(result.profile.to_json())
+    fit = result.summary()
+    print(f"fitted {fit['steps']:.0f} steps: median error {fit['median_relative_error']:.1%}, "
+          f"90th percentile {fit['p90_relative_error']:.1%}")
+    print(f"coefficients: {result.profile.latency}")
+    print(f"wrote {args.out} (use it with: jitagent bench --profile {args.out})")
+
+
 def _print_list() -> None:
     from jitagent.bench.workloads import describe_workloads
     from jitagent.engines.latency import list_profiles
@@ -205,9 +251,14 @@ def _bench(args: argparse.Namespace) -> None:
 
     for name in args.policies:
         make_policy(name)  # unknown names fail here, before any work
-    sim = SimConfig(profile=args.profile or DEFAULT_PROFILE, preset=args.preset,
+    live = args.engine == "vllm"
+    sim = SimConfig(profile=DEFAULT_PROFILE if live else args.profile or DEFAULT_PROFILE, preset=args.preset,
                     token_budget=args.token_budget, max_num_seqs=args.max_num_seqs)
     sim.resolve()
+    if live:
+        _vllm()
+        if args.capacity:
+            raise ValueError("--capacity searches many rates: it runs on the simulated engine only")
     rates = args.sweep or (args.rate,)
     # Build one workload up front so that a bad file or name fails fast, with its own message.
     build_workload(args.workload, rate=rates[0], duration=min(args.duration, 1.0), seed=args.seed[0],
@@ -224,7 +275,22 @@ def _bench(args: argparse.Namespace) -> None:
                          warmup=args.warmup, capacity=args.capacity,
                          keep_records=args.records or args.trace is not None)
     args.out.mkdir(parents=True, exist_ok=True)
-    result = run_bench(config, jobs=args.jobs, progress=not args.no_progress)
+    results: dict[str, object] = {}
+    if live:
+        from jitagent_vllm.bench import run_vllm_bench
+        from jitagent_vllm.engine import VLLMEngineConfig
+
+        engine = VLLMEngineConfig(model=args.model, profile=args.profile, max_num_seqs=args.max_num_seqs,
+                                  max_num_batched_tokens=args.token_budget)
+        result, scale = run_vllm_bench(config, engine, slo_scale=args.slo_scale, progress=not args.no_progress)
+        results["engine"] = {"kind": "vllm", "model": args.model,
+                             "slo_scale": scale.to_dict() if scale is not None else {"factor": args.slo_scale}}
+        if scale is not None:
+            print(f"SLOs x {scale.factor:.3f}: unloaded TTFT {scale.ttft_s * 1e3:.0f} ms and TPOT "
+                  f"{scale.tpot_s * 1e3:.1f} ms here, {scale.reference_ttft_s * 1e3:.0f} ms and "
+                  f"{scale.reference_tpot_s * 1e3:.1f} ms on {DEFAULT_PROFILE}\n")
+    else:
+        result = run_bench(config, jobs=args.jobs, progress=not args.no_progress)
 
     print(format_table(result.runs))
     print()
@@ -232,14 +298,15 @@ def _bench(args: argparse.Namespace) -> None:
     if result.capacity is not None:
         print()
         print(format_capacity(result.capacity, target=config.capacity_target))
-    (args.out / "results.json").write_text(json.dumps(result.to_dict(), indent=1) + "\n")
+    (args.out / "results.json").write_text(json.dumps({**result.to_dict(), **results}, indent=1) + "\n")
     written = ["results.json"]
     if args.records:
         with open(args.out / "records.jsonl", "w") as f:
             for record in result.records:
                 f.write(json.dumps(record.to_json()) + "\n")
         written.append("records.jsonl")
-    plot_results(result.runs, args.out / "goodput.png", f"{args.workload} on {sim.profile}")
+    plot_results(result.runs, args.out / "goodput.png",
+                 f"{args.workload} on {'vLLM, ' + args.model if live else sim.profile}")
     written.append("goodput.png")
     print(f"\nwall time {result.wall_s:.1f} s; wrote {', '.join(written)} to {args.out}/")
     if args.trace is not None:
@@ -260,6 +327,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             _cost(args)
         elif args.command == "trace":
             _trace(args)
+        elif args.command == "calibrate":
+            _calibrate(args)
         elif args.list:
             _print_list()
         else:

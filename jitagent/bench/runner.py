@@ -25,7 +25,7 @@ from jitagent.scheduling.goodput import GoodputSummary, RequestRecord, Window, s
 from jitagent.scheduling.policies import Policy
 from jitagent.scheduling.request import PipelineContext, RequestState
 
-__all__ = ["RunOutcome", "simulate", "default_warmup", "DEFAULT_DRAIN_S"]
+__all__ = ["RunOutcome", "simulate", "default_warmup", "stage_deadline", "DEFAULT_DRAIN_S"]
 
 logger = logging.getLogger(__name__)
 
@@ -39,15 +39,16 @@ def default_warmup(duration: float) -> float:
 
 @dataclass
 class RunOutcome:
-    """One policy's run of one workload: every call's record, the score, and engine counters."""
+    """One policy's run of one workload: every call's record, the score, and engine counters
+    (``None`` where the engine does not report them: a live engine)."""
 
     policy: str
     rate: float
     seed: int
     records: list[RequestRecord]
     summary: GoodputSummary
-    steps: int
-    preemptions: int
+    steps: int | None
+    preemptions: int | None
     simulated_s: float
     wall_s: float
 
@@ -60,6 +61,12 @@ class _Run:
     deadline: float
     next_round: int = 0
     outstanding: int = 0
+
+
+def stage_deadline(at: float, run_deadline: float, round_: Round) -> float:
+    """A round's stage deadline: its share of the time left before the run's deadline, by the
+    rounds expected to remain (what ``jit_slo`` does for a real graph)."""
+    return at + (run_deadline - at) / max(1.0, round_.expected_rounds_left)
 
 
 class _Driver:
@@ -110,8 +117,8 @@ class _Driver:
         run, spec = event, event.spec
         index = run.next_round
         round_: Round = spec.rounds[index]
-        stage_deadline = at + (run.deadline - at) / max(1.0, round_.expected_rounds_left)
-        context = PipelineContext(spec.run_id, spec.time, run.deadline, round_.stage, stage_deadline)
+        context = PipelineContext(spec.run_id, spec.time, run.deadline, round_.stage,
+                                  stage_deadline(at, run.deadline, round_))
         final = index == len(spec.rounds) - 1
         run.next_round += 1
         run.outstanding = len(round_.calls)

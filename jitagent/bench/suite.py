@@ -26,7 +26,7 @@ from jitagent.engines.sim import SimConfig
 from jitagent.scheduling.goodput import RequestRecord
 from jitagent.scheduling.policies import make_policy
 
-__all__ = ["BenchConfig", "BenchResult", "run_bench"]
+__all__ = ["BenchConfig", "BenchResult", "run_bench", "outcome_row"]
 
 
 @dataclass(frozen=True)
@@ -98,13 +98,18 @@ def _simulate(config: BenchConfig, policy: str, rate: float, seed: int,
                     on_progress=on_progress)
 
 
+def outcome_row(policy: str, outcome: RunOutcome) -> dict[str, Any]:
+    """One run's line of ``results.json``: the policy as asked for (an ablation's name, not its
+    class's), provenance, score and engine counters."""
+    return {"policy": policy, "rate": outcome.rate, "seed": outcome.seed, **outcome.summary.to_dict(),
+            "steps": outcome.steps, "engine_preemptions": outcome.preemptions,
+            "simulated_s": outcome.simulated_s, "wall_s": outcome.wall_s}
+
+
 def _grid_run(task: int, config: BenchConfig, policy: str, rate: float, seed: int) -> tuple[dict[str, Any], list[RequestRecord]]:
     outcome = _simulate(config, policy, rate, seed, lambda now: _report(task, now / config.duration))
     _report(task, 1.0)
-    row = {"policy": policy, "rate": rate, "seed": seed, **outcome.summary.to_dict(),
-           "steps": outcome.steps, "engine_preemptions": outcome.preemptions,
-           "simulated_s": outcome.simulated_s, "wall_s": outcome.wall_s}
-    return row, (outcome.records if config.keep_records else [])
+    return outcome_row(policy, outcome), (outcome.records if config.keep_records else [])
 
 
 _CAPACITY_PROBES_EXPECTED = 8

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from jitagent.client.text import BYTES_PER_TOKEN
+from jitagent.scheduling.plan import EngineLimits
 from jitagent.scheduling.request import PipelineContext
 from jitagent.slo import SLO, InfeasibleSLOError
 from jitagent_vllm.models import TINY_MODEL, has_weights, resolve_model
@@ -123,8 +124,13 @@ class VLLMEngine:
         except BaseException:
             self._stop_loop()
             raise
-        self.max_model_len: int = self.llm.model_config.max_model_len
-        self.vocab_size: int = self.llm.model_config.get_vocab_size()
+        config = self.llm.vllm_config
+        self.limits = EngineLimits(
+            token_budget=config.scheduler_config.max_num_batched_tokens, max_num_seqs=config.scheduler_config.max_num_seqs,
+            block_size=config.cache_config.block_size, num_blocks=config.cache_config.num_gpu_blocks - 1,  # less vLLM's null block
+            max_model_len=config.model_config.max_model_len)
+        self.max_model_len = self.limits.max_model_len
+        self.vocab_size: int = config.model_config.get_vocab_size()
         self.tokenizer = self.llm.tokenizer
         logger.info("vLLM engine for %s started in %.1f s (policy %s)", self.config.model,
                     time.perf_counter() - started, self.config.policy)

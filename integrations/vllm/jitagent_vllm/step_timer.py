@@ -2,8 +2,8 @@
 
 A policy asks how long a step of a given shape will take (``SchedulerView.step_time``). On a GPU a
 calibrated profile answers well; on an unknown machine nothing does until steps are measured. So
-the scheduler times every step it runs (from the start of scheduling to the end of processing the
-model's output: what the next step waits for) and refits a :class:`~jitagent.engines.latency.FittedModel`
+the scheduler times every step it runs (from the start of scheduling to the start of the next step
+when the engine goes straight on, else to the end of processing the model's output) and refits a :class:`~jitagent.engines.latency.FittedModel`
 to the recent ones now and then. Steps can also be appended to a log, from which
 ``jitagent calibrate`` fits a profile for the simulator.
 """
@@ -26,6 +26,9 @@ logger = logging.getLogger(__name__)
 #: prefill token). Only the first steps are planned with it.
 CPU_PRIOR = FittedModel(c0=0.005, c_prefill=5e-5, c_decode=2e-4, c_context=1e-7)
 
+# A gap this long between one step's end and the next one's start means the engine sat idle.
+_IDLE_GAP_S = 0.005
+
 
 class StepTimer:
     """Times engine steps and keeps a step-time model fitted to the recent ones.
@@ -46,8 +49,9 @@ class StepTimer:
         self._samples: deque[tuple[StepShape, float]] = deque(maxlen=window)
         self._since_fit = 0
         self._started: float | None = None
+        self._ended: float | None = None
         self._shape: StepShape | None = None
-        self._log = open(log_path, "a", encoding="utf-8") if log_path is not None else None  # noqa: SIM115
+        self._log = open(log_path, "a", buffering=1, encoding="utf-8") if log_path is not None else None  # noqa: SIM115
         self.num_steps = 0
 
     def estimate(self, prefill_tokens: int, decode_seqs: int, context_tokens: int) -> float:
@@ -57,20 +61,29 @@ class StepTimer:
         return self.model.step_time(StepShape(prefill_tokens, decode_seqs, context_tokens, pairs))
 
     def start(self) -> None:
-        """A step begins (scheduling starts)."""
-        self._started = time.perf_counter()
+        """A step begins (scheduling starts). The previous step is recorded now: when the engine
+        went straight on to this one, its time is the whole cycle (what the next token waits
+        for, the engine's own per-step work included)."""
+        now = time.perf_counter()
+        if self._ended is not None and now - self._ended > _IDLE_GAP_S:
+            self._record(self._ended)   # the engine had nothing to do in between: that is not step time
+        elif self._ended is not None:
+            self._record(now)
+        self._started, self._shape, self._ended = now, None, None
 
     def scheduled(self, shape: StepShape) -> None:
         """The step's shape, once scheduled."""
         self._shape = shape
 
     def finished(self) -> None:
-        """The step's output was processed: record its time if it ran the model."""
+        """The step's output was processed."""
+        self._ended = time.perf_counter()
+
+    def _record(self, end: float) -> None:
         shape, started = self._shape, self._started
-        self._shape = self._started = None
         if shape is None or started is None or not (shape.prefill_tokens or shape.decode_seqs):
             return
-        seconds = time.perf_counter() - started
+        seconds = end - started
         self.num_steps += 1
         self._samples.append((shape, seconds))
         if self._log is not None:

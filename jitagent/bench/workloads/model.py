@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from jitagent.slo import DeadlineSLO, PipelineSLO, StreamSLO
 
@@ -77,3 +77,17 @@ class Workload:
             1 if isinstance(a, SingleArrival) else sum(len(r.calls) for r in a.rounds)
             for a in self.arrivals
         )
+
+    def with_slo_scale(self, factor: float) -> Workload:
+        """This workload with every SLO time budget and every tool gap multiplied by ``factor``
+        (arrival times unchanged): the same traffic for an engine ``factor`` times slower."""
+        if factor == 1.0:
+            return self
+        arrivals: list[Arrival] = []
+        for arrival in self.arrivals:
+            if isinstance(arrival, SingleArrival):
+                arrivals.append(replace(arrival, slo=arrival.slo.scaled(factor)))
+            else:
+                rounds = tuple(replace(r, gap_s=r.gap_s * factor) for r in arrival.rounds)
+                arrivals.append(replace(arrival, slo=arrival.slo.scaled(factor), rounds=rounds))
+        return replace(self, arrivals=tuple(arrivals))

@@ -1,7 +1,7 @@
 """Built-in model names: models that ship with jitagent-vllm, so the real engine runs with no download.
 
 ``tiny-random-llama`` is a Llama architecture (2 layers, hidden 256, 4 heads, 2 KV heads, vocabulary
-32,000, 8,192 positions) with only a ``config.json``: vLLM loads it with random weights
+32,000, 32,768 positions) with only a ``config.json``: vLLM loads it with random weights
 (``load_format="dummy"``) and no tokenizer. It produces nonsense quickly, on any CPU, through every
 part of a real vLLM engine: batching, chunked prefill, KV blocks, preemption, streaming.
 """

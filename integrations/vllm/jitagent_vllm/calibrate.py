@@ -1,0 +1,92 @@
+"""``jitagent calibrate``: a step-time profile for the simulator, fitted to a real vLLM engine's steps.
+
+The engine runs a fixed set of probes, chosen to spread step shapes over what serving produces:
+decode batches of 1 to 64 requests at short and long contexts, lone prefills of 64 to 4,096 tokens
+(chunked where longer than the token budget), and prefills arriving while a batch decodes. The
+scheduler logs every step it runs (shape and seconds, see :mod:`jitagent_vllm.step_timer`);
+:class:`~jitagent.engines.latency.FittedModel` is fitted to them, and written as a ``fitted``
+profile with the engine's own limits (token budget, seats, block size, KV capacity), which
+``jitagent bench --profile FILE`` and :class:`~jitagent.engines.sim.SimConfig` load like any other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import statistics
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from jitagent.engines.latency import EngineDefaults, FittedModel, Profile, StepShape
+from jitagent_vllm.engine import VLLMEngine, VLLMEngineConfig
+from jitagent_vllm.replay import ReplayEngine
+from jitagent_vllm.step_timer import read_step_log
+
+__all__ = ["Calibration", "calibrate"]
+
+_DECODE_BATCHES = (1, 2, 4, 8, 16, 32, 64)
+_PREFILLS = (64, 256, 1024, 2048, 4096)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """A fitted profile and how well it fits the steps it was fitted to."""
+
+    profile: Profile
+    samples: list[tuple[StepShape, float]]
+
+    def relative_errors(self) -> list[float]:
+        latency = self.profile.latency
+        return [abs(latency.step_time(shape) - seconds) / seconds for shape, seconds in self.samples]
+
+    def summary(self) -> dict[str, float]:
+        errors = sorted(self.relative_errors())
+        return {"steps": len(errors), "median_relative_error": statistics.median(errors),
+                "p90_relative_error": errors[int(0.9 * (len(errors) - 1))]}
+
+
+async def _probe(replay: ReplayEngine, prompt_len: int, output_len: int, tag: str) -> None:
+    async for _ in replay.generate(prompt_len, output_len, output_len, request_id=tag):
+        pass
+
+
+async def _run_probes(engine: VLLMEngine, rounds: int) -> None:
+    replay = ReplayEngine(engine)
+    seats = engine.limits.max_num_seqs
+    for r in range(rounds):
+        for batch in _DECODE_BATCHES:
+            if batch > seats:
+                continue
+            for context in (32, 1024):
+                await asyncio.gather(*(_probe(replay, context, 48, f"d{r}-{batch}-{context}-{i}") for i in range(batch)))
+        for prompt in _PREFILLS:
+            if prompt < engine.max_model_len:
+                await _probe(replay, prompt, 2, f"p{r}-{prompt}")
+        for batch in (4, 16):  # prefills while a batch decodes
+            decodes = [_probe(replay, 256, 96, f"m{r}-{batch}-{i}") for i in range(min(batch, seats - 1))]
+            arrivals = [_probe(replay, prompt, 2, f"m{r}-{batch}-p{prompt}") for prompt in (512, 2048)]
+            await asyncio.gather(*decodes, *arrivals)
+
+
+def calibrate(config: VLLMEngineConfig, *, name: str | None = None, rounds: int = 2) -> Calibration:
+    """Start an engine as ``config`` says, run the probes ``rounds`` times, fit a profile."""
+    with tempfile.TemporaryDirectory() as folder:
+        log = Path(folder) / "steps.jsonl"
+        with VLLMEngine(dataclasses.replace(config, step_log=str(log))) as engine:
+            engine.run(_run_probes(engine, rounds))
+            limits = engine.limits
+        samples = read_step_log(log)
+    model = FittedModel.fit(samples)
+    label = name or f"{Path(config.model).name}-cpu"
+    profile = Profile(
+        name=label,
+        description=f"{config.model} on this machine's vLLM engine, fitted to {len(samples)} measured steps",
+        model=None, gpu=None, latency=model,
+        defaults=EngineDefaults(token_budget=limits.token_budget, max_num_seqs=limits.max_num_seqs,
+                                block_size=limits.block_size),
+        fixed_kv_capacity_tokens=limits.num_blocks * limits.block_size,
+        source=("jitagent calibrate: step times measured by the JIT scheduler inside vLLM (scheduling start to the "
+                "next step's start while busy), fitted by non-negative least squares on relative error"),
+    )
+    return Calibration(profile, samples)
