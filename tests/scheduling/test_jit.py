@@ -17,7 +17,7 @@ def scheduled_ids(plan):
 def test_a_stream_ahead_of_schedule_sits_out_and_keeps_its_cache():
     relaxed = make_request("relaxed", running=True, generated=5, slo=StreamSLO(ttft_s=1.0, tpot_s=1.0))  # due at 6 s
     pressed = make_request("pressed", running=True, generated=10, slo=StreamSLO(ttft_s=1.0, tpot_s=0.1))  # due at 2 s
-    policy = JIT()
+    policy = JIT(JITConfig(skip=True))
     blocks = relaxed.num_blocks
     plan = policy.schedule(make_view([relaxed, pressed], now=1.95, token_budget=2048))
     assert scheduled_ids(plan) == ["pressed"]
@@ -27,7 +27,7 @@ def test_a_stream_ahead_of_schedule_sits_out_and_keeps_its_cache():
 def test_streams_do_not_sit_out_while_newcomers_wait_for_their_seats():
     relaxed = make_request("relaxed", running=True, generated=5, slo=StreamSLO(ttft_s=1.0, tpot_s=1.0))
     pressed = make_request("pressed", running=True, generated=10, slo=StreamSLO(ttft_s=1.0, tpot_s=0.1))
-    policy = JIT()
+    policy = JIT(JITConfig(skip=True))
     policy.add_request(make_request("newcomer", arrival=1.9, slo=StreamSLO(ttft_s=5.0, tpot_s=0.1)))
     plan = policy.schedule(make_view([relaxed, pressed], now=1.95, token_budget=2048, max_num_seqs=2))
     assert sorted(scheduled_ids(plan)) == ["pressed", "relaxed"]  # both seats taken: nobody idles in one
@@ -35,8 +35,9 @@ def test_streams_do_not_sit_out_while_newcomers_wait_for_their_seats():
 
 def test_a_stream_sitting_out_runs_when_nothing_else_needs_the_step():
     relaxed = make_request("relaxed", running=True, generated=5, slo=StreamSLO(ttft_s=1.0, tpot_s=1.0))
-    assert scheduled_ids(JIT().schedule(make_view([relaxed], now=1.0, token_budget=2048))) == ["relaxed"]
-    no_skip = JIT(JITConfig(skip=False))
+    skipping = JIT(JITConfig(skip=True))
+    assert scheduled_ids(skipping.schedule(make_view([relaxed], now=1.0, token_budget=2048))) == ["relaxed"]
+    no_skip = JIT()
     other = make_request("other", running=True, generated=3, slo=StreamSLO(ttft_s=1.0, tpot_s=0.1))
     assert sorted(scheduled_ids(no_skip.schedule(make_view([relaxed, other], now=1.0)))) == ["other", "relaxed"]
 
@@ -149,5 +150,5 @@ def test_bad_config_is_refused(field, value):
 
 def test_make_policy_passes_the_decode_weight_to_jit():
     assert make_policy("jit", decode_weight=8.0).config.decode_weight == 8.0
-    assert make_policy("jit-no-skip", decode_weight=8.0).config.skip is False
+    assert make_policy("jit-skip", decode_weight=8.0).config.skip is True
     assert make_policy("fcfs", decode_weight=8.0).name == "fcfs"

@@ -20,8 +20,8 @@ POLICIES: dict[str, Callable[[], Policy]] = {
 ABLATIONS: dict[str, tuple[str, Callable[[], Policy]]] = {
     "jit-fixed-estimate": ("JIT with one conservative length estimate made at arrival, never refined",
                            jit_variant(refine=False)),
-    "jit-no-skip": ("JIT without just-in-time skipping: every running stream decodes every step",
-                    jit_variant(skip=False)),
+    "jit-skip": ("JIT with just-in-time skipping: streams ahead of schedule sit steps out",
+                 jit_variant(skip=True)),
     "jit-no-grouping": ("JIT admitting by margin goodput alone, without feasibility groups or step-length control",
                         jit_variant(grouping=False)),
     "jit-mean": ("JIT with mean output-length estimates instead of a conservative quantile",

@@ -12,10 +12,11 @@ that order; the others drop to best effort, ordered by the goodput they can stil
 serving (margin goodput) with an ageing term, and get only what is left over, or are rejected at once
 when their caller asked for that.
 
-**Each step.** Running requests decode first. A stream ahead of its token schedule sits the step out
-(keeping its seat and KV cache) while its next token can still wait a step, unless seats are what
-feasible newcomers are waiting for; every other running request decodes. Prefill chunks then fill the token budget in admission order, but no more than keeps
-the step short enough for every stream in the batch to deliver its next token on time. KV memory is
+**Each step.** Running requests decode first. With ``skip`` on, a stream ahead of its token
+schedule sits the step out (keeping its seat and KV cache) while its next token can still wait a
+step, unless seats are what feasible newcomers are waiting for. Prefill chunks then fill the token
+budget in admission order, but no more than keeps the step short enough for every stream in the
+batch to deliver its next token on time. KV memory is
 reserved for a newcomer's expected output, so admissions do not cause preemption churn; when memory
 runs out all the same, best-effort requests are preempted first, then the latest-deadline ones.
 
@@ -55,7 +56,10 @@ class JITConfig:
         refine: condition estimates on the tokens generated so far; False keeps the estimate made at
             arrival (an ablation).
         estimate: ``"quantile"`` or ``"mean"`` output lengths (the latter an ablation).
-        skip: streams ahead of schedule sit steps out.
+        skip: streams ahead of schedule sit steps out (just-in-time decoding). Off by default: it saves
+            little step time (a decode adds little to a step), and it spends the slack that absorbs a
+            real engine's delivery jitter: on vLLM (tiny model, CPU) it cut chat attainment from 93% to
+            26% under mixed load, and in simulation it cost 2% of goodput.
         grouping: feasible-first admission and step-length control; False admits by margin goodput
             alone and fills the budget like vLLM (an ablation).
         frame_steps: steps between full re-rankings of the waiting requests.
@@ -76,7 +80,7 @@ class JITConfig:
     pace_quantile: float = 0.5
     refine: bool = True
     estimate: Literal["quantile", "mean"] = "quantile"
-    skip: bool = True
+    skip: bool = False
     grouping: bool = True
     frame_steps: int = 64
     refresh_tokens: int = 16

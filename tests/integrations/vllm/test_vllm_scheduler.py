@@ -54,7 +54,7 @@ def test_slo_pipeline_and_class_reach_the_policy() -> None:
 
 def test_vllm_runs_exactly_what_the_jit_plan_says() -> None:
     clock = FakeClock()
-    scheduler = make_scheduler(clock=clock, token_budget=256, max_num_seqs=12)
+    scheduler = make_scheduler("jit-skip", clock=clock, token_budget=256, max_num_seqs=12)
     requests = [make_request(300, 20, encode_request_args(STREAM)) for _ in range(3)]
     requests += [make_request(120, 12, encode_request_args(DeadlineSLO(deadline_s=d))) for d in (2.0, 4.0, 60.0)]
     requests += [make_request(50, 10) for _ in range(3)]   # no SLO
@@ -75,7 +75,7 @@ def test_vllm_runs_exactly_what_the_jit_plan_says() -> None:
 def test_a_stream_ahead_of_schedule_sits_out_keeping_its_kv_cache() -> None:
     clock = FakeClock()
     arrival = clock.now
-    scheduler = make_scheduler(clock=clock)
+    scheduler = make_scheduler("jit-skip", clock=clock)
     relaxed = make_request(64, 6, encode_request_args(StreamSLO(ttft_s=1.0, tpot_s=2.0)))
     busy = make_request(64, 40)
     scheduler.add_request(relaxed)
