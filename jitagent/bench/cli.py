@@ -93,8 +93,8 @@ def _build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--model", default="tiny-random-llama",
                        help="with --engine vllm: model folder, hub name or built-in name (default: tiny-random-llama)")
     bench.add_argument("--slo-scale", type=_positive_float,
-                       help="with --engine vllm: multiply SLOs and tool gaps by this (default: measured, see "
-                            "docs/vllm.md)")
+                       help="multiply every SLO and tool gap by this (default: 1; with --engine vllm, measured "
+                            "from the engine's unloaded speed, see docs/vllm.md)")
     bench.add_argument("--profile", default=None,
                        help="hardware profile name or JSON path (default: llama-3.1-8b-a100); with --engine vllm, "
                             "the step-time profile the scheduler starts from")
@@ -273,7 +273,7 @@ def _bench(args: argparse.Namespace) -> None:
     config = BenchConfig(workload=args.workload, policies=args.policies, rates=tuple(rates), seeds=args.seed,
                          duration=args.duration, sim=sim, arrivals=args.arrivals, decode_weight=args.decode_weight,
                          warmup=args.warmup, capacity=args.capacity,
-                         keep_records=args.records or args.trace is not None)
+                         keep_records=args.records or args.trace is not None, slo_scale=args.slo_scale)
     args.out.mkdir(parents=True, exist_ok=True)
     results: dict[str, object] = {}
     if live:
@@ -282,7 +282,7 @@ def _bench(args: argparse.Namespace) -> None:
 
         engine = VLLMEngineConfig(model=args.model, profile=args.profile, max_num_seqs=args.max_num_seqs,
                                   max_num_batched_tokens=args.token_budget)
-        result, scale = run_vllm_bench(config, engine, slo_scale=args.slo_scale, progress=not args.no_progress)
+        result, scale = run_vllm_bench(config, engine, progress=not args.no_progress)
         results["engine"] = {"kind": "vllm", "model": args.model,
                              "slo_scale": scale.to_dict() if scale is not None else {"factor": args.slo_scale}}
         if scale is not None:

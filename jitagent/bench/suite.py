@@ -46,6 +46,7 @@ class BenchConfig:
     capacity: bool = False
     capacity_target: float = 0.9
     keep_records: bool = False
+    slo_scale: float | None = None   # SLOs and tool gaps multiplied by this; None: 1 (measured on a live engine)
 
     def to_dict(self) -> dict[str, Any]:
         config = asdict(self)
@@ -87,7 +88,8 @@ def _report(task: int, fraction: float) -> None:
 
 @lru_cache(maxsize=8)
 def _workload(config: BenchConfig, rate: float, seed: int) -> Workload:
-    return build_workload(config.workload, rate=rate, duration=config.duration, seed=seed, arrivals=config.arrivals)
+    workload = build_workload(config.workload, rate=rate, duration=config.duration, seed=seed, arrivals=config.arrivals)
+    return workload.with_slo_scale(config.slo_scale or 1.0)
 
 
 def _simulate(config: BenchConfig, policy: str, rate: float, seed: int,

@@ -32,12 +32,13 @@ logger = logging.getLogger(__name__)
 LIVE_DRAIN_S = 60.0
 
 
-def run_vllm_bench(config: BenchConfig, engine: VLLMEngineConfig, *, slo_scale: float | None = None,
+def run_vllm_bench(config: BenchConfig, engine: VLLMEngineConfig, *,
                    progress: bool = True) -> tuple[BenchResult, SLOScale | None]:
     """Run every (policy, rate, seed) of ``config`` on the vLLM engine ``engine`` describes.
 
-    Returns the result and the measured SLO scale (``None`` when ``slo_scale`` was given).
+    Returns the result and the measured SLO scale (``None`` when ``config.slo_scale`` was given).
     """
+    slo_scale = config.slo_scale
     started = time.perf_counter()
     drain = min(config.drain_s, LIVE_DRAIN_S)
     runs: list[dict[str, Any]] = []
@@ -74,4 +75,5 @@ def run_vllm_bench(config: BenchConfig, engine: VLLMEngineConfig, *, slo_scale: 
                             records.extend(outcome.records)
     finally:
         bar.close()
+    config = dataclasses.replace(config, slo_scale=slo_scale)   # what was used, for results.json
     return BenchResult(config, runs, None, None, records, time.perf_counter() - started), measured

@@ -506,11 +506,12 @@ class JIT(Policy):
         return self.margin_goodput(req, now) * (1.0 + max(0.0, now - req.arrival) / self.config.ageing_s)
 
     def _observe_clock(self, view: SchedulerView) -> None:
-        if self._token_time == 0.0:
+        if self._steps_to_frame <= 0:  # once a frame: the engine's step-time model may be learning
             budget = view.limits.token_budget
             self._full_step_time = view.step_time(budget, 0, 0)
             self._token_time = self._full_step_time / budget / self.config.prefill_efficiency
-            self._step_time = view.step_time(0, 1, 0)
+            if self._step_time == 0.0:
+                self._step_time = view.step_time(0, 1, 0)
         if self._last_now is not None and view.now > self._last_now:
             self._step_time += 0.1 * (view.now - self._last_now - self._step_time)
         self._last_now = view.now
