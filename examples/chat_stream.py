@@ -1,7 +1,7 @@
 """Stream a chat answer from the in-process simulated engine, with a streaming SLO.
 
 The same code runs against OpenAI by swapping ``JITClient(...)`` for ``openai.AsyncOpenAI()``
-(and dropping ``extra_body``). Run: ``python examples/chat_stream.py [--time-scale 1.0]``.
+(and dropping ``extra_body``). Run: ``python examples/chat_stream.py [--time-scale 1.0] [--engine vllm]``.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import openai
 from jitagent.client import JITClient, slo_scope
 
 
-async def main(time_scale: float) -> None:
-    client = JITClient(time_scale=time_scale, slo={"kind": "stream", "ttft_s": 1.0, "tpot_s": 0.05})
+async def main(time_scale: float, engine: str) -> None:
+    client = JITClient(engine=engine, time_scale=time_scale, slo={"kind": "stream", "ttft_s": 1.0, "tpot_s": 0.05})
     try:
         start = time.perf_counter()
         stream = await client.chat.completions.create(
@@ -38,7 +38,7 @@ async def main(time_scale: float) -> None:
         # A request that cannot meet its SLO and asked to be refused rather than served late.
         try:
             await client.chat.completions.create(
-                model=client.served_model, messages=[{"role": "user", "content": "Now!"}],
+                model=client.served_model, messages=[{"role": "user", "content": "Now!"}], max_tokens=100,
                 extra_body={"slo": {"kind": "deadline", "deadline_s": 0.001, "on_infeasible": "reject"}})
         except openai.RateLimitError as err:
             print("refused:", err.message)
@@ -48,5 +48,8 @@ async def main(time_scale: float) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--time-scale", type=float, default=1.0, help="wall seconds per modelled second")
-    asyncio.run(main(parser.parse_args().time_scale))
+    parser.add_argument("--time-scale", type=float, default=1.0, help="wall seconds per modelled second (sim)")
+    parser.add_argument("--engine", choices=["sim", "vllm"], default="sim",
+                        help="the simulated engine, or a real vLLM engine with tiny-random-llama (needs jitagent-vllm)")
+    args = parser.parse_args()
+    asyncio.run(main(args.time_scale, args.engine))

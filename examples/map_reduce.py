@@ -74,8 +74,8 @@ def print_stages(report: RunReport) -> None:
           f"{'met' if report.met else 'MISSED'}")
 
 
-async def main(deadline_s: float, runs: int, time_scale: float) -> None:
-    client = JITClient(policy="jit", time_scale=time_scale)
+async def main(deadline_s: float, runs: int, time_scale: float, engine: str) -> None:
+    client = JITClient(engine=engine, policy="jit", time_scale=time_scale)
     try:
         graph = jit_slo(build_map_reduce(client.chat_model()), deadline_s=deadline_s)
         for i in range(runs):
@@ -93,6 +93,8 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--deadline", type=float, default=2.0, help="end-to-end deadline per run (s)")
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--time-scale", type=float, default=0.05, help="wall seconds per modelled second")
+    parser.add_argument("--time-scale", type=float, default=0.05, help="wall seconds per modelled second (sim)")
+    parser.add_argument("--engine", choices=["sim", "vllm"], default="sim",
+                        help="the simulated engine, or a real vLLM engine with tiny-random-llama (needs jitagent-vllm)")
     args = parser.parse_args()
-    asyncio.run(main(args.deadline, args.runs, args.time_scale))
+    asyncio.run(main(args.deadline, args.runs, args.time_scale, args.engine))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 from jitagent.client.text import simulated_answer
 from jitagent.engines.sim import RequestLog, SimEngine
@@ -21,7 +22,7 @@ from jitagent.scheduling.request import PipelineContext
 from jitagent.slo import SLO
 from jitagent.telemetry.stats import GenerationStats
 
-__all__ = ["GenerationRequest", "GenerationStats", "SimGeneration", "SimBackend"]
+__all__ = ["Backend", "Generation", "GenerationRequest", "GenerationStats", "SimGeneration", "SimBackend"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +37,50 @@ class GenerationRequest:
     slo: SLO | None
     pipeline: PipelineContext | None
     request_class: str
+    prompt_ids: tuple[int, ...] | None = None   # the prompt's token ids, from a backend that tokenizes
+    temperature: float | None = None
+
+
+class Generation(Protocol):
+    """One request's answer as it is made: text pieces, one per engine output."""
+
+    completion_tokens: int   # tokens delivered so far
+
+    def __aiter__(self) -> AsyncIterator[str]: ...
+
+    async def __anext__(self) -> str: ...
+
+    @property
+    def finish_reason(self) -> str:
+        """``"stop"`` or ``"length"``, once the iteration has ended."""
+        ...
+
+    def stats(self) -> GenerationStats | None: ...
+
+    async def aclose(self) -> None:
+        """End the request now (aborting it in the engine if it is still running)."""
+        ...
+
+
+class Backend(Protocol):
+    """An engine as the OpenAI-compatible handlers see it."""
+
+    description: str
+    supports_tools: bool
+    supports_logprobs: bool
+    model: str
+
+    @property
+    def max_model_len(self) -> int: ...
+
+    def tokenize(self, prompt: Any, chat: bool) -> list[int] | None:
+        """The prompt's token ids (``prompt`` is the validated messages, text or ids), or ``None`` for a
+        backend that counts tokens approximately."""
+        ...
+
+    def validate(self, prompt_tokens: int, max_tokens: int) -> None: ...
+
+    def generate(self, request: GenerationRequest, observe: bool = False) -> Generation: ...
 
 
 class SimGeneration:
@@ -98,6 +143,10 @@ class SimBackend:
     @property
     def max_model_len(self) -> int:
         return self.engine.core.limits.max_model_len
+
+    def tokenize(self, prompt: Any, chat: bool) -> None:
+        """The simulated model counts prompt tokens approximately (:mod:`jitagent.client.text`)."""
+        return None
 
     def validate(self, prompt_tokens: int, max_tokens: int) -> None:
         """ValueError naming the problem unless the engine can ever serve a request this size."""

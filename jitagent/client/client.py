@@ -8,7 +8,7 @@ the ambient :func:`~jitagent.client.slo_scope`, else the client's ``slo``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar
 
 import httpx2
 import openai
@@ -17,7 +17,7 @@ from openai.types.chat import ChatCompletionChunk
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import TracerProvider
 
-from jitagent.client.backend import SimBackend
+from jitagent.client.backend import Backend, SimBackend
 from jitagent.client.handlers import OpenAIServer
 from jitagent.client.transport import EngineHost, InProcessTransport, SyncInProcessTransport
 from jitagent.engines.sim import DEFAULT_PROFILE, SimConfig, SimEngine
@@ -86,12 +86,18 @@ class JITClient(_ServedInProcess, openai.AsyncOpenAI):
     """Drop-in ``openai.AsyncOpenAI`` that serves Chat Completions, Completions and Models in-process.
 
     Args:
-        engine: the engine to serve from; by default a new :class:`SimEngine` built from
-            ``policy``, ``profile`` and ``time_scale``, which :meth:`close` also closes.
-        policy: scheduling policy of the default engine (name or instance); ``"jit"`` by default.
-        profile: hardware profile of the default engine.
-        time_scale: wall seconds per modelled second for the default engine (1.0: GPU-like timing).
+        engine: the engine to serve from: an engine object (a :class:`SimEngine`, or a
+            ``jitagent_vllm.VLLMEngine``), or the kind of engine to start, which :meth:`close`
+            also closes: ``"sim"`` (the default: a :class:`SimEngine` built from ``policy``,
+            ``profile`` and ``time_scale``) or ``"vllm"`` (a real vLLM engine serving ``model``,
+            scheduled by ``policy``; needs ``jitagent-vllm``; tens of seconds to start on a CPU).
+        policy: scheduling policy of a started engine (name, or an instance for the simulated one);
+            ``"jit"`` by default.
+        profile: hardware profile of a simulated engine.
+        time_scale: wall seconds per modelled second for a simulated engine (1.0: GPU-like timing).
         model: the model name this client serves (``models.list()``); by default the profile's model.
+            With ``engine="vllm"``, the model to load (a folder, a hub name or ``tiny-random-llama``,
+            the default).
         slo: the SLO of calls that name none and run outside every ``slo_scope`` (a model, a dict
             or JSON text; ``ValueError`` if invalid).
         pipeline: the pipeline context of such calls.
@@ -103,19 +109,16 @@ class JITClient(_ServedInProcess, openai.AsyncOpenAI):
         **kwargs: passed to ``openai.AsyncOpenAI`` (``timeout``, ``max_retries``, ``default_headers``, ...).
     """
 
-    def __init__(self, *, engine: SimEngine | None = None, policy: Policy | str = "jit",
+    def __init__(self, *, engine: SimEngine | Any | Literal["sim", "vllm"] | None = None, policy: Policy | str = "jit",
                  profile: str = DEFAULT_PROFILE, time_scale: float = 1.0, model: str | None = None,
                  slo: SLO | dict[str, Any] | str | None = None, pipeline: PipelineContext | None = None,
                  tracer_provider: TracerProvider | None = None, meter_provider: MeterProvider | None = None,
                  trace_content: bool | None = None, _served: _Served | None = None, **kwargs: Any) -> None:
         if _served is None:
-            owns_engine = engine is None
-            if engine is None:
-                engine = SimEngine(SimConfig(profile=profile), policy=policy, time_scale=time_scale)
-            spec = engine.config.resolve()[0]
-            backend = SimBackend(engine, model or (spec.model.name if spec.model is not None else spec.name))
-            server = OpenAIServer(backend, default_slo=parse_slo(slo) if slo is not None else None,
-                                  default_pipeline=pipeline,
+            owns_engine = engine is None or isinstance(engine, str)
+            default_slo = parse_slo(slo) if slo is not None else None   # before an engine starts
+            backend = _backend(engine, policy, profile, time_scale, model)
+            server = OpenAIServer(backend, default_slo=default_slo, default_pipeline=pipeline,
                                   telemetry=Telemetry(tracer_provider, meter_provider, trace_content))
             _served = _Served(server, EngineHost(), owns_engine)
         self._served = _served
@@ -126,9 +129,9 @@ class JITClient(_ServedInProcess, openai.AsyncOpenAI):
         self._sync: SyncJITClient | None = None
 
     @property
-    def engine(self) -> SimEngine:
-        """The engine serving this client."""
-        return self._served.server.backend.engine
+    def engine(self) -> Any:
+        """The engine serving this client (a :class:`SimEngine` or a ``VLLMEngine``)."""
+        return self._served.server.backend.engine  # type: ignore[attr-defined]
 
     @property
     def served_model(self) -> str:
@@ -163,11 +166,37 @@ class JITClient(_ServedInProcess, openai.AsyncOpenAI):
             self._sync.close()
         served = self._served
         engine_loop = served.host.loop
-        # Only a running loop can hold work in flight: when the engine's last loop has closed,
-        # its stepping task ended with it and there is nothing to stop.
-        if served.owns_engine and engine_loop is not None:
+        # Only a running loop can hold a simulated engine's work in flight: when its last loop has
+        # closed, its stepping task ended with it and there is nothing to stop. A vLLM engine runs
+        # on a loop of its own and is closed from anywhere.
+        if served.owns_engine and not isinstance(self.engine, SimEngine):
+            await self.engine.aclose()
+        elif served.owns_engine and engine_loop is not None:
             await served.host.call(engine_loop, self.engine.aclose())
         await served.host.aclose()
+
+
+def _backend(engine: Any, policy: Policy | str, profile: str, time_scale: float, model: str | None) -> Backend:
+    """The backend serving ``engine`` (an engine object, ``"sim"``, ``"vllm"`` or ``None``)."""
+    if engine == "vllm":
+        if not isinstance(policy, str):
+            raise ValueError("the vLLM engine takes its policy by name (jit, fcfs, edf, ltr, las)")
+        try:
+            from jitagent_vllm import VLLMEngine, VLLMEngineConfig
+        except ImportError as exc:
+            raise ValueError(f"engine='vllm' needs jitagent-vllm and vLLM ({exc}); see the README") from None
+        engine = VLLMEngine(VLLMEngineConfig(model=model or VLLMEngineConfig.model, policy=policy))
+        model = None
+    elif engine in (None, "sim"):
+        engine = SimEngine(SimConfig(profile=profile), policy=policy, time_scale=time_scale)
+    elif isinstance(engine, str):
+        raise ValueError(f"unknown engine {engine!r}: give 'sim', 'vllm' or an engine object")
+    if isinstance(engine, SimEngine):
+        spec = engine.config.resolve()[0]
+        return SimBackend(engine, model or (spec.model.name if spec.model is not None else spec.name))
+    from jitagent_vllm.backend import VLLMBackend  # any other engine object is a vLLM engine
+
+    return VLLMBackend(engine, model)
 
 
 class SyncJITClient(_ServedInProcess, openai.OpenAI):

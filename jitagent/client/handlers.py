@@ -16,7 +16,9 @@ Errors are OpenAI-shaped (``{"error": {"message", "type", "param", "code"}}``):
   cannot meet its SLO, or when its deadline has already passed and it asked for refusal
   (``on_infeasible="reject"``). 429 because the refusal depends on load, as a rate limit does;
   the reply says not to retry (``x-should-retry: false``): resending at once would be refused
-  again, so the caller decides.
+  again, so the caller decides;
+* 503 (``code`` ``"engine_dead"``) when the engine is gone (the vLLM engine's process died):
+  calls fail at once rather than hang; a new client with a new engine is needed.
 
 A streamed request answers with its headers once its first token exists, so a refusal before
 the first token is an HTTP error; a refusal after it (rare) is an ``error`` event in the stream.
@@ -38,9 +40,10 @@ from typing import Any
 
 from opentelemetry.context import Context
 
-from jitagent.client.backend import GenerationRequest, SimBackend, SimGeneration
+from jitagent.client.backend import Backend, Generation, GenerationRequest
 from jitagent.client.context import CallScope
 from jitagent.client.text import BYTES_PER_TOKEN, MESSAGE_OVERHEAD_TOKENS, REPLY_PRIMING_TOKENS, count_tokens
+from jitagent.engines.errors import EngineDeadError
 from jitagent.scheduling.request import PipelineContext
 from jitagent.slo import SLO, PipelineSLO, InfeasibleSLOError, parse_slo
 from jitagent.telemetry.calls import CallTrace, start_call
@@ -96,7 +99,7 @@ class StreamReply:
     """A 200 event stream; :meth:`aclose` before the end aborts the request in the engine."""
 
     events: AsyncGenerator[bytes, None]
-    generation: SimGeneration
+    generation: Generation
     trace: CallTrace | None = None
     headers: dict[str, str] = field(default_factory=lambda: dict(_HEADERS_SSE))
 
@@ -165,7 +168,7 @@ class OpenAIServer:
         telemetry: where call spans and metrics go (by default the global OpenTelemetry providers).
     """
 
-    def __init__(self, backend: SimBackend, *, default_slo: SLO | None = None,
+    def __init__(self, backend: Backend, *, default_slo: SLO | None = None,
                  default_pipeline: PipelineContext | None = None, telemetry: Telemetry | None = None) -> None:
         self.backend = backend
         self.default_slo = default_slo
@@ -233,6 +236,9 @@ class OpenAIServer:
         else:
             prompt_tokens, prompt_key = _completion_prompt(body.get("prompt"))
             max_tokens, param = body.get("max_tokens", _COMPLETIONS_DEFAULT_MAX_TOKENS), "max_tokens"
+        prompt_ids = self.backend.tokenize(body.get("messages") if chat else body.get("prompt"), chat)
+        if prompt_ids is not None:
+            prompt_tokens = len(prompt_ids)
         limit = self.backend.max_model_len
         if prompt_tokens >= limit:
             raise _bad(f"This model's maximum context length is {limit} tokens, but the prompt has about "
@@ -253,7 +259,8 @@ class OpenAIServer:
             raise _bad(f"'request_class' must be a non-empty string, got {request_class!r}", "request_class")
         prefix = "chatcmpl-" if chat else "cmpl-"
         request = GenerationRequest(prefix + uuid.uuid4().hex, prompt_tokens, prompt_key, max_tokens, seed, slo,
-                                    pipeline, request_class)
+                                    pipeline, request_class, tuple(prompt_ids) if prompt_ids is not None else None,
+                                    body.get("temperature"))
         return _Call(chat, model, stream, include_usage, _stop_strings(body.get("stop")), request,
                      body.get("messages") if chat else body.get("prompt"))
 
@@ -310,7 +317,7 @@ class OpenAIServer:
         request = call.request
         trace = start_call(self.telemetry, request, chat=call.chat, model=call.model, stream=call.stream,
                            prompt=call.prompt, parent=parent)
-        generation: SimGeneration | None = None
+        generation: Generation | None = None
         try:
             _refuse_late_stage(request.slo, request.pipeline)
             generation = self.backend.generate(request, observe=trace is not None)
@@ -326,12 +333,12 @@ class OpenAIServer:
         make_events = self._chat_events if call.chat else self._completion_events
         return StreamReply(make_events(call, generation, first, trace), generation, trace)
 
-    async def _collect(self, call: _Call, generation: SimGeneration, first: str, trace: CallTrace | None) -> JSONReply:
+    async def _collect(self, call: _Call, generation: Generation, first: str, trace: CallTrace | None) -> JSONReply:
         answer = _Answer(generation, first, call.stops)
         try:
             text = "".join([piece async for piece in answer])
-        except InfeasibleSLOError as exc:
-            raise _refused(str(exc)) from None
+        except (InfeasibleSLOError, EngineDeadError) as exc:
+            raise _engine_error(exc) from None
         finally:
             await generation.aclose()  # ends the request early when a stop string cut the answer
         if trace is not None:
@@ -348,7 +355,7 @@ class OpenAIServer:
         return self._json({"id": request.request_id, "object": obj, "created": int(time.time()), "model": call.model,
                            "system_fingerprint": None, "choices": [choice], "usage": usage})
 
-    async def _chat_events(self, call: _Call, generation: SimGeneration, first: str,
+    async def _chat_events(self, call: _Call, generation: Generation, first: str,
                            trace: CallTrace | None) -> AsyncGenerator[bytes, None]:
         head = _DUMPS({"id": call.request.request_id, "object": "chat.completion.chunk", "created": int(time.time()),
                        "model": call.model, "system_fingerprint": None})[:-1]
@@ -361,7 +368,7 @@ class OpenAIServer:
         async for event in _token_events(call, generation, first, prefix, suffix, end, trace):
             yield event
 
-    async def _completion_events(self, call: _Call, generation: SimGeneration, first: str,
+    async def _completion_events(self, call: _Call, generation: Generation, first: str,
                                  trace: CallTrace | None) -> AsyncGenerator[bytes, None]:
         head = _DUMPS({"id": call.request.request_id, "object": "text_completion", "created": int(time.time()),
                        "model": call.model, "system_fingerprint": None})[:-1]
@@ -380,7 +387,7 @@ class OpenAIServer:
         return JSONReply(200, _DUMPS(payload).encode())
 
 
-async def _token_events(call: _Call, generation: SimGeneration, first: str, prefix: bytes, suffix: bytes,
+async def _token_events(call: _Call, generation: Generation, first: str, prefix: bytes, suffix: bytes,
                         end: str, trace: CallTrace | None) -> AsyncGenerator[bytes, None]:
     """The events after the stream's opening: one per token as the engine delivers it (the hot
     path: one JSON string encoding per token); then the finish event (``end`` with ``%s`` for the
@@ -391,8 +398,8 @@ async def _token_events(call: _Call, generation: SimGeneration, first: str, pref
         async for piece in answer:
             if piece:
                 yield prefix + _DUMPS(piece).encode() + suffix
-    except InfeasibleSLOError as exc:  # refused after its first token: say so in the stream
-        refusal = _refused(str(exc))
+    except (InfeasibleSLOError, EngineDeadError) as exc:  # after its first token: say so in the stream
+        refusal = _engine_error(exc)
         yield f"data: {_DUMPS({'error': refusal.error})}\n\n".encode()
         return
     finally:
@@ -414,7 +421,7 @@ class _Answer:
 
     __slots__ = ("_generation", "_first", "_stopper", "_kept", "finish")
 
-    def __init__(self, generation: SimGeneration, first: str, stops: list[str], keep_text: bool = False) -> None:
+    def __init__(self, generation: Generation, first: str, stops: list[str], keep_text: bool = False) -> None:
         self._generation = generation
         self._first: str | None = first
         self._stopper = _StopMatcher(stops) if stops else None
@@ -463,14 +470,20 @@ def _refuse_late_stage(slo: SLO | None, pipeline: PipelineContext | None) -> Non
                            f"passed {late:.3f} s ago, and the SLO asks to refuse what cannot meet it")
 
 
-async def _next_piece(generation: SimGeneration) -> str:
+async def _next_piece(generation: Generation) -> str:
     """The first piece, turning the engine's refusals into error replies."""
     try:
         return await generation.__anext__()
-    except InfeasibleSLOError as exc:
-        raise _refused(str(exc)) from None
+    except (InfeasibleSLOError, EngineDeadError) as exc:
+        raise _engine_error(exc) from None
     except ValueError as exc:  # the engine found the request impossible after all
         raise _bad(str(exc)) from None
+
+
+def _engine_error(exc: InfeasibleSLOError | EngineDeadError) -> APIErrorReply:
+    if isinstance(exc, InfeasibleSLOError):
+        return _refused(str(exc))
+    return APIErrorReply(503, f"the engine is not serving: {exc}", type="server_error", code="engine_dead")
 
 
 def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
@@ -522,7 +535,7 @@ def _stop_strings(stop: Any) -> list[str]:
     return stops
 
 
-def _chat_prompt(messages: Any, backend: SimBackend) -> tuple[int, bytes]:
+def _chat_prompt(messages: Any, backend: Backend) -> tuple[int, bytes]:
     """(approximate prompt tokens, the prompt's identity) of a Chat Completions message list."""
     if not isinstance(messages, list) or not messages:
         raise _bad("'messages' must be a non-empty list", "messages")
@@ -541,7 +554,7 @@ def _chat_prompt(messages: Any, backend: SimBackend) -> tuple[int, bytes]:
     return tokens, _DUMPS(messages).encode()
 
 
-def _content_tokens(content: Any, where: str, backend: SimBackend) -> int:
+def _content_tokens(content: Any, where: str, backend: Backend) -> int:
     if content is None:
         return 0
     if isinstance(content, str):

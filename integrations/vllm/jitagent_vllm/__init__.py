@@ -4,7 +4,7 @@
   --scheduler-cls jitagent_vllm.JITScheduler``); the policy is chosen in
   ``additional_config={"jitagent": {"policy": "jit"}}``; per-request SLO data arrives in
   ``SamplingParams.extra_args`` (``vllm_xargs`` in a request body): see :mod:`jitagent_vllm.request_args`.
-* :class:`RequestArgsValidator`: ``--logits-processors jitagent_vllm.RequestArgsValidator`` makes
+* :class:`RequestArgsValidator`: ``--logits-processors jitagent_vllm:RequestArgsValidator`` makes
   ``vllm serve`` answer bad SLO data with HTTP 400.
 * :class:`VLLMEngine`: ``AsyncLLM`` with that scheduler, for ``JITClient(engine="vllm")``,
   ``jitagent bench --engine vllm`` and ``jitagent calibrate``.

