@@ -3,9 +3,9 @@
 Three ways to stream the same requests from the same tiny model on this CPU, each with the JIT
 scheduler inside vLLM:
 
-* **engine**: ``VLLMEngine.generate`` on the engine's own event loop: no client at all (the baseline);
-* **jitclient**: ``JITClient(engine=...)`` from the application's loop: the OpenAI client, jitagent's
-  in-process transport and handlers, one hop to the engine's loop per output;
+* **engine**: ``VLLMEngine.generate``, no client at all (the baseline);
+* **jitclient**: ``JITClient(engine=...)``: the OpenAI client, jitagent's in-process transport and
+  handlers, on the same event loop as the engine (made in the application's loop, it binds to it);
 * **serve**: vLLM's OpenAI server (``vllm serve --scheduler-cls jitagent_vllm.JITScheduler``) in its own
   process, the plain ``openai.AsyncOpenAI`` over loopback HTTP.
 
@@ -38,13 +38,11 @@ MODEL = "tiny-random-llama"
 
 
 async def engine_direct(engine: VLLMEngine, prompt: list[int], tokens: int) -> list[float]:
-    async def run() -> list[float]:
-        start = time.perf_counter()
-        times = []
-        async for delta in engine.generate(prompt, tokens, ignore_eos=True):
-            times += [time.perf_counter() - start] * len(delta.token_ids)
-        return times
-    return await asyncio.to_thread(engine.run, run())   # on the engine's own loop: no hop per token
+    start = time.perf_counter()
+    times: list[float] = []
+    async for delta in engine.generate(prompt, tokens, ignore_eos=True):
+        times += [time.perf_counter() - start] * len(delta.token_ids)
+    return times
 
 
 async def openai_stream(client: openai.AsyncOpenAI, prompt: list[int], tokens: int, **extra: object) -> list[float]:
@@ -53,7 +51,7 @@ async def openai_stream(client: openai.AsyncOpenAI, prompt: list[int], tokens: i
     stream = await client.completions.create(model=MODEL, prompt=prompt, max_tokens=tokens, stream=True,
                                              extra_body=extra or None)
     async for chunk in stream:
-        if chunk.choices and chunk.choices[0].text:
+        if chunk.choices:  # one per engine output (vLLM's server sends empty text without a tokenizer)
             times.append(time.perf_counter() - start)
     return times
 
@@ -70,8 +68,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-async def measure(engine: VLLMEngine, server_url: str, args: argparse.Namespace) -> dict[str, list[list[float]]]:
+async def measure(server_url: str, args: argparse.Namespace) -> dict[str, list[list[float]]]:
     prompt = list(range(100, 100 + args.prompt))
+    engine = VLLMEngine(VLLMEngineConfig(model=MODEL))   # made on this loop: bound to it, as in an async app
     jit = JITClient(engine=engine)
     http = openai.AsyncOpenAI(base_url=server_url, api_key="unused")
     paths = {
@@ -89,6 +88,7 @@ async def measure(engine: VLLMEngine, server_url: str, args: argparse.Namespace)
     finally:
         await jit.close()
         await http.close()
+        await engine.aclose()
     return runs
 
 
@@ -101,8 +101,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("bench-out"))
     args = parser.parse_args()
 
-    with running_server(MODEL, port=free_port()) as url, VLLMEngine(VLLMEngineConfig(model=MODEL)) as engine:
-        runs = asyncio.run(measure(engine, url, args))
+    with running_server(MODEL, port=free_port()) as url:
+        runs = asyncio.run(measure(url, args))
     figures = {name: summary(r) for name, r in runs.items()}
     base = figures["engine"]
     for name in ("jitclient", "serve"):

@@ -21,7 +21,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Coroutine, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -118,22 +118,29 @@ def cpu_kv_cache_bytes(default_gib: float) -> int:
 class VLLMEngine:
     """A vLLM engine with jitagent's scheduler, usable from any event loop or thread.
 
-    vLLM's ``AsyncLLM`` belongs to the event loop that first uses it, so the engine keeps one of
-    its own, on a background thread: :meth:`generate` called from another loop hops each output
-    across (a few tens of microseconds); code run on the engine's loop (:meth:`run`) pays nothing.
+    vLLM's ``AsyncLLM`` belongs to one event loop. Made inside a running loop, the engine binds to
+    that loop: calls made on it pay nothing extra (an async application's usual case). Made
+    elsewhere (synchronous code, or :meth:`start`), it runs a loop of its own on a background
+    thread. Calls from any other loop or thread hop to the engine's loop once per output (a thread
+    switch, which under load can cost milliseconds: keep the hot path on the engine's loop).
     Starting takes a while (tens of seconds on a CPU: vLLM spawns its engine process and loads the
-    model). Use ``async with`` / ``with`` or close it (:meth:`aclose`, :meth:`close`).
+    model), blocking the loop it binds to. Use ``async with`` / ``with`` or close it
+    (:meth:`aclose`, :meth:`close`).
     """
 
     def __init__(self, config: VLLMEngineConfig | None = None) -> None:
         self.config = config or VLLMEngineConfig()
         started = time.perf_counter()
         self._closed = False
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="jitagent-vllm", daemon=True)
-        self._thread.start()
+        self._thread: threading.Thread | None = None
         try:
-            self.llm = self.run(self._create_llm())
+            self._loop = asyncio.get_running_loop()
+        except RuntimeError:   # no loop here: one of our own, on a thread
+            self._loop = asyncio.new_event_loop()
+            self._thread = threading.Thread(target=self._loop.run_forever, name="jitagent-vllm", daemon=True)
+            self._thread.start()
+        try:
+            self.llm = self._create_llm() if self._thread is None else self.run(_in_loop(self._create_llm))
         except BaseException:
             self._stop_loop()
             raise
@@ -150,17 +157,28 @@ class VLLMEngine:
 
     @classmethod
     async def start(cls, config: VLLMEngineConfig | None = None) -> VLLMEngine:
-        """Start an engine without blocking the calling event loop."""
+        """Start an engine on a loop of its own, without blocking the calling event loop."""
         return await asyncio.to_thread(cls, config)
 
-    async def _create_llm(self) -> Any:
+    def _create_llm(self) -> Any:
         from vllm.v1.engine.async_llm import AsyncLLM
 
-        return AsyncLLM.from_engine_args(self.config.async_engine_args())  # on its loop: it binds to the running one
+        return AsyncLLM.from_engine_args(self.config.async_engine_args())  # binds to the running loop
 
     def run(self, coro: Coroutine[Any, Any, _T]) -> _T:
-        """Run ``coro`` on the engine's loop from synchronous code and return its result."""
+        """Run ``coro`` on the engine's loop from synchronous code (another thread than the loop's)
+        and return its result."""
+        if self._on_engine_loop():
+            coro.close()
+            raise RuntimeError("VLLMEngine.run() was called on the engine's own event loop, which would wait on "
+                               "itself: await the coroutine instead")
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    def _on_engine_loop(self) -> bool:
+        try:
+            return asyncio.get_running_loop() is self._loop
+        except RuntimeError:
+            return False
 
     def __enter__(self) -> VLLMEngine:
         return self
@@ -239,10 +257,13 @@ class VLLMEngine:
         params = self._sampling_params(max_tokens, slo, request_class, pipeline, declared_max_tokens, ignore_eos,
                                        temperature, seed, stop_token_ids)
         deltas = self._generate(list(prompt_token_ids), params, request_id or uuid.uuid4().hex)
-        if asyncio.get_running_loop() is self._loop:
+        if self._on_engine_loop():
             async for delta in deltas:
                 yield delta
             return
+        if not self._loop.is_running():
+            await deltas.aclose()
+            raise EngineDeadError("the event loop the vLLM engine is bound to is not running")
         try:  # from another loop: each step of the iterator runs on the engine's loop
             while True:
                 try:
@@ -288,28 +309,45 @@ class VLLMEngine:
 
     async def aclose(self) -> None:
         """Shut the engine down (idempotent)."""
-        await asyncio.to_thread(self.close)
+        if self._on_engine_loop():
+            self._shut_down()
+        else:
+            await asyncio.to_thread(self.close)
 
     def close(self) -> None:
-        """Shut the engine down (idempotent); from synchronous code."""
+        """Shut the engine down (idempotent); from synchronous code, or from any loop but the engine's."""
+        if self._on_engine_loop():
+            raise RuntimeError("close() on the engine's own event loop would wait on itself: await aclose()")
+        if self._loop.is_running():
+            self.run(_in_loop(self._shut_down))
+        else:
+            self._shut_down()
+        if self._thread is not None:
+            self.run(_cancel_pending_tasks())
+            self._stop_loop()
+
+    def _shut_down(self) -> None:
         if self._closed:
             return
         self._closed = True
-        self.run(self._stop_output_handler())
-        self.llm.shutdown()
-        self.run(_cancel_pending_tasks())
-        self._stop_loop()
-
-    def _stop_loop(self) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join()
-        self._loop.close()
-
-    async def _stop_output_handler(self) -> None:
         # Stop reading outputs before the engine exits, or vLLM reports the exit as a failure.
         handler = getattr(self.llm, "output_handler", None)
         if handler is not None:
             handler.cancel()
+        self.llm.shutdown()
+
+    def _stop_loop(self) -> None:
+        if self._thread is None:
+            return
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+        self._loop.close()
+        self._thread = None
+
+
+async def _in_loop(function: Callable[[], _T]) -> _T:
+    """Call ``function`` on the loop this coroutine runs on."""
+    return function()
 
 
 async def _cancel_pending_tasks() -> None:
