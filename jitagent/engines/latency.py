@@ -70,12 +70,15 @@ class StepShape:
             already in the cache plus its new ones).
         attention_pairs: query-key pairs of causal attention, summed over the scheduled requests:
             ``new * cached + new * (new + 1) / 2`` (the engine core counts them the same way).
+        prefill_seqs: requests computing a prefill chunk this step (each costs a little on its own,
+            whatever its length: measured on vLLM's CPU engine).
     """
 
     prefill_tokens: int = 0
     decode_seqs: int = 0
     context_tokens: int = 0
     attention_pairs: int = 0
+    prefill_seqs: int = 0
 
     @classmethod
     def of(cls, requests: Iterable[tuple[int, int, bool]]) -> StepShape:
@@ -85,16 +88,24 @@ class StepShape:
         it computes this step, and ``prefilling`` whether it is still working through its prompt (a decode
         computes exactly one token and has ``prefilling`` false).
         """
-        prefill = decodes = context = pairs = 0
+        prefill = decodes = context = pairs = prefill_seqs = 0
         for cached, new, prefilling in requests:
             if prefilling:
                 prefill += new
+                prefill_seqs += 1
             else:
                 decodes += 1
             context += cached + new
             # Causal attention: the i-th new token (1-based) attends to the cached tokens and i new ones.
             pairs += new * cached + new * (new + 1) // 2
-        return cls(prefill, decodes, context, pairs)
+        return cls(prefill, decodes, context, pairs, prefill_seqs)
+
+    @classmethod
+    def estimate(cls, prefill_tokens: int, decode_seqs: int, context_tokens: int) -> StepShape:
+        """The shape a policy's rough description of a step stands for (``SchedulerView.step_time``):
+        each decode reads its context once, the prefill is one causal chunk of one request."""
+        pairs = context_tokens + prefill_tokens * prefill_tokens // 2
+        return cls(prefill_tokens, decode_seqs, context_tokens, pairs, 1 if prefill_tokens else 0)
 
 
 class LatencyModel(Protocol):
@@ -223,7 +234,10 @@ class RooflineModel:
         return (compute if compute > memory else memory) + self.overhead_s
 
 
-_FIT_TERMS = ("c0", "c_prefill", "c_decode", "c_context", "c_attention")
+_FIT_TERMS = ("c0", "c_prefill", "c_decode", "c_context", "c_attention", "c_prefill_seq")
+# The StepShape field each coefficient multiplies (c0 multiplies 1).
+_FIT_FEATURES = {"c_prefill": "prefill_tokens", "c_decode": "decode_seqs", "c_context": "context_tokens",
+                 "c_attention": "attention_pairs", "c_prefill_seq": "prefill_seqs"}
 
 
 @validated_dataclass(frozen=True, slots=True, config=_SPEC_CONFIG)
@@ -231,9 +245,10 @@ class FittedModel:
     """Step time as a linear function of the step's shape, with non-negative coefficients (seconds per unit).
 
     ``c0 + c_prefill * prefill_tokens + c_decode * decode_seqs + c_context * context_tokens
-    + c_attention * attention_pairs``. The attention term carries attention's quadratic cost in the chunk
-    length (a fresh prefill chunk of n tokens has about n^2 / 2 pairs) and its growth with a cached prefix;
-    it is 0 for a model fitted without it.
+    + c_attention * attention_pairs + c_prefill_seq * prefill_seqs``. The attention term carries attention's
+    quadratic cost in the chunk length (a fresh prefill chunk of n tokens has about n^2 / 2 pairs) and its
+    growth with a cached prefix; it is 0 for a model fitted without it. The per-prefill-request term is what
+    a batch pays for each request it prefills, however short the chunk (0 for older profiles).
     """
 
     c0: _NonNegative
@@ -241,6 +256,7 @@ class FittedModel:
     c_decode: _NonNegative
     c_context: _NonNegative
     c_attention: _NonNegative = 0.0
+    c_prefill_seq: _NonNegative = 0.0
 
     def step_time(self, shape: StepShape) -> float:
         """Seconds the step takes; 0.0 for a step that computes no token (the model does not run)."""
@@ -252,6 +268,7 @@ class FittedModel:
             + self.c_decode * shape.decode_seqs
             + self.c_context * shape.context_tokens
             + self.c_attention * shape.attention_pairs
+            + self.c_prefill_seq * shape.prefill_seqs
         )
 
     @classmethod
@@ -265,7 +282,8 @@ class FittedModel:
         Raises:
             ValueError: too few samples, a non-positive or non-finite time, or an empty step.
         """
-        n_terms = len(_FIT_TERMS) if attention else len(_FIT_TERMS) - 1
+        terms = [t for t in _FIT_TERMS if attention or t != "c_attention"]
+        n_terms = len(terms)
         if len(samples) < n_terms:
             raise ValueError(f"need at least {n_terms} samples to fit, got {len(samples)}")
         times = np.array([seconds for _, seconds in samples], dtype=float)
@@ -273,12 +291,10 @@ class FittedModel:
             raise ValueError("every sample's step time must be a positive finite number of seconds")
         if any(not (s.prefill_tokens or s.decode_seqs) for s, _ in samples):
             raise ValueError("a sample computes no token: empty steps take no time and cannot be fitted")
-        features = np.array(
-            [(1, s.prefill_tokens, s.decode_seqs, s.context_tokens, s.attention_pairs) for s, _ in samples],
-            dtype=float,
-        )[:, :n_terms]
+        features = np.array([[getattr(s, _FIT_FEATURES[t]) if t != "c0" else 1 for t in terms] for s, _ in samples],
+                            dtype=float)
         coefficients = _nnls(features / times[:, None], np.ones(len(samples)))
-        return cls(**dict(zip(_FIT_TERMS, map(float, coefficients))))
+        return cls(**dict(zip(terms, map(float, coefficients))))
 
     def to_json(self) -> str:
         """The coefficients as a JSON object: a profile's ``"coefficients"``; :meth:`from_json` reads it back."""
@@ -297,7 +313,7 @@ def _nnls(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Non-negative least squares, ``argmin ||a x - b|| subject to x >= 0``, for a handful of columns.
 
     The optimum is the unconstrained least-squares solution on its own support, so trying every subset of
-    columns and keeping the best non-negative solution is exact; with five columns that is 31 small solves.
+    columns and keeping the best non-negative solution is exact; with six columns that is 63 small solves.
     Smaller supports win ties, which keeps collinear terms (decode context and decode attention pairs) at 0
     rather than splitting them arbitrarily.
     """

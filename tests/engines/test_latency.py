@@ -45,6 +45,7 @@ def test_step_shape_of_counts_each_field() -> None:
         decode_seqs=2,
         context_tokens=4 + 13 + 100 + 8,
         attention_pairs=10 + (30 + 6) + 100 + 8,  # new * cached + new * (new + 1) / 2: causal, self included
+        prefill_seqs=2,
     )
 
 
@@ -80,7 +81,8 @@ def test_large_decode_batch_is_memory_bound_and_slower(a100: Profile) -> None:
 
 
 @pytest.mark.parametrize("name", [A100, H100])
-@pytest.mark.parametrize("field", [f.name for f in dataclasses.fields(StepShape)])
+# The roofline has no per-request cost: prefill_seqs is a fitted model's term only.
+@pytest.mark.parametrize("field", [f.name for f in dataclasses.fields(StepShape) if f.name != "prefill_seqs"])
 @pytest.mark.parametrize("base", [PREFILL_2048, DECODE_1, DECODE_256])
 def test_step_time_is_monotone_in_each_field(name: str, field: str, base: StepShape) -> None:
     model = load_profile(name).latency
@@ -221,12 +223,13 @@ def _synthetic_steps(rng: np.random.Generator, n: int) -> list[StepShape]:
 
 
 def test_fit_recovers_known_coefficients_from_noisy_steps() -> None:
-    truth = FittedModel(c0=0.004, c_prefill=6e-5, c_decode=1.5e-4, c_context=1.2e-7, c_attention=2.5e-9)
+    truth = FittedModel(c0=0.004, c_prefill=6e-5, c_decode=1.5e-4, c_context=1.2e-7, c_attention=2.5e-9,
+                        c_prefill_seq=0.002)
     rng = np.random.default_rng(7)
     shapes = _synthetic_steps(rng, 3000)
     samples = [(s, truth.step_time(s) * (1 + rng.normal(0, 0.02))) for s in shapes]
     fitted = FittedModel.fit(samples)
-    for name in ("c0", "c_prefill", "c_decode", "c_context", "c_attention"):
+    for name in ("c0", "c_prefill", "c_decode", "c_context", "c_attention", "c_prefill_seq"):
         assert getattr(fitted, name) == pytest.approx(getattr(truth, name), rel=0.05), name
 
 
@@ -244,16 +247,17 @@ def test_fit_keeps_coefficients_non_negative() -> None:
 
 
 def test_fit_rejects_bad_samples() -> None:
-    with pytest.raises(ValueError, match="at least 5 samples"):
+    with pytest.raises(ValueError, match="at least 6 samples"):
         FittedModel.fit([(DECODE_1, 0.01)])
     with pytest.raises(ValueError, match="positive finite"):
-        FittedModel.fit([(DECODE_1, 0.01)] * 4 + [(DECODE_1, float("nan"))])
+        FittedModel.fit([(DECODE_1, 0.01)] * 5 + [(DECODE_1, float("nan"))])
     with pytest.raises(ValueError, match="computes no token"):
-        FittedModel.fit([(DECODE_1, 0.01)] * 4 + [(StepShape(), 0.01)])
+        FittedModel.fit([(DECODE_1, 0.01)] * 5 + [(StepShape(), 0.01)])
 
 
 def test_fitted_model_json_round_trip() -> None:
-    model = FittedModel(c0=0.0035, c_prefill=5.5e-5, c_decode=1.25e-4, c_context=9.5e-8, c_attention=2.5e-11)
+    model = FittedModel(c0=0.0035, c_prefill=5.5e-5, c_decode=1.25e-4, c_context=9.5e-8, c_attention=2.5e-11,
+                        c_prefill_seq=0.001)
     assert FittedModel.from_json(model.to_json()) == model
     with pytest.raises(ValueError, match="greater than or equal to 0"):
         FittedModel.from_json('{"c0": -1, "c_prefill": 0, "c_decode": 0, "c_context": 0}')

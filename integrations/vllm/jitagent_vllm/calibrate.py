@@ -2,7 +2,9 @@
 
 The engine runs a fixed set of probes, chosen to spread step shapes over what serving produces:
 decode batches of 1 to 64 requests at short and long contexts, lone prefills of 64 to 4,096 tokens
-(chunked where longer than the token budget), and prefills arriving while a batch decodes. The
+(chunked where longer than the token budget), and prefills of 48 to 2,048 tokens, one to four at a
+time, arriving while a batch of 4 to 32 requests decodes (small chunks beside decodes are what a
+pacing policy runs most; each prefilling request costs a little of its own). The
 scheduler logs every step it runs (shape and seconds, see :mod:`jitagent_vllm.step_timer`);
 :class:`~jitagent.engines.latency.FittedModel` is fitted to them, and written as a ``fitted``
 profile with the engine's own limits (token budget, seats, block size, KV capacity), which
@@ -51,6 +53,13 @@ async def _probe(replay: ReplayEngine, prompt_len: int, output_len: int, tag: st
         pass
 
 
+async def _arrivals(replay: ReplayEngine, tag: str) -> None:
+    await asyncio.sleep(0.3)  # the batch is decoding by now
+    for group in (1, 2, 4):
+        for prompt in (48, 160, 512, 2048):
+            await asyncio.gather(*(_probe(replay, prompt, 2, f"{tag}-{group}-{prompt}-{i}") for i in range(group)))
+
+
 async def _run_probes(engine: VLLMEngine, rounds: int) -> None:
     replay = ReplayEngine(engine)
     seats = engine.limits.max_num_seqs
@@ -63,10 +72,9 @@ async def _run_probes(engine: VLLMEngine, rounds: int) -> None:
         for prompt in _PREFILLS:
             if prompt < engine.max_model_len:
                 await _probe(replay, prompt, 2, f"p{r}-{prompt}")
-        for batch in (4, 16):  # prefills while a batch decodes
-            decodes = [_probe(replay, 256, 96, f"m{r}-{batch}-{i}") for i in range(min(batch, seats - 1))]
-            arrivals = [_probe(replay, prompt, 2, f"m{r}-{batch}-p{prompt}") for prompt in (512, 2048)]
-            await asyncio.gather(*decodes, *arrivals)
+        for batch in (4, 16, 32):  # prefills, one to four at a time, arriving while a batch decodes
+            decodes = [_probe(replay, 256, 160, f"m{r}-{batch}-{i}") for i in range(min(batch, seats - 8))]
+            await asyncio.gather(*decodes, _arrivals(replay, f"m{r}-{batch}"))
 
 
 def calibrate(config: VLLMEngineConfig, *, name: str | None = None, rounds: int = 2) -> Calibration:

@@ -38,7 +38,8 @@ class StepTimer:
         learn: refit to measured steps; False keeps ``prior``.
         refit_every: steps between refits.
         window: measured steps kept for fitting.
-        log_path: append each step as a JSON line ``{"shape": [prefill, decodes, context, pairs], "seconds": s}``.
+        log_path: append each step as a JSON line
+            ``{"shape": [prefill, decodes, context, pairs, prefill_seqs], "seconds": s}``.
     """
 
     def __init__(self, prior: LatencyModel = CPU_PRIOR, *, learn: bool = True, refit_every: int = 128,
@@ -56,9 +57,7 @@ class StepTimer:
 
     def estimate(self, prefill_tokens: int, decode_seqs: int, context_tokens: int) -> float:
         """Seconds a step of this shape should take (``SchedulerView.step_time``)."""
-        # Attention pairs, roughly, as the simulated engine counts them for its policies.
-        pairs = context_tokens + prefill_tokens * prefill_tokens // 2
-        return self.model.step_time(StepShape(prefill_tokens, decode_seqs, context_tokens, pairs))
+        return self.model.step_time(StepShape.estimate(prefill_tokens, decode_seqs, context_tokens))
 
     def start(self) -> None:
         """A step begins (scheduling starts). The previous step is recorded now: when the engine
@@ -88,7 +87,7 @@ class StepTimer:
         self._samples.append((shape, seconds))
         if self._log is not None:
             self._log.write(json.dumps({"shape": [shape.prefill_tokens, shape.decode_seqs, shape.context_tokens,
-                                                  shape.attention_pairs], "seconds": seconds}) + "\n")
+                                                  shape.attention_pairs, shape.prefill_seqs], "seconds": seconds}) + "\n")
         self._since_fit += 1
         if self.learn and self._since_fit >= self.refit_every:
             self._refit()
@@ -117,7 +116,7 @@ def read_step_log(path: str | Path) -> list[tuple[StepShape, float]]:
         for number, line in enumerate(lines, 1):
             try:
                 record = json.loads(line)
-                shape = StepShape(*map(int, record["shape"]))
+                shape = StepShape(*map(int, record["shape"]))  # logs before prefill_seqs have four fields
                 samples.append((shape, float(record["seconds"])))
             except (ValueError, KeyError, TypeError) as exc:
                 raise ValueError(f"{path}:{number}: not a step record ({exc})") from None
