@@ -5,14 +5,16 @@ saturates the simulated engine, each with an end-to-end deadline of ``tightness 
 latency (tightness drawn from ``--tightness``). The same arrivals, deadlines and prompts (so the
 same simulated output lengths) are replayed twice:
 
-* **jit**: the graphs wrapped with ``jit_slo``, served by ``JITClient(policy="jit")``;
-* **fcfs**: the same graphs compiled plainly, served by ``JITClient(policy="fcfs")`` (vLLM's default).
+* **jit**: the graphs wrapped with ``jit_slo``, served by an engine running the ``jit`` policy;
+* **fcfs**: the same graphs compiled plainly, served by an engine running ``fcfs`` (vLLM's default).
 
 A run meets its SLO when it completes within its deadline; a run still going at
 ``--abandon x`` its deadline is cancelled (its calls aborted) and counts as missed, on both sides.
 Both sides first make ``--warmup`` unscored runs of each graph one at a time (the planner and the
 policy's length estimator learn from them). Prints attainment side by side with the ratio, and the
 per-stage table (stage deadline against actual finish) of one jit run; writes ``DIR/langgraph_slo.json``.
+The replay is :mod:`jitagent_langgraph.bench`'s, as ``jitagent bench --workload langgraph`` runs it
+(which scores by rate and duration in modelled seconds, with service goodput, instead).
 
 Run: ``python benchmarks/langgraph_slo.py --out results/langgraph``.
 """
@@ -21,144 +23,43 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import math
-import random
 import statistics
-import sys
-import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
+from jitagent_langgraph import RunReport
+from jitagent_langgraph.apps import get_app
+from jitagent_langgraph.bench import GraphRun, Replay, ReplaySettings, Side, poisson_runs, replay, unloaded_latency
 
-from deep_research import build_deep_research
-from jitagent_langgraph import RunReport, jit_slo
-from map_reduce import build_map_reduce, document
-
-from jitagent.client import JITClient
-from jitagent.engines.sim import SimConfig, SimEngine
+from jitagent.engines.sim import SimConfig
 
 KINDS = ("deep_research", "map_reduce")
+SIDES = (Side("jit", "jit", jit_slo=True), Side("fcfs", "fcfs", jit_slo=False))
 
 
-@dataclass(frozen=True)
-class Arrival:
-    index: int
-    at: float          # seconds after the first arrival
-    kind: str
-    tightness: float
+def summarise(done: Replay) -> dict[str, Any]:
+    def attainment(rows: list[GraphRun]) -> float:
+        return sum(r.met for r in rows) / len(rows) if rows else float("nan")
 
-
-def payload(kind: str, index: int) -> dict[str, Any]:
-    """The run's input: distinct per run, identical on both sides (so are the simulated lengths)."""
-    if kind == "deep_research":
-        return {"topic": f"topic {index}: serving agents under deadlines", "rounds": 2}
-    return {"document": document(index)}
-
-
-def arrivals(n: int, rate: float, tightness: list[float], seed: int) -> list[Arrival]:
-    rng = random.Random(seed)
-    at, out = 0.0, []
-    for i in range(n):
-        out.append(Arrival(i, at, rng.choice(KINDS), rng.choice(tightness)))
-        at += rng.expovariate(rate)
-    return out
-
-
-def make_client(policy: str, args: argparse.Namespace) -> JITClient:
-    engine = SimEngine(SimConfig(preset="jitserve", max_num_seqs=args.max_num_seqs), policy=policy,
-                       time_scale=args.time_scale)
-    return JITClient(engine=engine)
-
-
-def builders(client: JITClient) -> dict[str, Any]:
-    llm = client.chat_model()
-    return {"deep_research": build_deep_research(llm), "map_reduce": build_map_reduce(llm)}
-
-
-async def calibrate(args: argparse.Namespace) -> dict[str, float]:
-    """Each graph's latency on an idle engine: the unit of its deadline."""
-    client = make_client("fcfs", args)
-    try:
-        graphs = {kind: b.compile() for kind, b in builders(client).items()}
-        base = {}
-        for kind, graph in graphs.items():
-            times = []
-            for i in range(3):
-                start = time.monotonic()
-                await graph.ainvoke(payload(kind, -1 - i))
-                times.append(time.monotonic() - start)
-            base[kind] = statistics.median(times)
-        return base
-    finally:
-        await client.close()
-        await client.engine.aclose()
-
-
-async def run_side(side: str, schedule: list[Arrival], base: dict[str, float],
-                   args: argparse.Namespace) -> dict[str, Any]:
-    policy = "jit" if side == "jit" else "fcfs"
-    client = make_client(policy, args)
-    reports: dict[str, RunReport] = {}
-    try:
-        if side == "jit":
-            graphs: dict[str, Any] = {kind: jit_slo(b, deadline_s=1.0, on_run_end=lambda r: reports.__setitem__(r.run_id, r))
-                                      for kind, b in builders(client).items()}
-        else:
-            graphs = {kind: b.compile() for kind, b in builders(client).items()}
-
-        def deadline_kwargs(deadline: float) -> dict[str, float]:
-            return {"deadline_s": deadline} if side == "jit" else {}
-
-        for kind, graph in graphs.items():  # unscored warm-up, one run at a time
-            for i in range(args.warmup):
-                await graph.ainvoke(payload(kind, 10_000 + i), **deadline_kwargs(base[kind] * 3))
-
-        async def one(arrival: Arrival, t0: float) -> dict[str, Any]:
-            await asyncio.sleep(max(0.0, t0 + arrival.at - time.monotonic()))
-            deadline = base[arrival.kind] * arrival.tightness
-            graph = graphs[arrival.kind]
-            start = time.monotonic()
-            run_id = None
-            try:
-                async with asyncio.timeout(deadline * args.abandon):
-                    await graph.ainvoke(payload(arrival.kind, arrival.index), **deadline_kwargs(deadline))
-                latency = time.monotonic() - start
-                if side == "jit":
-                    run_id = graph.last_run.run_id if graph.last_run is not None else None
-            except TimeoutError:
-                latency = math.inf
-            return {"index": arrival.index, "kind": arrival.kind, "tightness": arrival.tightness,
-                    "deadline_s": deadline, "latency_s": latency if math.isfinite(latency) else None,
-                    "met": latency <= deadline, "run_id": run_id}
-
-        t0 = time.monotonic()
-        runs = await asyncio.gather(*(one(a, t0) for a in schedule))
-        wall = time.monotonic() - t0
-    finally:
-        await client.close()
-        await client.engine.aclose()
-    return summarise(side, runs, wall, reports)
-
-
-def summarise(side: str, runs: list[dict[str, Any]], wall: float, reports: dict[str, RunReport]) -> dict[str, Any]:
-    def attainment(rows: list[dict[str, Any]]) -> float:
-        return sum(r["met"] for r in rows) / len(rows) if rows else float("nan")
-
-    out: dict[str, Any] = {"side": side, "wall_s": wall, "attainment": attainment(runs), "per_kind": {}}
+    out: dict[str, Any] = {"side": done.side.label, "wall_s": done.end - done.origin,
+                           "attainment": attainment(done.runs), "per_kind": {}}
     for kind in KINDS:
-        rows = [r for r in runs if r["kind"] == kind]
-        done = sorted(r["latency_s"] / r["deadline_s"] for r in rows if r["latency_s"] is not None)
+        rows = [r for r in done.runs if r.arrival.graph == kind]
+        finished = sorted(r.latency_s / r.deadline_s for r in rows if r.completed)
         out["per_kind"][kind] = {"runs": len(rows), "attainment": attainment(rows),
-                                 "median_latency_over_deadline": statistics.median(done) if done else None}
-    out["runs"] = runs
-    if reports:  # a stage table: the deep-research run that met its deadline with the least room to spare
-        met = [r for r in runs if r["met"] and r["kind"] == "deep_research" and r["run_id"] in reports]
-        if met:
-            pick = max(met, key=lambda r: r["latency_s"] / r["deadline_s"])
-            out["stage_table"] = stage_table(reports[pick["run_id"]])
+                                 "median_latency_over_deadline": statistics.median(finished) if finished else None}
+    out["runs"] = [{"index": r.arrival.index, "kind": r.arrival.graph, "tightness": r.arrival.tightness,
+                    "deadline_s": r.deadline_s, "latency_s": r.latency_s if r.completed else None, "met": r.met,
+                    "run_id": r.report.run_id if r.report is not None else None} for r in done.runs]
+    # A stage table: the deep-research run that met its deadline with the least room to spare.
+    met = [r for r in done.runs if r.met and r.arrival.graph == "deep_research" and r.report is not None]
+    if met:
+        pick = max(met, key=lambda r: r.latency_s / r.deadline_s)
+        assert pick.report is not None
+        out["stage_table"] = stage_table(pick.report)
     return out
 
 
@@ -190,13 +91,17 @@ def print_results(results: dict[str, Any]) -> None:
 
 async def main(args: argparse.Namespace) -> None:
     tightness = [float(x) for x in args.tightness.split(",")]
-    base = await calibrate(args)
+    apps = [get_app(kind) for kind in KINDS]
+    settings = ReplaySettings(SimConfig(preset="jitserve", max_num_seqs=args.max_num_seqs), args.time_scale,
+                              args.warmup, args.abandon)
+    base = await unloaded_latency(apps, settings)
     print("unloaded latency (s):", {k: round(v, 3) for k, v in base.items()})
-    schedule = arrivals(args.runs, args.rate, tightness, args.seed)
+    schedule = list(itertools.islice(poisson_runs(KINDS, args.rate, tightness, args.seed), args.runs))
     results: dict[str, Any] = {"config": {**vars(args), "unloaded_latency_s": base}}
-    for side in ("jit", "fcfs"):
-        results[side] = await run_side(side, schedule, base, args)
-        print(f"{side}: attainment {results[side]['attainment']:.1%} in {results[side]['wall_s']:.1f} s")
+    for side in SIDES:
+        results[side.label] = summarise(await replay(side, schedule, apps, base, settings))
+        print(f"{side.label}: attainment {results[side.label]['attainment']:.1%} in "
+              f"{results[side.label]['wall_s']:.1f} s")
     results["ratio"] = (results["jit"]["attainment"] / results["fcfs"]["attainment"]
                         if results["fcfs"]["attainment"] else None)
     print_results(results)

@@ -4,83 +4,20 @@ plan ─▶ search ×N (``Send`` fan-out: search, then summarise) ─▶ reflect
                                                                           └─▶ report
 ``jit_slo`` gives each run one deadline; each node gets its share of the time left as its stage
 deadline, and every LLM call a node makes (through ``ChatOpenAI`` wired to a ``JITClient``) carries
-it to the JIT scheduler. Run: ``python examples/deep_research.py [--deadline 4] [--runs 3]``.
+it to the JIT scheduler. The graph is ``jitagent_langgraph.apps.build_deep_research``.
+Run: ``python examples/deep_research.py [--deadline 4] [--runs 3]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import operator
 import time
-from typing import Annotated, Any, TypedDict
 
 from jitagent_langgraph import RunReport, jit_slo
-from langchain_core.language_models import BaseChatModel
-from langgraph.graph import END, START, StateGraph
-from langgraph.types import Send
+from jitagent_langgraph.apps import build_deep_research
 
 from jitagent.client import JITClient
-
-SEARCH_LATENCY_S = 0.02  # the (fake) web search tool
-
-
-class Research(TypedDict, total=False):
-    topic: str
-    round: int
-    rounds: int
-    queries: list[str]
-    notes: Annotated[list[str], operator.add]
-    report: str
-
-
-class Search(TypedDict):
-    topic: str
-    query: str
-
-
-def build_deep_research(llm: BaseChatModel, fan_out: int = 3) -> StateGraph:
-    """The research graph; ``llm`` makes every model call."""
-
-    async def plan(state: Research) -> dict[str, Any]:
-        reply = await llm.ainvoke(f"Plan {fan_out} web searches about {state['topic']} "
-                                  f"(round {state.get('round', 0) + 1}).", max_tokens=60)
-        queries = [f"{state['topic']} {reply.content.split()[i % max(1, len(reply.content.split()))]} #{i}"
-                   for i in range(fan_out)]
-        return {"queries": queries, "round": state.get("round", 0) + 1}
-
-    def fan_out_searches(state: Research) -> list[Send]:
-        return [Send("search", {"topic": state["topic"], "query": q}) for q in state["queries"]]
-
-    async def search(task: Search) -> dict[str, Any]:
-        await asyncio.sleep(SEARCH_LATENCY_S)  # the search tool
-        reply = await llm.ainvoke(f"Summarise what the web says about {task['query']}.", max_tokens=120)
-        return {"notes": [reply.content]}
-
-    async def reflect(state: Research) -> dict[str, Any]:
-        await llm.ainvoke(f"What is still missing about {state['topic']}? Notes: {len(state['notes'])}",
-                          max_tokens=40)
-        return {}
-
-    def next_after_reflect(state: Research) -> str:  # no Literal, no path map: any node, for the planner
-        return "plan" if state["round"] < state.get("rounds", 2) else "report"
-
-    async def report(state: Research) -> dict[str, Any]:
-        reply = await llm.ainvoke(f"Write a report on {state['topic']} from {len(state['notes'])} notes.",
-                                  max_tokens=240)
-        return {"report": reply.content}
-
-    builder = StateGraph(Research)
-    builder.add_node("plan", plan)
-    builder.add_node("search", search)
-    builder.add_node("reflect", reflect)
-    builder.add_node("report", report)
-    builder.add_edge(START, "plan")
-    builder.add_conditional_edges("plan", fan_out_searches, ["search"])
-    builder.add_edge("search", "reflect")
-    builder.add_conditional_edges("reflect", next_after_reflect)
-    builder.add_edge("report", END)
-    return builder
 
 
 def print_stages(report: RunReport) -> None:

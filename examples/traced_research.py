@@ -1,5 +1,6 @@
-"""The deep-research agent of ``deep_research.py``, traced with OpenTelemetry: a span for every run,
-stage and LLM call, and each run's slack timeline, with no tracing backend.
+"""The deep-research agent of ``deep_research.py`` (from ``jitagent_langgraph.apps``), traced with
+OpenTelemetry: a span for every run, stage and LLM call, and each run's slack timeline, with no
+tracing backend.
 
 The spans go through the OpenTelemetry SDK (``pip install 'jitagent[otel]'``) to a JSON-lines file;
 the same tracer provider goes to the ``JITClient`` and to ``jit_slo``, so each LLM call is a child
@@ -15,8 +16,8 @@ import argparse
 import asyncio
 from pathlib import Path
 
-from deep_research import build_deep_research
 from jitagent_langgraph import jit_slo
+from jitagent_langgraph.apps import build_deep_research
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 

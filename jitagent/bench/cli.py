@@ -1,7 +1,8 @@
 """The ``jitagent`` command.
 
 ``jitagent bench`` runs workloads through the simulated engine (or, with ``--engine vllm``, a real
-vLLM engine) under several policies and reports service goodput side by side (table on stdout;
+vLLM engine; with ``--workload langgraph``, runs of real LangGraph graphs on the simulated engine in
+real time) under several policies and reports service goodput side by side (table on stdout;
 ``results.json``, a PNG and optionally ``records.jsonl`` in ``--out``; with ``--trace FILE`` the
 runs' spans as JSON lines). ``jitagent calibrate`` fits a step-time profile to a real vLLM engine.
 ``jitagent trace view|plot FILE`` shows per-run slack timelines from such a file. Mistakes in
@@ -24,6 +25,8 @@ if TYPE_CHECKING:
     from jitagent.scheduling.goodput import RequestRecord
 
 __all__ = ["main"]
+
+_GRAPHS = "langgraph"   # the workload of real LangGraph graphs (jitagent-langgraph)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -86,7 +89,16 @@ def _build_parser() -> argparse.ArgumentParser:
                                 description="Run a workload under each policy on the simulated engine and "
                                             "report service goodput, SLO attainment and latency side by side.")
     bench.add_argument("--list", action="store_true", help="list workloads, profiles and policies, then exit")
-    bench.add_argument("--workload", default="mixed", help="built-in workload name or a workload file (.yaml/.json)")
+    bench.add_argument("--workload", default="mixed",
+                       help="built-in workload name, a workload file (.yaml/.json), or langgraph (runs of the "
+                            "example LangGraph graphs, needs jitagent-langgraph)")
+    bench.add_argument("--graphs", type=_name_list,
+                       help="with --workload langgraph: the graphs runs are drawn from (default: all of them)")
+    bench.add_argument("--tightness", type=_float_list,
+                       help="with --workload langgraph: a run's deadline is one of these times its graph's "
+                            "unloaded latency (default: 1.5,2,3)")
+    bench.add_argument("--time-scale", type=_positive_float,
+                       help="with --workload langgraph: wall seconds per modelled second (default: 0.1)")
     bench.add_argument("--engine", default="sim", choices=["sim", "vllm"],
                        help="the simulated engine in virtual time (default), or a real vLLM engine in real time "
                             "(needs jitagent-vllm)")
@@ -233,12 +245,31 @@ def _print_list() -> None:
     from jitagent.engines.latency import list_profiles
     from jitagent.scheduling.policies import describe_policies
 
-    for title, items in (("workloads", describe_workloads()), ("profiles", list_profiles()),
+    graphs = "runs of real LangGraph graphs in real time (jitagent-langgraph): deep_research, map_reduce"
+    workloads = [*describe_workloads(), (_GRAPHS, graphs)]
+    for title, items in (("workloads", workloads), ("profiles", list_profiles()),
                          ("policies", describe_policies())):
         print(f"{title}:")
         width = max(len(name) for name, _ in items)
         for name, text in items:
             print(f"  {name.ljust(width)}  {text}")
+
+
+def _graph_bench(args: argparse.Namespace) -> ModuleType | None:
+    """The graph benchmark's module for ``--workload langgraph`` (checking its flags), else ``None``."""
+    graph_flags = (args.graphs, args.tightness, args.time_scale)
+    if args.workload != _GRAPHS:
+        if any(flag is not None for flag in graph_flags):
+            raise ValueError("--graphs, --tightness and --time-scale go with --workload langgraph")
+        return None
+    if args.engine != "sim":
+        raise ValueError("--workload langgraph runs on the simulated engine only")
+    try:
+        import jitagent_langgraph.bench as graph_bench
+    except ImportError as exc:
+        raise ValueError(f"--workload langgraph needs jitagent-langgraph ({exc}); "
+                         "install it with: pip install -e integrations/langgraph") from None
+    return graph_bench
 
 
 def _bench(args: argparse.Namespace) -> None:
@@ -249,8 +280,12 @@ def _bench(args: argparse.Namespace) -> None:
     from jitagent.engines.sim import DEFAULT_PROFILE, SimConfig
     from jitagent.scheduling.policies import make_policy
 
-    for name in args.policies:
-        make_policy(name)  # unknown names fail here, before any work
+    graph_bench = _graph_bench(args)
+    for name in args.policies:  # unknown names fail here, before any work
+        if graph_bench is not None:
+            graph_bench.parse_side(name)  # a policy, maybe with +jit_slo or +plain
+        else:
+            make_policy(name)
     live = args.engine == "vllm"
     sim = SimConfig(profile=DEFAULT_PROFILE if live else args.profile or DEFAULT_PROFILE, preset=args.preset,
                     token_budget=args.token_budget, max_num_seqs=args.max_num_seqs)
@@ -260,9 +295,14 @@ def _bench(args: argparse.Namespace) -> None:
         if args.capacity:
             raise ValueError("--capacity searches many rates: it runs on the simulated engine only")
     rates = args.sweep or (args.rate,)
-    # Build one workload up front so that a bad file or name fails fast, with its own message.
-    build_workload(args.workload, rate=rates[0], duration=min(args.duration, 1.0), seed=args.seed[0],
-                   arrivals=args.arrivals)
+    if graph_bench is not None:
+        given = {"graphs": args.graphs, "tightness": args.tightness, "time_scale": args.time_scale}
+        graphs = graph_bench.GraphBenchOptions(**{key: value for key, value in given.items() if value is not None})
+        graphs.apps()  # unknown graph names fail here
+    else:
+        # Build one workload up front so that a bad file or name fails fast, with its own message.
+        build_workload(args.workload, rate=rates[0], duration=min(args.duration, 1.0), seed=args.seed[0],
+                       arrivals=args.arrivals)
     if args.warmup is not None and args.warmup >= args.duration:
         raise ValueError(f"--warmup ({args.warmup:g} s) must be shorter than --duration ({args.duration:g} s)")
     if args.trace is not None:
@@ -289,6 +329,9 @@ def _bench(args: argparse.Namespace) -> None:
             print(f"SLOs x {scale.factor:.3f}: unloaded TTFT {scale.ttft_s * 1e3:.0f} ms and TPOT "
                   f"{scale.tpot_s * 1e3:.1f} ms here, {scale.reference_ttft_s * 1e3:.0f} ms and "
                   f"{scale.reference_tpot_s * 1e3:.1f} ms on {DEFAULT_PROFILE}\n")
+    elif graph_bench is not None:
+        result, extra = graph_bench.run_graph_bench(config, graphs, progress=not args.no_progress)
+        results.update(extra)
     else:
         result = run_bench(config, jobs=args.jobs, progress=not args.no_progress)
 

@@ -10,6 +10,9 @@ Usage::
     graph = jit_slo(builder, deadline_s=30)            # a StateGraph or a compiled one
     result = await graph.ainvoke({"topic": "..."})    # nodes call client / client.chat_model()
     print(graph.last_run.stages)                      # per-stage deadline against actual finish
+
+The example graphs are in :mod:`jitagent_langgraph.apps`; :mod:`jitagent_langgraph.bench` drives
+them through the simulated engine (``jitagent bench --workload langgraph``).
 """
 
 from jitagent_langgraph.graph import JITGraph, jit_slo

@@ -230,11 +230,7 @@ async def test_cancelling_a_run_aborts_its_calls(client: JITClient) -> None:
 
 
 def test_structure_reads_branches_without_path_maps() -> None:
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "examples"))
-    from deep_research import build_deep_research
+    from jitagent_langgraph.apps import build_deep_research
 
     structure = analyse(build_deep_research(None))
     assert structure.entry == {"plan"}
