@@ -16,7 +16,7 @@ from typing import Any
 from jitagent.scheduling.request import PipelineContext
 from jitagent.slo import SLO, parse_slo
 
-__all__ = ["CallScope", "slo_scope", "current_scope"]
+__all__ = ["CallScope", "slo_scope", "current_scope", "check_pipeline"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +45,7 @@ def slo_scope(slo: SLO | dict[str, Any] | str | None = None, *, pipeline: Pipeli
     """
     if request_class is not None and (not isinstance(request_class, str) or not request_class):
         raise ValueError(f"request_class must be a non-empty string, got {request_class!r}")
+    check_pipeline(pipeline)
     outer = _SCOPE.get() or CallScope()
     scope = CallScope(parse_slo(slo) if slo is not None else outer.slo,
                       pipeline if pipeline is not None else outer.pipeline,
@@ -54,6 +55,12 @@ def slo_scope(slo: SLO | dict[str, Any] | str | None = None, *, pipeline: Pipeli
         yield scope
     finally:
         _SCOPE.reset(token)
+
+
+def check_pipeline(pipeline: Any) -> None:
+    """TypeError unless ``pipeline`` is ``None`` or a :class:`PipelineContext` (which checks its fields)."""
+    if pipeline is not None and not isinstance(pipeline, PipelineContext):
+        raise TypeError(f"pipeline must be a PipelineContext, got {type(pipeline).__name__}: {pipeline!r:.80}")
 
 
 def current_scope() -> CallScope | None:

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import math
 import time
 import uuid
@@ -41,7 +42,7 @@ from typing import Any
 from opentelemetry.context import Context
 
 from jitagent.client.backend import Backend, Generation, GenerationRequest
-from jitagent.client.context import CallScope
+from jitagent.client.context import CallScope, check_pipeline
 from jitagent.client.text import BYTES_PER_TOKEN, MESSAGE_OVERHEAD_TOKENS, REPLY_PRIMING_TOKENS, count_tokens
 from jitagent.engines.errors import EngineDeadError
 from jitagent.scheduling.request import PipelineContext
@@ -50,6 +51,8 @@ from jitagent.telemetry.calls import CallTrace, start_call
 from jitagent.telemetry.providers import Telemetry
 
 __all__ = ["APIErrorReply", "JSONReply", "StreamReply", "OpenAIServer"]
+
+logger = logging.getLogger(__name__)
 
 _HEADERS_JSON = {"content-type": "application/json"}
 _HEADERS_SSE = {"content-type": "text/event-stream", "cache-control": "no-cache"}
@@ -170,6 +173,7 @@ class OpenAIServer:
 
     def __init__(self, backend: Backend, *, default_slo: SLO | None = None,
                  default_pipeline: PipelineContext | None = None, telemetry: Telemetry | None = None) -> None:
+        check_pipeline(default_pipeline)
         self.backend = backend
         self.default_slo = default_slo
         self.default_pipeline = default_pipeline
@@ -181,7 +185,8 @@ class OpenAIServer:
         """Answer one request; ``path`` is relative to the API root (``/chat/completions``).
         ``scope`` and ``parent`` (the OpenTelemetry context) are the caller's.
 
-        Must run on the engine's event loop. Never raises for a bad request: errors are replies.
+        Must run on the engine's event loop. Never raises for a bad request: errors are replies
+        (a 500 for a failure of the server itself, which is logged).
         """
         try:
             if method == "POST" and path in ("/chat/completions", "/completions"):
@@ -196,6 +201,12 @@ class OpenAIServer:
                                      f"(it serves chat completions, completions and models)", code="unknown_url")
         except APIErrorReply as err:
             return err.reply()
+        except UnicodeEncodeError as exc:  # JSON escapes allow lone surrogates, Unicode text does not
+            return _bad(f"the request holds text that is not valid Unicode ({exc.reason})").reply()
+        except Exception as exc:
+            logger.exception("jitagent's in-process server failed on %s %s", method, path)
+            return APIErrorReply(500, f"jitagent's in-process server failed: {exc!r}", type="server_error",
+                                 code="internal_error").reply()
 
     # -- validation ----------------------------------------------------------------------------
 

@@ -7,6 +7,13 @@ with its tokens samples one output token, delivered at the end of the step. How 
 comes from a latency model. The core keeps no clock of its own: a driver runs each step in two
 halves, :meth:`EngineCore.begin_step` (plan, and how long the step will take) and
 :meth:`EngineCore.end_step` (at the time the step ended: virtual in benchmarks, real for clients).
+
+A failing policy never stops the engine: when its ``schedule`` raises (or, with ``check_plans``,
+returns a plan that breaks the limits), that step is planned first-come-first-served, and a fresh
+instance of the policy (:meth:`~jitagent.scheduling.policies.base.Policy.fresh`), told every live
+request that is not running, takes over from the next step; when ``add_request`` or
+``finish_request`` raises, the policy is restarted the same way. The first failure is logged with
+its traceback, later ones are only counted (:attr:`EngineCore.num_policy_failures`).
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from dataclasses import dataclass
 from jitagent.engines.latency import LatencyModel, StepShape
 from jitagent.scheduling.plan import EngineLimits, SchedulerView, StepPlan, check_plan
 from jitagent.scheduling.policies.base import Policy
+from jitagent.scheduling.policies.baselines import FCFS
 from jitagent.scheduling.request import RequestState, RequestStatus
 
 __all__ = ["EngineCore", "Step", "StepResult"]
@@ -69,6 +77,7 @@ class EngineCore:
         self._output_len: dict[RequestState, int] = {}   # when each live request stops (its EOS)
         self.num_steps = 0
         self.num_preemptions = 0
+        self.num_policy_failures = 0   # exceptions raised by the policy, each met by a restart
 
     # -- requests ------------------------------------------------------------------------------
 
@@ -92,10 +101,10 @@ class EngineCore:
         if output_len < 1:
             raise ValueError(f"output_len must be at least 1, got {output_len}")
         self._output_len[req] = min(output_len, req.max_tokens)
-        self.policy.add_request(req)
-        reveal = getattr(self.policy, "reveal_output_len", None)
-        if reveal is not None:  # a clairvoyant policy (the oracle) is told what the model will do
-            reveal(req, self._output_len[req])
+        try:
+            self._tell(self.policy, req)
+        except Exception:
+            self._policy_failed("add_request")
 
     def abort(self, req: RequestState) -> None:
         """End ``req`` now, wherever it is, freeing its seat and KV blocks."""
@@ -117,14 +126,18 @@ class EngineCore:
         if not self._output_len:
             return None
         view = SchedulerView(now, self.running, self.limits, self.free_blocks, self._estimate_step)
-        plan = self.policy.schedule(view)
-        if self.check_plans:
-            check_plan(plan, self.running, self.limits, self.free_blocks)
+        try:
+            plan = self.policy.schedule(view)
+            if self.check_plans:
+                check_plan(plan, self.running, self.limits, self.free_blocks)
+        except Exception:
+            return self._fall_back(view)
+        return self._apply(plan, now)
+
+    def _apply(self, plan: StepPlan, now: float) -> Step:
+        """Carry out ``plan``'s preemptions, admissions and refusals; the step it makes."""
         if plan.preempted:
             self._preempt(plan.preempted)
-        for req in plan.rejected:
-            self._end(req, RequestStatus.REJECTED)
-
         block_size = self.limits.block_size
         prefill_tokens = decode_seqs = context = pairs = 0
         for req, n in plan.scheduled:
@@ -144,6 +157,8 @@ class EngineCore:
                 prefill_tokens += n
             context += cached + n
             pairs += n * cached + (n * (n + 1)) // 2
+        for req in plan.rejected:  # after the admissions: a policy restarted here must see them running
+            self._end(req, RequestStatus.REJECTED)
         shape = StepShape(prefill_tokens, decode_seqs, context, pairs)
         return Step(plan, self.latency.step_time(shape) if plan.scheduled else 0.0, shape)
 
@@ -169,6 +184,56 @@ class EngineCore:
                 self._end(req, RequestStatus.FINISHED)
         return StepResult(emitted, finished, step.plan.rejected)
 
+    # -- a failing policy ----------------------------------------------------------------------
+
+    def _fall_back(self, view: SchedulerView) -> Step:
+        """The policy's ``schedule`` failed: plan this step first-come-first-served, then restart it."""
+        self._note_failure("schedule")
+        fcfs = FCFS()
+        for req in self._output_len:  # in arrival order
+            if req.status is not RequestStatus.RUNNING:
+                fcfs.add_request(req)
+        step = self._apply(fcfs.schedule(view), view.now)
+        self._restart_policy()
+        return step
+
+    def _policy_failed(self, where: str) -> None:
+        self._note_failure(where)
+        self._restart_policy()
+
+    def _note_failure(self, where: str) -> None:
+        """Log the first failure with its traceback (called from an ``except`` block); count them all."""
+        if self.num_policy_failures == 0:
+            logger.exception("the %r policy raised in %s; a fresh instance of it takes over (a step it failed to plan "
+                             "is planned first-come-first-served). Logged once: EngineCore.num_policy_failures "
+                             "counts the failures", self.policy.name, where)
+        self.num_policy_failures += 1
+
+    def _restart_policy(self) -> None:
+        """Replace the policy by a fresh instance told every live request that is not running (running
+        ones it meets in its view); first-come-first-served if that fails too."""
+        for req in self._output_len:
+            req.policy_data = None  # the failed instance's bookkeeping
+        try:
+            self.policy = self._told(self.policy.fresh())
+        except Exception:
+            logger.exception("the %r policy could not be restarted; scheduling first-come-first-served from now on",
+                             self.policy.name)
+            self.num_policy_failures += 1
+            self.policy = self._told(FCFS())
+
+    def _told(self, policy: Policy) -> Policy:
+        for req in self._output_len:
+            if req.status is not RequestStatus.RUNNING:
+                self._tell(policy, req)
+        return policy
+
+    def _tell(self, policy: Policy, req: RequestState) -> None:
+        policy.add_request(req)
+        reveal = getattr(policy, "reveal_output_len", None)
+        if reveal is not None:  # a clairvoyant policy (the oracle) is told what the model will do
+            reveal(req, self._output_len[req])
+
     # -- internals -----------------------------------------------------------------------------
 
     def _preempt(self, victims: list[RequestState]) -> None:
@@ -188,7 +253,10 @@ class EngineCore:
         req.num_blocks = 0
         req.status = status
         del self._output_len[req]
-        self.policy.finish_request(req)
+        try:
+            self.policy.finish_request(req)
+        except Exception:
+            self._policy_failed("finish_request")
 
     def _estimate_step(self, prefill_tokens: int, decode_seqs: int, context_tokens: int) -> float:
         # Attention pairs, roughly: each decode reads its context once; a prefill chunk is causal.

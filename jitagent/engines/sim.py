@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from jitagent.engines.core import EngineCore, Step
+from jitagent.engines.errors import EngineDeadError
 from jitagent.engines.latency import Profile, engine_preset, load_profile
 from jitagent.scheduling.plan import EngineLimits
 from jitagent.scheduling.policies import JIT, Policy, make_policy
@@ -77,6 +78,9 @@ class SimConfig:
         profile, limits = self.resolve()
         if isinstance(policy, str):
             policy = make_policy(policy)
+        elif not isinstance(policy, Policy):
+            raise TypeError(f"policy must be a policy name or a Policy instance, got {type(policy).__name__}: "
+                            f"{policy!r:.80}")
         return EngineCore(policy, profile.latency, limits, check_plans=check_plans)
 
 
@@ -108,6 +112,8 @@ class SimEngine:
 
     def __init__(self, config: SimConfig | None = None, policy: Policy | str = "fcfs",
                  time_scale: float = 1.0) -> None:
+        if isinstance(time_scale, bool) or not isinstance(time_scale, (int, float)):
+            raise TypeError(f"time_scale must be a number, got {time_scale!r}")
         if not (math.isfinite(time_scale) and time_scale >= 0):
             raise ValueError(f"time_scale must be finite and >= 0, got {time_scale}")
         self.config = config or SimConfig()
@@ -131,8 +137,9 @@ class SimEngine:
 
         Raises ValueError at once for a request this engine can never serve, and
         :class:`~jitagent.slo.InfeasibleSLOError` when the policy refuses a request that cannot meet
-        its SLO (at once if it asked for that, or after waiting too long as best effort). Closing the iterator or cancelling the consuming task
-        aborts the request in the engine.
+        its SLO (at once if it asked for that, or after waiting too long as best effort), and
+        :class:`~jitagent.engines.errors.EngineDeadError` when the engine is closed meanwhile.
+        Closing the iterator or cancelling the consuming task aborts the request in the engine.
         """
         req = RequestState(request_id or f"sim-{next(self._ids)}", self.now(), prompt_len, max_tokens,
                            slo=slo, request_class=request_class, pipeline=pipeline)
@@ -155,10 +162,11 @@ class SimEngine:
             self.core.abort(req)  # a no-op once finished
 
     async def aclose(self) -> None:
-        """Abort everything in flight and stop the stepping task."""
+        """Abort everything in flight (its callers get :class:`EngineDeadError`) and stop the
+        stepping task. A later :meth:`generate` starts the engine again."""
         for req in list(self._streams):
             self.core.abort(req)
-            self._streams.pop(req).put_nowait(None)
+            self._streams.pop(req).put_nowait(EngineDeadError("the simulated engine was closed"))
         task, self._loop_task = self._loop_task, None
         if task is not None and not task.done():  # a task whose loop has closed is done already
             task.cancel()

@@ -34,13 +34,29 @@ class RequestStatus(enum.IntEnum):
 
 @dataclass(frozen=True, slots=True)
 class PipelineContext:
-    """Where a call stands in its pipeline run. Times are absolute, on the engine's clock."""
+    """Where a call stands in its pipeline run. Times are absolute, on the engine's clock.
+
+    Raises TypeError or ValueError, naming the field, for a field of the wrong type or a time
+    that is not a finite number. (A deadline may lie before the run's start: a late run.)
+    """
 
     run_id: str
     run_start: float
     run_deadline: float
     stage: str
     stage_deadline: float
+
+    def __post_init__(self) -> None:
+        for name in ("run_id", "stage"):
+            if not isinstance(getattr(self, name), str):
+                raise TypeError(f"pipeline {name} must be a string, got {getattr(self, name)!r}")
+        for name in ("run_start", "run_deadline", "stage_deadline"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TypeError(f"pipeline {name} must be a number of seconds on the engine clock, got {value!r}")
+            if not math.isfinite(value):
+                raise ValueError(f"pipeline {name} must be a finite number of seconds on the engine clock, "
+                                 f"got {value!r}")
 
 
 class RequestState:

@@ -35,6 +35,13 @@ class Telemetry:
 
     def __init__(self, tracer_provider: trace.TracerProvider | None = None,
                  meter_provider: metrics.MeterProvider | None = None, trace_content: bool | None = None) -> None:
+        for name, value, kind in (("tracer_provider", tracer_provider, trace.TracerProvider),
+                                  ("meter_provider", meter_provider, metrics.MeterProvider)):
+            if value is not None and not isinstance(value, kind):
+                raise TypeError(f"{name} must be an OpenTelemetry {kind.__name__} (or None for the global one), "
+                                f"got {type(value).__name__}: {value!r:.80}")
+        if trace_content is not None and not isinstance(trace_content, bool):
+            raise TypeError(f"trace_content must be True, False or None, got {trace_content!r}")
         self.tracer = trace.get_tracer(names.INSTRUMENTATION_SCOPE, __version__, tracer_provider)
         self.instruments = Instruments(metrics.get_meter(names.INSTRUMENTATION_SCOPE, __version__, meter_provider))
         self._meter_provider = meter_provider

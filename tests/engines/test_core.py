@@ -134,9 +134,12 @@ class _GreedyPolicy(FCFS):
         return StepPlan([(r, r.num_uncomputed) for r in self._fifo], [])
 
 
-def test_a_plan_over_the_limits_is_refused():
+def test_a_plan_over_the_limits_is_refused(caplog):
     limits = EngineLimits(token_budget=8, max_num_seqs=2, block_size=4, num_blocks=32, max_model_len=128)
     core = EngineCore(_GreedyPolicy(), LATENCY, limits)
-    core.add_request(RequestState("r", 0.0, 20, 5), 5)
-    with pytest.raises(PlanError, match="budget is 8"):
-        core.begin_step(0.0)
+    req = RequestState("r", 0.0, 20, 5)
+    core.add_request(req, 5)
+    step = core.begin_step(0.0)
+    # Refused (and logged), and the step planned first-come-first-served instead (see test_policy_faults).
+    assert step.plan.scheduled == [(req, 8)]
+    assert [r.exc_info[0] for r in caplog.records] == [PlanError] and "budget is 8" in caplog.text

@@ -16,7 +16,7 @@ import dataclasses
 import functools
 import inspect
 import math
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import Any, overload
 
 from langchain_core.callbacks import BaseCallbackManager
@@ -81,13 +81,17 @@ class JITGraph:
     # -- runs -------------------------------------------------------------------------------------
 
     def _start(self, config: RunnableConfig | None, deadline_s: float | None) -> tuple[RunState, RunnableConfig]:
+        config = self._with_usage(config)  # checked before the run starts: a refused run leaves no span open
         run = RunState(self.planner, _check_deadline(deadline_s) if deadline_s is not None else self.deadline_s,
                        self.on_late, self.telemetry)
         run.start_span()
-        return run, self._with_usage(config)
+        return run, config
 
     def _with_usage(self, config: RunnableConfig | None) -> RunnableConfig:
         """``config`` with the callback that counts each stage's LLM calls and tokens."""
+        if config is not None and not isinstance(config, Mapping):
+            raise TypeError(f"jit_slo: config must be a RunnableConfig (a dict), got {type(config).__name__}: "
+                            f"{config!r:.80}")
         config = dict(config or {})  # type: ignore[assignment]
         callbacks = config.get("callbacks")
         if callbacks is None:
@@ -186,11 +190,11 @@ class JITGraph:
             self._end(run, completed)
 
 
-def _check_deadline(deadline_s: Any) -> float:
+def _check_deadline(deadline_s: Any, name: str = "deadline_s") -> float:
     if isinstance(deadline_s, bool) or not isinstance(deadline_s, (int, float)):
-        raise TypeError(f"jit_slo: deadline_s must be a number of seconds, got {deadline_s!r}")
+        raise TypeError(f"jit_slo: {name} must be a number of seconds, got {deadline_s!r}")
     if not (math.isfinite(deadline_s) and deadline_s > 0):
-        raise ValueError(f"jit_slo: deadline_s must be a positive finite number of seconds, got {deadline_s!r}")
+        raise ValueError(f"jit_slo: {name} must be a positive finite number of seconds, got {deadline_s!r}")
     return float(deadline_s)
 
 
@@ -283,14 +287,17 @@ def jit_slo(graph: Any = None, *, deadline_s: float, on_late: OnLate = "best_eff
             the global OpenTelemetry providers, which record nothing until configured.
 
     Raises:
-        TypeError: ``graph`` is not a graph, compiled graph or function; ``deadline_s`` is not a number.
+        TypeError: ``graph`` is not a graph, compiled graph or function; ``deadline_s`` or
+            ``prior_node_s`` is not a number; ``on_run_end`` is not callable; a provider is not one.
         ValueError: ``deadline_s`` is not positive and finite, or ``on_late``/``prior_node_s`` is invalid.
     """
     deadline_s = _check_deadline(deadline_s)
     if on_late not in ("best_effort", "raise"):
         raise ValueError(f"jit_slo: on_late must be 'best_effort' or 'raise', got {on_late!r}")
     if prior_node_s is not None:
-        _check_deadline(prior_node_s)
+        _check_deadline(prior_node_s, "prior_node_s")
+    if on_run_end is not None and not callable(on_run_end):
+        raise TypeError(f"jit_slo: on_run_end must be a function taking a RunReport, got {on_run_end!r:.80}")
     options: dict[str, Any] = {"deadline_s": deadline_s, "on_late": on_late, "prior_node_s": prior_node_s,
                                "on_run_end": on_run_end, "tracer_provider": tracer_provider,
                                "meter_provider": meter_provider}

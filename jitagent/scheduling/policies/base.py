@@ -36,6 +36,12 @@ class Policy(ABC):
         """An admission the plan made but the engine could not carry out: ``req`` waits again."""
         self.add_request(req)
 
+    def fresh(self) -> Policy:
+        """A new instance configured as this one and knowing no request: what an engine restarts
+        a policy that raised with. A policy configured through its constructor's arguments
+        overrides this (the default calls the class with none)."""
+        return type(self)()
+
     @abstractmethod
     def schedule(self, view: SchedulerView) -> StepPlan:
         """The plan for one step. Requests the plan admits or preempts change status in the engine

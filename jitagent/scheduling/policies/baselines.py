@@ -63,6 +63,9 @@ class LAS(QueuePolicy):
         self.bucket_tokens = bucket_tokens
         self._service: dict[str, int] = {}
 
+    def fresh(self) -> LAS:
+        return type(self)(self.bucket_tokens)
+
     @staticmethod
     def _program(req: RequestState) -> str:
         return req.pipeline.run_id if req.pipeline is not None else req.id

@@ -148,6 +148,9 @@ class JIT(Policy):
 
     # -- lifecycle ------------------------------------------------------------------------------
 
+    def fresh(self) -> JIT:
+        return type(self)(self.config)  # a new estimator: the failed instance's state is not trusted
+
     def add_request(self, req: RequestState) -> None:
         self._waiting[req] = None
         self._newcomers.append(req)
@@ -156,6 +159,17 @@ class JIT(Policy):
         self._waiting.pop(req, None)
         if req.status is RequestStatus.FINISHED:
             self.estimator.observe(req.request_class, req.num_generated)
+        if not self._waiting and (self._admission or self._best_effort or self._newcomers or self._to_reject):
+            self._drop_queues()
+
+    def _drop_queues(self) -> None:
+        """Nothing waits: the orders of waiting requests hold only ended or admitted ones, which
+        they would skip when next read. Dropped now, so that an engine gone idle keeps none."""
+        self._admission, self._admission_keys = [], []
+        self._best_effort, self._best_effort_keys = [], []
+        self._newcomers.clear()
+        self._to_reject.clear()
+        self._eviction_ranks = {}
 
     # -- estimates ------------------------------------------------------------------------------
 

@@ -1,0 +1,373 @@
+"""Overload soak: a long stream of requests far beyond the engine's capacity, in virtual time, with
+callers that give up, to show that every request ends and that nothing accumulates.
+
+The driver plays the callers of a built-in workload (``mixed`` by default: chat streams, tool calls
+with deadlines, pipeline runs round by round, as :mod:`jitagent.bench.runner` plays them) on the
+simulated :class:`~jitagent.engines.core.EngineCore`, and:
+
+* cancels ``cancel_share`` of the requests at a random time within ``cancel_within_s`` of their
+  arrival (:meth:`EngineCore.abort`, wherever the request then is: waiting, prefilling, decoding or
+  preempted);
+* gives up on every request still unanswered ``timeout_s`` after its arrival, as a client's
+  timeout does (the OpenAI client's default is 600 s). Under sustained overload a first-come-
+  first-served queue grows without end unless its callers leave: that is the backlog of the load,
+  not a leak, and a timeout bounds it;
+* asks ``reject_share`` of the requests (a pipeline run's calls together) to be refused rather
+  than served late (``on_infeasible="reject"``);
+* ends a pipeline run at its first call that does not finish, aborting the run's other calls.
+
+Every request ends in exactly one outcome: finished, rejected by the scheduler, cancelled, timed
+out, aborted with its run, or refused at the call as too large for the engine (only with a small
+KV cache). At the end the engine must hold no request, every KV block must be
+free, and the policy must hold no request in its queues.
+
+Memory: no per-request record is kept (the driver counts outcomes), and the workload is built ten
+minutes of arrivals at a time. Every ``sample_every`` requests issued, the soak measures the bytes
+reachable from the engine core (its requests, their token times, the policy and its queues and
+estimates) and from the driver's own state (pending cancellations and timeouts, pipeline runs in
+flight): :func:`retained_bytes`, which walks the objects with ``gc.get_referents`` and adds up
+``sys.getsizeof``, stopping at classes, functions, modules and the immutable workload. Each
+checkpoint reports that now and its peak over the samples so far, and the process's peak resident
+memory (``ru_maxrss``: the interpreter and the libraries too). ``tracemalloc`` would
+see every allocation but slows the soak about sevenfold.
+"""
+
+from __future__ import annotations
+
+import gc
+import heapq
+import itertools
+import math
+import random
+import resource
+import sys
+import time
+import types
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from pydantic import BaseModel
+
+from jitagent.bench.runner import stage_deadline
+from jitagent.bench.workloads import CallSpec, PipelineArrival, Round, SingleArrival, build_workload
+from jitagent.engines.core import EngineCore
+from jitagent.engines.sim import DEFAULT_PROFILE, SimConfig
+from jitagent.scheduling.policies import JIT, Policy, QueuePolicy
+from jitagent.scheduling.request import PipelineContext, RequestState, RequestStatus
+from jitagent.slo import SLO
+
+__all__ = ["SoakConfig", "Checkpoint", "SoakResult", "soak", "policy_queues", "retained_bytes"]
+
+OUTCOMES = ("finished", "rejected", "cancelled", "timed_out", "aborted_with_run", "invalid")
+_WINDOW_S = 600.0   # the workload is built this many seconds of arrivals at a time
+
+
+@dataclass(frozen=True)
+class SoakConfig:
+    """What to push through the engine.
+
+    The default rate is 3x the capacity of ``fcfs`` on ``mixed`` traffic with the default profile
+    (2.18 arrivals/s at 90% SLO attainment, ``docs/benchmarks.md``), about 2x that of ``jit``
+    (3.22); an arrival is one chat or tool request or one pipeline run (3.6 calls on average).
+    """
+
+    policy: str = "fcfs"
+    workload: str = "mixed"
+    rate: float = 6.6
+    requests: int = 100_000
+    cancel_share: float = 0.1
+    cancel_within_s: float = 60.0
+    timeout_s: float = 120.0
+    reject_share: float = 0.1
+    checkpoints: tuple[int, ...] = (10_000, 100_000)
+    seed: int = 0
+    profile: str = DEFAULT_PROFILE
+    num_blocks: int | None = None      # KV cache blocks (16 tokens each); None: what the profile's GPU holds
+    sample_every: int = 1000
+
+    def __post_init__(self) -> None:
+        if self.requests < 1 or not all(0 < c <= self.requests for c in self.checkpoints):
+            raise ValueError("requests must be positive and every checkpoint within 1..requests")
+        if self.sample_every < 1:
+            raise ValueError(f"sample_every must be at least 1, got {self.sample_every}")
+        for name in ("cancel_share", "reject_share"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        for name in ("rate", "cancel_within_s", "timeout_s"):
+            if not (math.isfinite(getattr(self, name)) and getattr(self, name) > 0):
+                raise ValueError(f"{name} must be positive and finite, got {getattr(self, name)}")
+
+
+@dataclass
+class Checkpoint:
+    """The soak after ``requests`` requests were issued (``"end"``: once the last one ended)."""
+
+    requests: int | str
+    simulated_s: float
+    wall_s: float
+    live: int                          # requests in the engine now
+    peak_live: int                     # most requests in the engine at once so far
+    memory_bytes: int                  # retained by the engine, its policy and the driver now
+    peak_memory_bytes: int             # the most of that in any sample so far
+    peak_rss_bytes: int                # the process's peak resident memory so far
+
+
+@dataclass
+class SoakResult:
+    config: dict[str, Any]
+    issued: int
+    cancels_sent: int                  # requests picked to be cancelled (those that had ended by then were not)
+    outcomes: dict[str, int]
+    cancelled_while: dict[str, int]    # where each cancelled request was when it was cancelled
+    steps: int
+    preemptions: int
+    policy_failures: int
+    checkpoints: list[Checkpoint]
+    leftovers: dict[str, int] = field(default_factory=dict)  # what the engine and policy still hold
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(slots=True)
+class _Run:
+    """A pipeline run in flight: its calls outstanding in the current round."""
+
+    spec: PipelineArrival
+    run_id: str            # unique across the windows the workload is built in
+    start: float
+    deadline: float
+    slo: SLO
+    next_round: int = 0
+    calls: set[RequestState] = field(default_factory=set)
+    over: bool = False
+
+
+def policy_queues(policy: Policy) -> dict[str, int]:
+    """How many requests the policy's queues still hold (the built-in policies' own bookkeeping)."""
+    if isinstance(policy, JIT):
+        return {name: len(getattr(policy, name))
+                for name in ("_waiting", "_admission", "_best_effort", "_newcomers", "_to_reject")}
+    if isinstance(policy, QueuePolicy):
+        policy._peek()  # ended requests are dropped lazily, when they reach the head
+        return {"_fifo": len(policy._fifo), "_heap": len(policy._heap)}
+    return {}
+
+
+_OPAQUE = (type, types.ModuleType, types.FunctionType, types.BuiltinFunctionType, types.MethodType,
+           BaseModel, SingleArrival, PipelineArrival, Round, CallSpec)
+
+
+def retained_bytes(roots: Iterable[Any]) -> int:
+    """Bytes of the objects reachable from ``roots`` (each counted once), not looking into classes,
+    functions, modules, SLOs and workload specs (shared and immutable)."""
+    seen: set[int] = set()
+    stack = list(roots)
+    total = 0
+    while stack:
+        obj = stack.pop()
+        if id(obj) in seen or isinstance(obj, _OPAQUE):
+            continue
+        seen.add(id(obj))
+        total += sys.getsizeof(obj)
+        stack.extend(gc.get_referents(obj))
+    return total
+
+
+def _where(req: RequestState) -> str:
+    if req.status is RequestStatus.PREEMPTED:
+        return "preempted"
+    if req.status is RequestStatus.WAITING:
+        return "waiting"
+    return "decoding" if req.num_generated else "prefilling"
+
+
+def _arrivals(config: SoakConfig) -> Iterator[tuple[float, SingleArrival | PipelineArrival]]:
+    """The workload's arrivals and their times, built a window at a time (each window seeded apart),
+    so that nothing grows with the number of requests."""
+    for k in itertools.count():
+        window = build_workload(config.workload, rate=config.rate, duration=_WINDOW_S,
+                                seed=config.seed * 1_000_003 + k)
+        for arrival in window.arrivals:
+            yield k * _WINDOW_S + arrival.time, arrival
+
+
+class _Soak:
+    def __init__(self, config: SoakConfig, core: EngineCore, started: float) -> None:
+        self.config = config
+        self.core = core
+        self.arrivals = _arrivals(config)
+        self.next_arrival = next(self.arrivals)
+        self.started = started
+        self.rng = random.Random(config.seed)
+        self.events: list[tuple[float, int, str, Any]] = []    # (time, order, kind, request or run)
+        self.order = itertools.count()
+        self.run_of: dict[RequestState, _Run] = {}
+        self.rejecting: dict[SLO, SLO] = {}
+        self.issued = 0
+        self.cancels_sent = 0
+        self.outcomes: Counter[str] = Counter()
+        self.cancelled_while: Counter[str] = Counter()
+        self.peak_live = 0
+        self.peak_memory = 0
+        self.checkpoints: list[Checkpoint] = []
+
+    # -- callers ------------------------------------------------------------------------------------
+
+    def _slo(self, slo: SLO) -> SLO:
+        if self.rng.random() >= self.config.reject_share:
+            return slo
+        rejecting = self.rejecting.get(slo)
+        if rejecting is None:
+            rejecting = self.rejecting[slo] = slo.model_copy(update={"on_infeasible": "reject"})
+        return rejecting
+
+    def _issue(self, req: RequestState, output_len: int, now: float) -> None:
+        self.issued += 1
+        try:
+            self.core.add_request(req, output_len)
+        except ValueError:  # larger than this engine can ever serve: refused at the call, as a 400
+            self._ended(req, "invalid", now)
+        else:
+            self._push(now + self.config.timeout_s, "timeout", req)
+            if self.rng.random() < self.config.cancel_share:
+                self.cancels_sent += 1
+                self._push(now + self.rng.uniform(0, self.config.cancel_within_s), "cancel", req)
+        live = self.core.num_live
+        if live > self.peak_live:
+            self.peak_live = live
+        if self.issued in self.config.checkpoints:
+            self.checkpoint(self.issued, now)
+        elif self.issued % self.config.sample_every == 0:
+            self._memory()
+
+    def _arrive(self, arrival: SingleArrival | PipelineArrival, now: float) -> None:
+        if isinstance(arrival, SingleArrival):
+            call = arrival.call
+            req = RequestState(f"r{self.issued}", now, call.prompt_len, call.max_tokens, slo=self._slo(arrival.slo),
+                               request_class=call.request_class)
+            self._issue(req, call.output_len, now)
+        else:
+            run = _Run(arrival, f"{arrival.run_id}@{now:.3f}", now, now + arrival.slo.deadline_s,
+                       self._slo(arrival.slo))
+            self._next_round(run, now)
+
+    def _next_round(self, run: _Run, now: float) -> None:
+        spec, index = run.spec, run.next_round
+        round_ = spec.rounds[index]
+        context = PipelineContext(run.run_id, run.start, run.deadline, round_.stage,
+                                  stage_deadline(now, run.deadline, round_))
+        run.next_round += 1
+        for j, call in enumerate(round_.calls):
+            if self.issued >= self.config.requests or run.over:  # over: a call of this round was refused
+                break
+            req = RequestState(f"{run.run_id}/{index}/{j}", now, call.prompt_len, call.max_tokens, slo=run.slo,
+                               request_class=call.request_class, pipeline=context)
+            run.calls.add(req)
+            self.run_of[req] = run
+            self._issue(req, call.output_len, now)
+
+    def _push(self, at: float, kind: str, payload: Any) -> None:
+        heapq.heappush(self.events, (at, next(self.order), kind, payload))
+
+    def _ended(self, req: RequestState, outcome: str, now: float) -> None:
+        self.outcomes[outcome] += 1
+        run = self.run_of.pop(req, None)
+        if run is None:
+            return
+        run.calls.discard(req)
+        if outcome != "finished" and not run.over:  # the run fails with its call: its other calls go
+            run.over = True
+            for other in list(run.calls):
+                if not other.status.is_done:  # one that ended in this step too is reported by the engine
+                    self.core.abort(other)
+                    self._ended(other, "aborted_with_run", now)
+        elif not run.calls and not run.over and run.next_round < len(run.spec.rounds):
+            self._push(now + run.spec.rounds[run.next_round].gap_s, "round", run)
+
+    def _give_up(self, req: RequestState, outcome: str, now: float) -> None:
+        if req.status.is_done:
+            return
+        if outcome == "cancelled":
+            self.cancelled_while[_where(req)] += 1
+        self.core.abort(req)
+        self._ended(req, outcome, now)
+
+    def _next_time(self) -> float | None:
+        times = [self.events[0][0]] if self.events else []
+        if self.issued < self.config.requests:
+            times.append(self.next_arrival[0])
+        return min(times) if times else None
+
+    def _due(self, now: float) -> None:
+        """Everything that happens by ``now``: arrivals, next rounds, cancellations, timeouts."""
+        while self.next_arrival[0] <= now and self.issued < self.config.requests:
+            self._arrive(self.next_arrival[1], self.next_arrival[0])
+            self.next_arrival = next(self.arrivals)
+        while self.events and self.events[0][0] <= now:
+            at, _, kind, payload = heapq.heappop(self.events)
+            if kind == "round":
+                if self.issued < self.config.requests:
+                    self._next_round(payload, at)
+            elif kind == "cancel":
+                self._give_up(payload, "cancelled", at)
+            else:
+                self._give_up(payload, "timed_out", at)
+
+    # -- the engine ---------------------------------------------------------------------------------
+
+    def run(self) -> float:
+        core, now = self.core, 0.0
+        while True:
+            self._due(now)
+            step = core.begin_step(now)
+            if step is None or step.idle:
+                after = self._next_time()
+                if after is None:
+                    if core.num_live:
+                        raise RuntimeError(f"{core.num_live} requests live, nothing scheduled and nothing to come")
+                    return now
+                now = max(now, after)
+                continue
+            now += step.duration
+            result = core.end_step(step, now)
+            for req in result.finished:
+                self._ended(req, "finished", now)
+            for req in result.rejected:
+                self._ended(req, "rejected", now)
+
+    def _memory(self) -> int:
+        """What the engine (with its policy) and the driver hold now; keeps the peak."""
+        held = retained_bytes([self.core, self.events, self.run_of, self.rejecting])
+        self.peak_memory = max(self.peak_memory, held)
+        return held
+
+    def checkpoint(self, label: int | str, now: float) -> None:
+        held = self._memory()
+        self.checkpoints.append(Checkpoint(label, now, time.perf_counter() - self.started, self.core.num_live,
+                                           self.peak_live, held, self.peak_memory, _peak_rss()))
+
+
+def _peak_rss() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kB on Linux
+
+
+def soak(config: SoakConfig) -> SoakResult:
+    """Run the soak (see the module's docstring); raises AssertionError if a request is left
+    without an outcome or anything is left behind."""
+    sim = SimConfig(profile=config.profile, num_blocks=config.num_blocks)
+    core = sim.build_core(config.policy, check_plans=False)
+    driver = _Soak(config, core, time.perf_counter())
+    end = driver.run()
+    driver.checkpoint("end", end)
+    leftovers = {"live": core.num_live, "running": len(core.running),
+                 "blocks_in_use": core.limits.num_blocks - core.free_blocks, **policy_queues(core.policy)}
+    result = SoakResult(asdict(config), driver.issued, driver.cancels_sent, {k: driver.outcomes[k] for k in OUTCOMES},
+                        dict(driver.cancelled_while), core.num_steps, core.num_preemptions, core.num_policy_failures,
+                        driver.checkpoints, leftovers)
+    assert driver.issued == config.requests, f"issued {driver.issued} of {config.requests} requests"
+    assert sum(result.outcomes.values()) == driver.issued, f"outcomes {result.outcomes} for {driver.issued} requests"
+    assert not any(leftovers.values()), f"left behind: {leftovers}"
+    return result
