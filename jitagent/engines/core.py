@@ -139,7 +139,7 @@ class EngineCore:
         if plan.preempted:
             self._preempt(plan.preempted)
         block_size = self.limits.block_size
-        prefill_tokens = decode_seqs = context = pairs = 0
+        prefill_tokens = decode_seqs = context = pairs = prefill_seqs = 0
         for req, n in plan.scheduled:
             if req.status is not RequestStatus.RUNNING:
                 req.status = RequestStatus.RUNNING
@@ -155,11 +155,12 @@ class EngineCore:
                 decode_seqs += 1
             else:
                 prefill_tokens += n
+                prefill_seqs += 1
             context += cached + n
             pairs += n * cached + (n * (n + 1)) // 2
         for req in plan.rejected:  # after the admissions: a policy restarted here must see them running
             self._end(req, RequestStatus.REJECTED)
-        shape = StepShape(prefill_tokens, decode_seqs, context, pairs)
+        shape = StepShape(prefill_tokens, decode_seqs, context, pairs, prefill_seqs)
         return Step(plan, self.latency.step_time(shape) if plan.scheduled else 0.0, shape)
 
     def end_step(self, step: Step, now: float) -> StepResult:
@@ -259,6 +260,4 @@ class EngineCore:
             self._policy_failed("finish_request")
 
     def _estimate_step(self, prefill_tokens: int, decode_seqs: int, context_tokens: int) -> float:
-        # Attention pairs, roughly: each decode reads its context once; a prefill chunk is causal.
-        pairs = context_tokens + prefill_tokens * prefill_tokens // 2
-        return self.latency.step_time(StepShape(prefill_tokens, decode_seqs, context_tokens, pairs))
+        return self.latency.step_time(StepShape.estimate(prefill_tokens, decode_seqs, context_tokens))

@@ -139,7 +139,7 @@ def test_engine_defaults_validate() -> None:
 
 def test_list_profiles_names_the_builtins() -> None:
     profiles = dict(list_profiles())
-    assert set(profiles) == {A100, H100}
+    assert set(profiles) == {A100, H100, "tiny-random-llama-cpu"}
     assert all(profiles.values())
     assert all(load_profile(name).name == name for name in profiles)
 
