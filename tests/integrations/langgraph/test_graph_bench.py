@@ -15,11 +15,21 @@ import pytest
 pytest.importorskip("langgraph")
 
 from jitagent_langgraph.apps import APPS, get_app
-from jitagent_langgraph.bench import ReplaySettings, RunArrival, Side, parse_side, poisson_runs, replay
+from jitagent_langgraph.bench import (
+    GraphRun,
+    RecordedCall,
+    ReplaySettings,
+    RunArrival,
+    Side,
+    parse_side,
+    poisson_runs,
+    replay,
+)
 
 from jitagent.bench.cli import main
-from jitagent.engines.sim import SimConfig
+from jitagent.engines.sim import RequestLog, SimConfig
 from jitagent.scheduling.goodput import RequestRecord, Window, summarize
+from jitagent.scheduling.request import RequestState
 from jitagent.slo import PipelineSLO
 
 TIME_SCALE = 0.01
@@ -95,10 +105,31 @@ async def test_replay_records_every_call_and_tells_the_scheduler_only_through_ji
             assert all(r.finished and r.score_class == "pipeline:map_reduce" for r in by_run[run])
         assert by_run["run1"][0].run_start == pytest.approx(2.0)  # 0.02 s of wall time, in modelled seconds
         assert by_run["run0"][0].slo == PipelineSLO(deadline_s=5.0 / TIME_SCALE)
-        assert not any(r.final_round for r in by_run["run2"])  # abandoned: scored as missed
+        assert by_run["run2"] and not any(r.final_round for r in by_run["run2"])  # abandoned: scored as missed
         summary = summarize(records, Window(0.0, 100.0))
-        assert (summary.num_scored, summary.num_met) == (3 if by_run["run2"] else 2, 2)
+        assert (summary.num_scored, summary.num_met) == (3, 2)
         assert summary.by_class["pipeline:map_reduce"].num_pipeline_runs == summary.num_scored
+
+
+def _call(output_len: int, delivered: int, at: float) -> RecordedCall:
+    req = RequestState(f"c{at}", at, prompt_len=10, max_tokens=100)
+    req.token_times.extend(at + 0.1 * (i + 1) for i in range(delivered))
+    return RecordedCall(10, 100, output_len, at, RequestLog(request=req))
+
+
+def test_every_run_is_scored_once_and_refused_calls_of_a_completed_run_are_left_out() -> None:
+    def run(index: int, calls: list[RecordedCall], finish: float | None) -> GraphRun:
+        return GraphRun(f"run{index}", RunArrival(index, 0.0, "map_reduce", 2.0), 0.0, 2.0, calls, finish)
+
+    runs = [run(0, [_call(3, 3, 0.0), _call(4, 0, 0.5), _call(4, 4, 0.6)], finish=1.5),  # a refused, retried call
+            run(1, [_call(3, 3, 0.0), _call(4, 2, 0.5)], finish=None),                  # abandoned mid-call
+            run(2, [], finish=None)]                                                     # abandoned before any call
+    records = [r for x in runs for r in x.records(origin=0.0, time_scale=0.1, policy="p", seed=0, rate=1.0)]
+    assert [(r.pipeline_run, r.final_round, len(r.token_times)) for r in records] == [
+        ("run0", False, 3), ("run0", True, 4), ("run1", False, 3), ("run1", False, 2), ("run2", False, 0)]
+    assert records[1].arrival == pytest.approx(6.0) and records[-1].output_tokens == 1
+    summary = summarize(records, Window(0.0, 100.0))
+    assert (summary.num_scored, summary.num_met, summary.num_pipeline_runs) == (3, 1, 3)
 
 
 def test_cli_runs_the_graphs_end_to_end(tmp_path, capsys) -> None:

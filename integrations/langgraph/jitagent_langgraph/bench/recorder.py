@@ -30,11 +30,20 @@ __all__ = ["GraphRun", "RecordedCall", "RecordingSimEngine", "recording"]
 
 @dataclass(slots=True)
 class RecordedCall:
-    """One LLM call of a run: the engine's view of it (``log.request``, once the engine took it)
-    and the answer's true length."""
+    """One LLM call of a run: its sizes, when it was handed to the engine, and the engine's view
+    of it (``log.request``, once the engine took it)."""
 
+    prompt_len: int
+    max_tokens: int
+    output_len: int          # the answer's true length
+    issued: float
     log: RequestLog
-    output_len: int
+
+    @property
+    def finished(self) -> bool:
+        """The engine delivered the whole answer."""
+        req = self.log.request
+        return req is not None and len(req.token_times) == min(self.output_len, self.max_tokens)
 
 
 @dataclass(slots=True)
@@ -65,22 +74,34 @@ class GraphRun:
 
     def records(self, origin: float, time_scale: float, **provenance: Any) -> list[RequestRecord]:
         """The run's calls as records on the benchmark's modelled clock: seconds after ``origin``
-        divided by ``time_scale``. The last call of a completed run is its final round; a run that
-        did not complete has none, so it is scored as missed. ``provenance``: policy, seed, rate."""
+        divided by ``time_scale``; ``provenance``: policy, seed, rate.
+
+        The last call of a completed run is its final round; its calls that did not finish (refused
+        by the engine, then retried by the client) are left out. A run that did not complete has no
+        final round, so it is scored as missed; one that made no call at all (abandoned first) is
+        represented by a single call of one token, never delivered, so that it is scored too.
+        """
         def clock(t: float) -> float:
             return (t - origin) / time_scale
 
-        taken = [(call, call.log.request) for call in self.calls if call.log.request is not None]
-        slo = PipelineSLO(deadline_s=self.deadline_s / time_scale)
+        common: dict[str, Any] = {"score_class": f"pipeline:{self.arrival.graph}",
+                                  "slo": PipelineSLO(deadline_s=self.deadline_s / time_scale),
+                                  "pipeline_run": self.run_id, "run_start": clock(self.start), **provenance}
+        calls = [call for call in self.calls if call.finished] if self.completed else self.calls
+        if not calls:
+            return [RequestRecord(id=f"{self.run_id}/none", arrival=clock(self.start), prompt_tokens=0,
+                                  output_tokens=1, token_times=[], **common)]
         records = []
-        for k, (call, req) in enumerate(taken):
+        for k, call in enumerate(calls):
+            req = call.log.request   # None: the engine never took the call
             records.append(RequestRecord(
-                id=f"{self.run_id}/{k}", score_class=f"pipeline:{self.arrival.graph}", arrival=clock(req.arrival),
-                slo=slo, prompt_tokens=req.prompt_len, output_tokens=min(call.output_len, req.max_tokens),
-                token_times=[clock(t) for t in req.token_times], num_preemptions=req.num_preemptions,
-                first_scheduled=clock(req.first_scheduled) if req.first_scheduled is not None else None,
-                pipeline_run=self.run_id, run_start=clock(self.start),
-                final_round=self.completed and k == len(taken) - 1, **provenance))
+                id=f"{self.run_id}/{k}", arrival=clock(req.arrival if req is not None else call.issued),
+                prompt_tokens=call.prompt_len, output_tokens=min(call.output_len, call.max_tokens),
+                token_times=[clock(t) for t in req.token_times] if req is not None else [],
+                num_preemptions=req.num_preemptions if req is not None else 0,
+                first_scheduled=clock(req.first_scheduled) if req is not None and req.first_scheduled is not None
+                else None,
+                final_round=self.completed and k == len(calls) - 1, **common))
         return records
 
 
@@ -105,5 +126,5 @@ class RecordingSimEngine(SimEngine):
         run = _RUN.get()
         if run is not None:
             log = log if log is not None else RequestLog()
-            run.calls.append(RecordedCall(log, output_len))
+            run.calls.append(RecordedCall(prompt_len, max_tokens, output_len, self.now(), log))
         return super().generate(prompt_len, max_tokens, output_len, log=log, **kwargs)
