@@ -4,7 +4,7 @@
    by default);
 2. each policy serves the workload on the real engine, in real time, SLOs scaled to the engine's
    measured unloaded speed (as ``jitagent bench --engine vllm`` does), every step logged;
-3. the simulator, with the calibrated profile and the engine's own limits, serves the same workload in
+3. the simulator, with the calibrated profile (which holds the engine's limits), serves the same workload in
    virtual time; and again with a profile refitted to the steps the real runs logged (how much of the
    error is the step-time model's).
 
@@ -82,7 +82,6 @@ def main() -> None:
             if scale is None:
                 scale = engine.run(measure_slo_scale(engine))
                 print(f"SLO scale {scale.factor:.3f} ({scale.to_dict()})")
-            limits = engine.limits
             workload = base.with_slo_scale(scale.factor)
             outcome = engine.run(serve_live(workload, ReplayEngine(engine), policy=policy, rate=args.rate,
                                             drain_s=LIVE_DRAIN_S))
@@ -98,7 +97,7 @@ def main() -> None:
     workload = base.with_slo_scale(scale.factor)
     print(f"\n{'policy':8} {'metric':16} {'real':>10} {'sim':>10} {'error':>8} {'sim (refit)':>12} {'error':>8}")
     for policy, summary in real.items():
-        sims = [simulate(workload, make_policy(policy), SimConfig(profile=str(path), block_size=limits.block_size),
+        sims = [simulate(workload, make_policy(policy), SimConfig(profile=str(path)),
                          rate=args.rate, drain_s=LIVE_DRAIN_S).summary for path in (probe_profile, refit_profile)]
         row = {"real": figures(summary), "sim": figures(sims[0]), "sim_refit": figures(sims[1])}
         row["error"] = {m: error(row["sim"][m], row["real"][m]) for m in METRICS}

@@ -41,6 +41,7 @@ class SimConfig:
         token_budget: max tokens computed per step (vLLM's ``max_num_batched_tokens``).
         max_num_seqs: max running requests (seats).
         gpu_memory_utilization: share of GPU memory vLLM may use (sets KV capacity).
+        block_size: tokens per KV block (default: the profile's).
         num_blocks: KV blocks, overriding what the memory figures give.
         max_model_len: max prompt plus output tokens of one request.
     """
@@ -50,7 +51,7 @@ class SimConfig:
     token_budget: int | None = None
     max_num_seqs: int | None = None
     gpu_memory_utilization: float | None = None
-    block_size: int = 16
+    block_size: int | None = None
     num_blocks: int | None = None
     max_model_len: int | None = None
 
@@ -60,14 +61,15 @@ class SimConfig:
         defaults = engine_preset(profile, self.preset)
         if self.gpu_memory_utilization is not None and not 0 < self.gpu_memory_utilization <= 1:
             raise ValueError(f"gpu_memory_utilization must be in (0, 1], got {self.gpu_memory_utilization}")
+        block_size = self.block_size or defaults.block_size
         num_blocks = self.num_blocks
         if num_blocks is None:
-            num_blocks = profile.kv_capacity_tokens(self.gpu_memory_utilization) // self.block_size
-        max_model_len = self.max_model_len or min(_LLAMA_31_MAX_MODEL_LEN, num_blocks * self.block_size)
+            num_blocks = profile.kv_capacity_tokens(self.gpu_memory_utilization) // block_size
+        max_model_len = self.max_model_len or min(_LLAMA_31_MAX_MODEL_LEN, num_blocks * block_size)
         limits = EngineLimits(
             token_budget=self.token_budget or defaults.token_budget,
             max_num_seqs=self.max_num_seqs or defaults.max_num_seqs,
-            block_size=self.block_size,
+            block_size=block_size,
             num_blocks=num_blocks,
             max_model_len=max_model_len,
         )
