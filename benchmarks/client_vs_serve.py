@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import socket
 import statistics
 import time
 from pathlib import Path
@@ -62,12 +61,6 @@ def summary(runs: list[list[float]]) -> dict[str, float]:
             "tokens": statistics.median(len(r) for r in runs)}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 async def measure(server_url: str, args: argparse.Namespace) -> dict[str, list[list[float]]]:
     prompt = list(range(100, 100 + args.prompt))
     engine = VLLMEngine(VLLMEngineConfig(model=MODEL))   # made on this loop: bound to it, as in an async app
@@ -101,7 +94,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("bench-out"))
     args = parser.parse_args()
 
-    with running_server(MODEL, port=free_port()) as url:
+    with running_server(MODEL) as url:
         runs = asyncio.run(measure(url, args))
     figures = {name: summary(r) for name, r in runs.items()}
     base = figures["engine"]

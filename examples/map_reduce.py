@@ -10,20 +10,10 @@ import argparse
 import asyncio
 import time
 
-from jitagent_langgraph import RunReport, jit_slo
+from jitagent_langgraph import jit_slo
 from jitagent_langgraph.apps import build_map_reduce, document
 
 from jitagent.client import JITClient
-
-
-def print_stages(report: RunReport) -> None:
-    """The run's stages: deadline against actual finish, relative to the run's start."""
-    print(f"{'stage':<10}{'step':>5}{'deadline':>10}{'finish':>9}{'slack':>8}")
-    for s in report.stages:
-        finish = s.finish - report.start if s.finish is not None else float("nan")
-        print(f"{s.node:<10}{s.step:>5}{s.stage_deadline - report.start:>10.3f}{finish:>9.3f}{s.slack_s or 0.0:>8.3f}")
-    print(f"run deadline {report.deadline - report.start:.3f} s, finished at {report.finish - report.start:.3f} s: "
-          f"{'met' if report.met else 'MISSED'}")
 
 
 async def main(deadline_s: float, runs: int, time_scale: float, engine: str) -> None:
@@ -36,7 +26,7 @@ async def main(deadline_s: float, runs: int, time_scale: float, engine: str) -> 
             print(f"\nrun {i + 1}: {len(result['summaries'])} chunk summaries -> {len(result['summary'].split())} "
                   f"words, {time.perf_counter() - start:.2f} s")
             assert graph.last_run is not None
-            print_stages(graph.last_run)
+            print(graph.last_run.format_stages())
     finally:
         await client.close()
 

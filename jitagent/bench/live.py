@@ -20,7 +20,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
 
-from jitagent.bench.runner import DEFAULT_DRAIN_S, RunOutcome, default_warmup, stage_deadline
+from jitagent.bench.runner import DEFAULT_DRAIN_S, RunOutcome, call_record, default_warmup, stage_deadline
 from jitagent.bench.workloads import CallSpec, PipelineArrival, SingleArrival, Workload
 from jitagent.scheduling.goodput import RequestRecord, Window, summarize
 from jitagent.scheduling.request import PipelineContext
@@ -70,9 +70,7 @@ class _Driver:
     async def _call(self, request_id: str, call: CallSpec, slo: SLO, score_class: str, at: float,
                     pipeline: PipelineContext | None = None, run_id: str | None = None, run_start: float | None = None,
                     final: bool = False) -> None:
-        record = RequestRecord(id=request_id, score_class=score_class, arrival=at, slo=slo, prompt_tokens=call.prompt_len,
-                               output_tokens=min(call.output_len, call.max_tokens), token_times=[], pipeline_run=run_id,
-                               run_start=run_start, final_round=final, **self.provenance)
+        record = call_record(request_id, call, slo, score_class, at, [], self.provenance, run_id, run_start, final)
         self.records.append(record)
         try:
             async for _ in self.engine.generate(call.prompt_len, call.max_tokens, call.output_len, slo=slo,

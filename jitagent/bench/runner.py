@@ -17,15 +17,17 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-from jitagent.bench.workloads import PipelineArrival, Round, SingleArrival, Workload
+from jitagent.bench.workloads import CallSpec, PipelineArrival, Round, SingleArrival, Workload
 from jitagent.engines.core import EngineCore
 from jitagent.engines.sim import SimConfig
 from jitagent.scheduling.goodput import GoodputSummary, RequestRecord, Window, summarize
 from jitagent.scheduling.policies import Policy
 from jitagent.scheduling.request import PipelineContext, RequestState
+from jitagent.slo import SLO
 
-__all__ = ["RunOutcome", "simulate", "default_warmup", "stage_deadline", "DEFAULT_DRAIN_S"]
+__all__ = ["RunOutcome", "simulate", "default_warmup", "stage_deadline", "call_record", "DEFAULT_DRAIN_S"]
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +63,16 @@ class _Run:
     deadline: float
     next_round: int = 0
     outstanding: int = 0
+
+
+def call_record(request_id: str, call: CallSpec, slo: SLO | None, score_class: str, arrival: float,
+                token_times: list[float], provenance: dict[str, Any], run_id: str | None = None,
+                run_start: float | None = None, final_round: bool = False) -> RequestRecord:
+    """The record of one workload call, its token times filled in as they are delivered."""
+    return RequestRecord(id=request_id, score_class=score_class, arrival=arrival, slo=slo,
+                         prompt_tokens=call.prompt_len, output_tokens=min(call.output_len, call.max_tokens),
+                         token_times=token_times, pipeline_run=run_id, run_start=run_start,
+                         final_round=final_round, **provenance)
 
 
 def stage_deadline(at: float, run_deadline: float, round_: Round) -> float:
@@ -112,7 +124,7 @@ class _Driver:
             call = event.call
             req = RequestState(f"r{next(self._order)}", at, call.prompt_len, call.max_tokens,
                                slo=event.slo, request_class=call.request_class)
-            self._add(req, call.output_len, event.score_class, None, False)
+            self._add(req, call, event.score_class, None, False)
             return
         run, spec = event, event.spec
         index = run.next_round
@@ -126,18 +138,13 @@ class _Driver:
             req = RequestState(f"{spec.run_id}/{index}/{j}", at, call.prompt_len, call.max_tokens,
                                slo=spec.slo, request_class=call.request_class, pipeline=context)
             self._run_of[req] = run
-            self._add(req, call.output_len, spec.score_class, spec.run_id, final)
+            self._add(req, call, spec.score_class, spec.run_id, final)
 
-    def _add(self, req: RequestState, output_len: int, score_class: str, run_id: str | None, final: bool) -> None:
+    def _add(self, req: RequestState, call: CallSpec, score_class: str, run_id: str | None, final: bool) -> None:
         pipeline = req.pipeline
-        self.records[req] = RequestRecord(
-            id=req.id, score_class=score_class, arrival=req.arrival, slo=req.slo,
-            prompt_tokens=req.prompt_len, output_tokens=min(output_len, req.max_tokens),
-            token_times=req.token_times, pipeline_run=run_id,
-            run_start=pipeline.run_start if pipeline is not None else None, final_round=final,
-            **self.provenance,
-        )
-        self.core.add_request(req, output_len)
+        self.records[req] = call_record(req.id, call, req.slo, score_class, req.arrival, req.token_times, self.provenance, run_id,
+                                        pipeline.run_start if pipeline is not None else None, final)
+        self.core.add_request(req, call.output_len)
 
     def _on_finished(self, req: RequestState, now: float) -> None:
         run = self._run_of.pop(req, None)

@@ -93,6 +93,18 @@ class RunReport:
         """Completed by its deadline."""
         return self.completed and self.finish <= self.deadline
 
+    def format_stages(self) -> str:
+        """The stages as a text table, each stage's deadline against its actual finish (seconds from
+        the run's start), with the run's outcome last."""
+        lines = [f"{'stage':<10}{'step':>5}{'deadline':>10}{'finish':>9}{'slack':>8}{'calls':>7}{'tokens':>8}"]
+        for s in self.stages:
+            finish = s.finish - self.start if s.finish is not None else float("nan")
+            lines.append(f"{s.node:<10}{s.step:>5}{s.stage_deadline - self.start:>10.3f}{finish:>9.3f}"
+                         f"{s.slack_s or 0.0:>8.3f}{s.llm_calls:>7}{s.tokens:>8}")
+        lines.append(f"run deadline {self.deadline - self.start:.3f} s, finished at {self.finish - self.start:.3f} s: "
+                     f"{'met' if self.met else 'MISSED'}")
+        return "\n".join(lines)
+
 
 @dataclass(slots=True)
 class _StepNode:

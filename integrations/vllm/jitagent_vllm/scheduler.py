@@ -141,16 +141,12 @@ class JITScheduler(Scheduler):
     def update_from_output(self, scheduler_output: SchedulerOutput,
                            model_runner_output: ModelRunnerOutput) -> dict[int, EngineCoreOutputs]:
         outputs = super().update_from_output(scheduler_output, model_runner_output)
-        now = self.clock()
         for client_outputs in outputs.values():
             for out in client_outputs.outputs:
-                state = self.states.get(out.request_id)
-                if state is None:
-                    continue
-                if out.new_token_ids:
-                    state.token_times.append(now)
+                if out.finish_reason is not None and (state := self.states.get(out.request_id)) is not None:
+                    # Progress is read from vLLM's requests each step (_plan); a finished request's
+                    # last tokens are counted here, for the length estimator.
                     state.num_generated += len(out.new_token_ids)
-                if out.finish_reason is not None:
                     self._forget(out.request_id, RequestStatus.FINISHED)
         self._report_errors(outputs)
         self.step_timer.finished()

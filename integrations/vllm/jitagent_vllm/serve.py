@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -30,7 +31,7 @@ from jitagent_vllm.engine import cpu_kv_cache_bytes, on_cpu
 from jitagent_vllm.models import has_weights, resolve_model
 from jitagent_vllm.settings import SchedulerSettings
 
-__all__ = ["serve_command", "running_server"]
+__all__ = ["serve_command", "running_server", "free_port"]
 
 
 def serve_command(model: str, *, policy: str = "jit", host: str = "127.0.0.1", port: int = 8000,
@@ -62,10 +63,19 @@ def _vllm_serve() -> list[str]:
     return [shutil.which("vllm") or os.path.join(os.path.dirname(sys.executable), "vllm"), "serve"]
 
 
+def free_port() -> int:
+    """A loopback TCP port nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 @contextmanager
-def running_server(model: str, *, policy: str = "jit", port: int = 8000, api_key: str | None = None,
+def running_server(model: str, *, policy: str = "jit", port: int | None = None, api_key: str | None = None,
                    extra: tuple[str, ...] = (), timeout_s: float = 300.0) -> Iterator[str]:
-    """Start ``vllm serve`` on loopback, wait until it answers, yield its base URL (``.../v1``), stop it."""
+    """Start ``vllm serve`` on loopback (on ``port``, else a free one), wait until it answers, yield its
+    base URL (``.../v1``), stop it."""
+    port = port if port is not None else free_port()
     log = tempfile.TemporaryFile(mode="w+")  # a file, not a pipe: vLLM logs a lot, and a full pipe would stall it
     process = subprocess.Popen(serve_command(model, policy=policy, port=port, api_key=api_key, extra=extra),
                                stdout=log, stderr=subprocess.STDOUT, text=True)

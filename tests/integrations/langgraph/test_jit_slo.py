@@ -80,6 +80,9 @@ async def test_stage_deadlines_rise_along_the_run_and_follow_learned_times(clien
     assert plan.remaining_work_s == pytest.approx(expected_w, rel=0.5)
     assert plan.stage_deadline < report.deadline - 1  # a share of the run, not all of it
     assert report.stages[-1].stage_deadline == report.deadline  # the last stage gets what is left
+    table = report.format_stages().splitlines()
+    assert len(table) == len(report.stages) + 2 and table[1].split()[0] == "plan"
+    assert table[-1].endswith(": met")
 
 
 async def test_raw_openai_calls_in_a_node_carry_the_pipeline(client: JITClient, policy: RecordingFCFS) -> None:

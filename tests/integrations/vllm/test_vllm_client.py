@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 
 import openai
 import pytest
@@ -10,6 +9,7 @@ import pytest
 pytest.importorskip("vllm")
 
 from jitagent import JITClient  # noqa: E402
+from vllm_harness import kv_cache_free, wait_until_kv_cache_free  # noqa: E402
 
 MESSAGES = [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "Name three schedulers."}]
 
@@ -33,7 +33,7 @@ async def test_chat_completions_with_and_without_streaming(vllm_engine) -> None:
         assert completion.usage.prompt_tokens == 4
     finally:
         await client.close()
-    assert vllm_engine.run(vllm_engine.llm.reset_prefix_cache())  # nothing left holding memory
+    assert kv_cache_free(vllm_engine)  # nothing left holding memory
 
 
 async def test_a_refusal_is_the_openai_clients_own_error(vllm_engine) -> None:
@@ -62,10 +62,7 @@ async def test_closing_a_stream_aborts_the_call_in_the_engine(vllm_engine) -> No
         async for _ in stream:
             break
         await stream.close()
-        deadline = time.monotonic() + 10
-        while not vllm_engine.run(vllm_engine.llm.reset_prefix_cache()):
-            assert time.monotonic() < deadline, "the closed stream's request still holds KV blocks"
-            time.sleep(0.05)
+        wait_until_kv_cache_free(vllm_engine)
     finally:
         await client.close()
 

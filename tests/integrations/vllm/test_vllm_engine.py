@@ -11,6 +11,7 @@ pytest.importorskip("vllm")
 from jitagent.scheduling.request import PipelineContext  # noqa: E402
 from jitagent.slo import DeadlineSLO, PipelineSLO, StreamSLO, InfeasibleSLOError  # noqa: E402
 from jitagent_vllm import VLLMEngineConfig  # noqa: E402
+from vllm_harness import kv_cache_free, wait_until_kv_cache_free  # noqa: E402
 
 
 async def collect(engine, prompt, max_tokens, **kwargs):
@@ -18,11 +19,6 @@ async def collect(engine, prompt, max_tokens, **kwargs):
     async for delta in engine.generate(prompt, max_tokens, ignore_eos=True, **kwargs):
         deltas.append((time.monotonic(), delta))
     return deltas
-
-
-def kv_cache_free(engine) -> bool:
-    """Whether no request holds KV blocks (vLLM resets its prefix cache only then)."""
-    return engine.run(engine.llm.reset_prefix_cache())
 
 
 async def test_tokens_stream_as_the_engine_makes_them(vllm_engine) -> None:
@@ -53,10 +49,7 @@ async def test_closing_the_stream_aborts_the_request_and_frees_its_memory(vllm_e
         break
     assert not kv_cache_free(vllm_engine), "a running request holds KV blocks"
     await stream.aclose()
-    deadline = time.monotonic() + 10
-    while not kv_cache_free(vllm_engine):
-        assert time.monotonic() < deadline, "the aborted request still holds KV blocks"
-        time.sleep(0.05)
+    wait_until_kv_cache_free(vllm_engine)
 
 
 async def test_bad_slo_data_is_refused_and_the_engine_serves_on(vllm_engine) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import Iterator
 
 import openai
@@ -17,15 +16,9 @@ MODEL = "tiny-random-llama"
 PROMPT = list(range(100, 200))
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def client() -> Iterator[openai.OpenAI]:
-    with running_server(MODEL, policy="jit", port=free_port()) as url:
+    with running_server(MODEL, policy="jit") as url:
         yield openai.OpenAI(base_url=url, api_key="unused", max_retries=0)
 
 

@@ -1,7 +1,8 @@
 """vLLM's real scheduler, in this process, stepped by hand: the model's output is one token for each
 request whose prompt is fully computed, so steps are exact and fast.
 
-This is how vLLM tests its own scheduler; the engine tests (test_engine.py) run the whole engine.
+This is how vLLM tests its own scheduler; the engine tests (test_vllm_engine.py) run the whole engine,
+and share the KV-cache checks at the end of this module.
 """
 
 from __future__ import annotations
@@ -86,3 +87,16 @@ def step(scheduler: Scheduler) -> tuple[SchedulerOutput, list[EngineCoreOutput]]
 
 def free_blocks(scheduler: Scheduler) -> int:
     return scheduler.kv_cache_manager.block_pool.get_num_free_blocks()
+
+
+def kv_cache_free(engine: Any) -> bool:
+    """Whether no request of a running VLLMEngine holds KV blocks (vLLM resets its prefix cache only then)."""
+    return engine.run(engine.llm.reset_prefix_cache())
+
+
+def wait_until_kv_cache_free(engine: Any, timeout_s: float = 10.0) -> None:
+    """Fail unless every KV block of ``engine`` is free within ``timeout_s`` (an abort travels to vLLM's process)."""
+    deadline = time.monotonic() + timeout_s
+    while not kv_cache_free(engine):
+        assert time.monotonic() < deadline, "an ended request still holds KV blocks"
+        time.sleep(0.05)
