@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -231,6 +232,21 @@ def test_fit_recovers_known_coefficients_from_noisy_steps() -> None:
     fitted = FittedModel.fit(samples)
     for name in ("c0", "c_prefill", "c_decode", "c_context", "c_attention", "c_prefill_seq"):
         assert getattr(fitted, name) == pytest.approx(getattr(truth, name), rel=0.05), name
+
+
+def test_fit_is_unbiased_on_noisy_steps() -> None:
+    # Multiplicative noise of a shared CPU (lognormal, ~20%): the fitted model must predict the mean step
+    # time, not the shorter one a plain relative-error fit favours.
+    truth = FittedModel(c0=0.006, c_prefill=2e-5, c_decode=4e-4, c_context=1e-7, c_attention=2.5e-8,
+                        c_prefill_seq=7e-4)
+    rng = np.random.default_rng(11)
+    shapes = _synthetic_steps(rng, 3000)
+    samples = [(s, truth.step_time(s) * rng.lognormal(0, 0.2)) for s in shapes]
+    fitted = FittedModel.fit(samples)
+    measured = sum(seconds for _, seconds in samples)
+    assert sum(fitted.step_time(s) for s in shapes) == pytest.approx(measured, rel=0.01)
+    expected_mean_noise = math.exp(0.2 ** 2 / 2)
+    assert fitted.c0 == pytest.approx(truth.c0 * expected_mean_noise, rel=0.05)
 
 
 def test_fit_keeps_coefficients_non_negative() -> None:

@@ -9,6 +9,10 @@ scheduler logs every step it runs (shape and seconds, see :mod:`jitagent_vllm.st
 :class:`~jitagent.engines.latency.FittedModel` is fitted to them, and written as a ``fitted``
 profile with the engine's own limits (token budget, seats, block size, KV capacity), which
 ``jitagent bench --profile FILE`` and :class:`~jitagent.engines.sim.SimConfig` load like any other.
+
+:func:`calibrate` does it all on an engine of its own; :func:`run_probes` and :func:`fit_profile` are its
+two halves, for probing an engine that also serves other work (``benchmarks/vllm_fidelity.py`` probes
+the benchmark's own engine after its run: a shared machine's speed drifts within minutes).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from jitagent_vllm.engine import VLLMEngine, VLLMEngineConfig
 from jitagent_vllm.replay import ReplayEngine
 from jitagent_vllm.step_timer import read_step_log
 
-__all__ = ["Calibration", "calibrate"]
+__all__ = ["Calibration", "calibrate", "fit_profile", "run_probes"]
 
 _DECODE_BATCHES = (1, 2, 4, 8, 16, 32, 64)
 _PREFILLS = (64, 256, 1024, 2048, 4096)
@@ -60,7 +64,9 @@ async def _arrivals(replay: ReplayEngine, tag: str) -> None:
             await asyncio.gather(*(_probe(replay, prompt, 2, f"{tag}-{group}-{prompt}-{i}") for i in range(group)))
 
 
-async def _run_probes(engine: VLLMEngine, rounds: int) -> None:
+async def run_probes(engine: VLLMEngine, rounds: int = 2) -> None:
+    """Run the probe set ``rounds`` times on ``engine`` (its scheduler logs the steps, see
+    :class:`~jitagent_vllm.VLLMEngineConfig`'s ``step_log``)."""
     replay = ReplayEngine(engine)
     seats = engine.limits.max_num_seqs
     for r in range(rounds):
@@ -77,24 +83,27 @@ async def _run_probes(engine: VLLMEngine, rounds: int) -> None:
             await asyncio.gather(*decodes, _arrivals(replay, f"m{r}-{batch}"))
 
 
+def fit_profile(samples: list[tuple[StepShape, float]], engine: VLLMEngine, name: str | None = None) -> Calibration:
+    """A ``fitted`` profile of ``engine``: its limits, and a step-time model fitted to ``samples`` (its steps)."""
+    limits, model = engine.limits, engine.config.model
+    profile = Profile(
+        name=name or f"{Path(model).name}-cpu",
+        description=f"{model} on this machine's vLLM engine, fitted to {len(samples)} measured steps",
+        model=None, gpu=None, latency=FittedModel.fit(samples),
+        defaults=EngineDefaults(token_budget=limits.token_budget, max_num_seqs=limits.max_num_seqs,
+                                block_size=limits.block_size),
+        fixed_kv_capacity_tokens=limits.num_blocks * limits.block_size,
+        source=("jitagent calibrate: step times measured by the JIT scheduler inside vLLM (scheduling start to the "
+                "next step's start while busy), fitted by non-negative least squares on relative error, "
+                "scaled to be unbiased in the mean"),
+    )
+    return Calibration(profile, samples)
+
+
 def calibrate(config: VLLMEngineConfig, *, name: str | None = None, rounds: int = 2) -> Calibration:
     """Start an engine as ``config`` says, run the probes ``rounds`` times, fit a profile."""
     with tempfile.TemporaryDirectory() as folder:
         log = Path(folder) / "steps.jsonl"
         with VLLMEngine(dataclasses.replace(config, step_log=str(log))) as engine:
-            engine.run(_run_probes(engine, rounds))
-            limits = engine.limits
-        samples = read_step_log(log)
-    model = FittedModel.fit(samples)
-    label = name or f"{Path(config.model).name}-cpu"
-    profile = Profile(
-        name=label,
-        description=f"{config.model} on this machine's vLLM engine, fitted to {len(samples)} measured steps",
-        model=None, gpu=None, latency=model,
-        defaults=EngineDefaults(token_budget=limits.token_budget, max_num_seqs=limits.max_num_seqs,
-                                block_size=limits.block_size),
-        fixed_kv_capacity_tokens=limits.num_blocks * limits.block_size,
-        source=("jitagent calibrate: step times measured by the JIT scheduler inside vLLM (scheduling start to the "
-                "next step's start while busy), fitted by non-negative least squares on relative error"),
-    )
-    return Calibration(profile, samples)
+            engine.run(run_probes(engine, rounds))
+            return fit_profile(read_step_log(log), engine, name)

@@ -28,7 +28,7 @@ class SchedulerSettings(BaseModel):
             writes) to start from; without one the scheduler starts from a rough CPU prior.
             Either way it refits the step-time model to the steps it measures.
         learn_step_times: refit the step-time model online from measured steps.
-        step_log: a file to append every measured step to (JSON lines of shape and seconds), for
+        step_log: a file to append every measured step to (JSON lines of shape, seconds and start time), for
             ``jitagent calibrate``.
     """
 

@@ -39,7 +39,8 @@ class StepTimer:
         refit_every: steps between refits.
         window: measured steps kept for fitting.
         log_path: append each step as a JSON line
-            ``{"shape": [prefill, decodes, context, pairs, prefill_seqs], "seconds": s}``.
+            ``{"shape": [prefill, decodes, context, pairs, prefill_seqs], "seconds": s, "start": t}``
+            (``t`` on :func:`time.perf_counter`'s clock: gaps between steps show when the engine sat idle).
     """
 
     def __init__(self, prior: LatencyModel = CPU_PRIOR, *, learn: bool = True, refit_every: int = 128,
@@ -87,7 +88,8 @@ class StepTimer:
         self._samples.append((shape, seconds))
         if self._log is not None:
             self._log.write(json.dumps({"shape": [shape.prefill_tokens, shape.decode_seqs, shape.context_tokens,
-                                                  shape.attention_pairs, shape.prefill_seqs], "seconds": seconds}) + "\n")
+                                                  shape.attention_pairs, shape.prefill_seqs], "seconds": seconds,
+                                        "start": started}) + "\n")
         self._since_fit += 1
         if self.learn and self._since_fit >= self.refit_every:
             self._refit()
@@ -109,15 +111,24 @@ class StepTimer:
             logger.debug("step-time refit skipped: %s", exc)
 
 
-def read_step_log(path: str | Path) -> list[tuple[StepShape, float]]:
-    """The steps a :class:`StepTimer` logged to ``path``; ValueError on a malformed line."""
+def read_step_log(path: str | Path, *, since: float | None = None,
+                  until: float | None = None) -> list[tuple[StepShape, float]]:
+    """The steps a :class:`StepTimer` logged to ``path``; ValueError on a malformed line.
+
+    ``since``/``until`` keep the steps that started in that window, on :func:`time.perf_counter`'s clock
+    (the system-wide monotonic clock on Linux, so a caller's readings compare with the engine
+    process's): e.g. a benchmark's own steps apart from calibration probes run on the same engine.
+    """
     samples = []
     with open(path, encoding="utf-8") as lines:
         for number, line in enumerate(lines, 1):
             try:
                 record = json.loads(line)
                 shape = StepShape(*map(int, record["shape"]))  # logs before prefill_seqs have four fields
-                samples.append((shape, float(record["seconds"])))
+                seconds = float(record["seconds"])
+                started = float(record["start"]) if since is not None or until is not None else 0.0
             except (ValueError, KeyError, TypeError) as exc:
                 raise ValueError(f"{path}:{number}: not a step record ({exc})") from None
+            if (since is None or started >= since) and (until is None or started < until):
+                samples.append((shape, seconds))
     return samples
