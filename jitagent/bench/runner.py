@@ -142,8 +142,9 @@ class _Driver:
 
     def _add(self, req: RequestState, call: CallSpec, score_class: str, run_id: str | None, final: bool) -> None:
         pipeline = req.pipeline
-        self.records[req] = call_record(req.id, call, req.slo, score_class, req.arrival, req.token_times, self.provenance, run_id,
-                                        pipeline.run_start if pipeline is not None else None, final)
+        self.records[req] = call_record(req.id, call, req.slo, score_class, req.arrival, req.token_times,
+                                        self.provenance, run_id, pipeline.run_start if pipeline is not None else None,
+                                        final)
         self.core.add_request(req, call.output_len)
 
     def _on_finished(self, req: RequestState, now: float) -> None:

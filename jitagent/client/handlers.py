@@ -238,16 +238,17 @@ class OpenAIServer:
             raise _bad(f"'stream' must be a boolean, got {stream!r}", "stream")
         include_usage = _stream_options(body.get("stream_options"), stream)
 
+        prompt = body.get("messages") if chat else _one_prompt(body.get("prompt"))
         if chat:
-            prompt_tokens, prompt_key = _chat_prompt(body.get("messages"), self.backend)
+            prompt_tokens, prompt_key = _chat_prompt(prompt, self.backend)
             max_tokens = body.get("max_completion_tokens")
             param = "max_completion_tokens"
             if max_tokens is None:
                 max_tokens, param = body.get("max_tokens"), "max_tokens"
         else:
-            prompt_tokens, prompt_key = _completion_prompt(body.get("prompt"))
+            prompt_tokens, prompt_key = _completion_prompt(prompt)
             max_tokens, param = body.get("max_tokens", _COMPLETIONS_DEFAULT_MAX_TOKENS), "max_tokens"
-        prompt_ids = self.backend.tokenize(body.get("messages") if chat else body.get("prompt"), chat)
+        prompt_ids = self.backend.tokenize(prompt, chat)
         if prompt_ids is not None:
             prompt_tokens = len(prompt_ids)
         limit = self.backend.max_model_len
@@ -585,10 +586,15 @@ def _content_tokens(content: Any, where: str, backend: Backend) -> int:
     raise _bad(f"{where}.content must be a string or a list of text parts", f"{where}.content")
 
 
+def _one_prompt(prompt: Any) -> Any:
+    """A Completions prompt sent as a batch of one (``[text]`` or ``[[ids]]``) is that one prompt."""
+    if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], (str, list)):
+        return prompt[0]
+    return prompt
+
+
 def _completion_prompt(prompt: Any) -> tuple[int, bytes]:
     """(prompt tokens, identity) of a Completions prompt: text, or token ids counted exactly."""
-    if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], (str, list)):
-        prompt = prompt[0]  # a batch of one
     if isinstance(prompt, str) and prompt:
         return count_tokens(prompt), prompt.encode()
     if isinstance(prompt, list) and prompt and all(_is_int(t) and t >= 0 for t in prompt):

@@ -190,11 +190,7 @@ class EngineCore:
     def _fall_back(self, view: SchedulerView) -> Step:
         """The policy's ``schedule`` failed: plan this step first-come-first-served, then restart it."""
         self._note_failure("schedule")
-        fcfs = FCFS()
-        for req in self._output_len:  # in arrival order
-            if req.status is not RequestStatus.RUNNING:
-                fcfs.add_request(req)
-        step = self._apply(fcfs.schedule(view), view.now)
+        step = self._apply(self._told(FCFS()).schedule(view), view.now)
         self._restart_policy()
         return step
 
@@ -224,6 +220,7 @@ class EngineCore:
             self.policy = self._told(FCFS())
 
     def _told(self, policy: Policy) -> Policy:
+        """``policy``, told every live request that is not running, in arrival order."""
         for req in self._output_len:
             if req.status is not RequestStatus.RUNNING:
                 self._tell(policy, req)

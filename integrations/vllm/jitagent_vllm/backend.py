@@ -78,8 +78,6 @@ class VLLMBackend:
     def tokenize(self, prompt: Any, chat: bool) -> list[int]:
         if chat:
             return self.engine.encode_chat(prompt)
-        if isinstance(prompt, list) and len(prompt) == 1:
-            prompt = prompt[0]  # a batch of one
         return list(prompt) if isinstance(prompt, list) else self.engine.encode(prompt)
 
     def validate(self, prompt_tokens: int, max_tokens: int) -> None:

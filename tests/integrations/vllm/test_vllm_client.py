@@ -31,6 +31,9 @@ async def test_chat_completions_with_and_without_streaming(vllm_engine) -> None:
         assert sum(1 for c in chunks if c.choices and c.choices[0].delta.content) >= 2
         completion = await client.completions.create(model="tiny-random-llama", prompt=[5, 6, 7, 8], max_tokens=5)
         assert completion.usage.prompt_tokens == 4
+        for batch_of_one, tokens in (([[5, 6, 7]], 3), ([5], 1)):  # one prompt in a list; a one-token prompt
+            completion = await client.completions.create(model="tiny-random-llama", prompt=batch_of_one, max_tokens=3)
+            assert completion.usage.prompt_tokens == tokens
     finally:
         await client.close()
     assert kv_cache_free(vllm_engine)  # nothing left holding memory
