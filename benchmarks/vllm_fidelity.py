@@ -10,15 +10,24 @@ For each policy (tiny-random-llama on this CPU by default), every step logged:
    drifts by tens of percent within minutes (measured: a profile calibrated two minutes before a run
    was 12-37% fast against that run's steps), so the probes bracket the run they stand for;
 3. the simulator, with that profile (which holds the engine's limits), serves the same workload in
-   virtual time; and again with a profile refitted to the run's own steps (how much of the error is
-   the step-time model's).
+   virtual time (``sim``: what the simulator predicts); then twice more, to tell the simulator's own
+   error from the machine's: ``sim_refit`` on a profile refitted to the run's own steps (the step
+   costs the run had, at its mean speed), and ``sim_replay`` on that profile with the machine's speed
+   replayed window by window (``--speed-window`` seconds, a
+   :class:`~jitagent.engines.speed_trace.SpeedTrace` measured from the run's steps) and the policy
+   planning on a step-time model it learns from the simulated steps, as the real scheduler learns
+   from the real ones: the run's machine as it ran, everything else simulated.
 
 Prints, per policy, service goodput, SLO attainment, mean TTFT and mean end-to-end latency, real and
-simulated, with the simulator's relative error; writes ``fidelity.json``, the profiles, the step logs
-(``steps-POLICY.jsonl``) and every request, real and simulated (``records-POLICY-{real,sim}.jsonl``), to
-``--out``. The machine should be otherwise idle: the real runs are timed on the wall clock.
+simulated, with the simulator's relative error; writes ``fidelity.json``, the profiles, the speed
+traces, the step logs (``steps-POLICY.jsonl``) and every request, real and simulated
+(``records-POLICY-{real,sim,sim-refit,sim-replay}.jsonl``), to ``--out``. The machine should be
+otherwise idle: the real runs are timed on the wall clock.
 
     python benchmarks/vllm_fidelity.py --workload mixed --rate 2.5 --duration 240 --policies fcfs,jit
+
+``--resimulate DIR`` simulates again against the real runs saved in ``DIR`` (seconds, not the
+quarter of an hour of real runs): for working on the simulator.
 """
 
 from __future__ import annotations
@@ -32,35 +41,57 @@ from pathlib import Path
 from typing import Any
 
 from jitagent.bench.live import serve_live
-from jitagent.bench.runner import RunOutcome, simulate
+from jitagent.bench.runner import default_warmup, simulate
 from jitagent.bench.workloads import Workload, build_workload
-from jitagent.engines.latency import FittedModel, StepShape
+from jitagent.engines.latency import FittedModel, StepShape, load_profile
 from jitagent.engines.sim import SimConfig
-from jitagent.scheduling.goodput import GoodputSummary, RequestRecord
+from jitagent.engines.speed_trace import SpeedTrace
+from jitagent.scheduling.goodput import GoodputSummary, RequestRecord, Window, summarize
 from jitagent.scheduling.policies import make_policy
 from jitagent_vllm import VLLMEngine, VLLMEngineConfig
 from jitagent_vllm.bench import LIVE_DRAIN_S
 from jitagent_vllm.calibrate import Calibration, fit_profile, run_probes
 from jitagent_vllm.replay import ReplayEngine, SLOScale, measure_slo_scale
-from jitagent_vllm.step_timer import read_step_log
+from jitagent_vllm.step_timer import read_step_log, read_timed_steps
 
 METRICS = ("service_goodput", "slo_attainment", "mean_ttft_s", "mean_e2e_s")
+SIMULATIONS = ("sim", "sim_refit", "sim_replay")
 
 
 @dataclasses.dataclass
 class RealRun:
-    """One policy on the real engine: the run, the probes' profile around it, and the run's own steps."""
+    """One policy on the real engine: its requests, the probes' profile around it, and its own steps
+    (``(start, shape, seconds)``, start in seconds since the run began)."""
 
-    outcome: RunOutcome
+    records: list[RequestRecord]
     calibration: Calibration
-    run_steps: list[tuple[StepShape, float]]
+    run_steps: list[tuple[float, StepShape, float]]
+    window: tuple[float, float]   # the run's start and end on the step log's clock
+
+    def summary(self, duration: float) -> GoodputSummary:
+        return summarize(self.records, Window(warmup=default_warmup(duration), end=duration))
 
     def slowdown(self) -> float:
         """The run's measured step time over what the probes' profile predicts for the same steps:
         how far the machine's speed moved between the probes and the run (1.0: not at all)."""
         latency = self.calibration.profile.latency
-        return sum(seconds for _, seconds in self.run_steps) / sum(latency.step_time(s) for s, _ in self.run_steps)
+        return sum(seconds for _, _, seconds in self.run_steps) / sum(latency.step_time(s) for _, s, _ in self.run_steps)
 
+    @classmethod
+    def load(cls, folder: Path, policy: str, window: tuple[float, float]) -> RealRun:
+        """A run saved by this script in ``folder``."""
+        ended = window[1]
+        with open(folder / f"records-{policy}-real.jsonl", encoding="utf-8") as lines:
+            records = [RequestRecord.from_json(json.loads(line)) for line in lines]
+        log = folder / f"steps-{policy}.jsonl"
+        probes = read_step_log(folder / f"steps-{policy}-before.jsonl") + read_step_log(log, since=ended)
+        calibration = Calibration(load_profile(folder / f"calibrated-profile-{policy}.json"), probes)
+        return cls(records, calibration, _run_steps(log, window), window)
+
+
+def _run_steps(log: Path, window: tuple[float, float]) -> list[tuple[float, StepShape, float]]:
+    started, ended = window
+    return [(start - started, shape, seconds) for start, shape, seconds in read_timed_steps(log, since=started, until=ended)]
 
 def figures(summary: GoodputSummary) -> dict[str, float | None]:
     return {"service_goodput": summary.service_goodput, "slo_attainment": summary.slo_attainment,
@@ -96,13 +127,54 @@ def serve_real(config: VLLMEngineConfig, base: Workload, scale: SLOScale | None,
         prior = args.out / f"prior-profile-{config.policy}.json"
         prior.write_text(fit_profile(read_step_log(before_log), engine, name).profile.to_json())
     with VLLMEngine(dataclasses.replace(config, profile=str(prior))) as engine:
-        started = time.perf_counter()
+        started = time.perf_counter()   # the driver's clock starts 0.2 s later: nothing at the trace's scale
         outcome = engine.run(serve_live(base.with_slo_scale(scale.factor), ReplayEngine(engine),
                                         policy=config.policy, rate=args.rate, drain_s=LIVE_DRAIN_S))
         ended = time.perf_counter()
         engine.run(run_probes(engine, args.probe_rounds))
         calibration = fit_profile(read_step_log(before_log) + read_step_log(log, since=ended), engine, name)
-    return RealRun(outcome, calibration, read_step_log(log, since=started, until=ended)), scale
+    write_records(args.out / f"records-{config.policy}-real.jsonl", outcome.records)
+    return RealRun(outcome.records, calibration, _run_steps(log, (started, ended)), (started, ended)), scale
+
+
+def real_runs(args: argparse.Namespace, base: Workload) -> tuple[dict[str, RealRun], SLOScale]:
+    """Each policy's run on the real engine, made now or (``--resimulate``) read back."""
+    if args.resimulate is not None:
+        saved = json.loads((args.resimulate / "fidelity.json").read_text())
+        scale = SLOScale(**{k: v for k, v in saved["slo_scale"].items() if k != "factor"})
+        return {policy: RealRun.load(args.resimulate, policy, tuple(row["run_window"]))
+                for policy, row in saved["policies"].items() if policy in args.policies.split(",")}, scale
+    scale = None
+    runs: dict[str, RealRun] = {}
+    for policy in args.policies.split(","):
+        config = VLLMEngineConfig(model=args.model, policy=policy, step_log=str(args.out / f"steps-{policy}.jsonl"))
+        runs[policy], scale = serve_real(config, base, scale, args)
+        summary = runs[policy].summary(args.duration)
+        print(f"{policy}: real run done, goodput {summary.service_goodput:.0f} tok/s, "
+              f"attainment {summary.slo_attainment:.1%}; probes: {runs[policy].calibration.summary()}")
+    assert scale is not None
+    return runs, scale
+
+
+def simulations(policy: str, run: RealRun, workload: Workload, args: argparse.Namespace) -> dict[str, GoodputSummary]:
+    """The simulator on the probes' profile, on the run's own step costs, and on the run's machine as it ran."""
+    probe_profile = args.out / f"calibrated-profile-{policy}.json"
+    probe_profile.write_text(run.calibration.profile.to_json())
+    refitted = dataclasses.replace(run.calibration.profile, name=f"{run.calibration.profile.name}-refit",
+                                   latency=FittedModel.fit([(shape, seconds) for _, shape, seconds in run.run_steps]))
+    refit_profile = args.out / f"refitted-profile-{policy}.json"
+    refit_profile.write_text(refitted.to_json())
+    speed_trace = args.out / f"speed-trace-{policy}.json"
+    speed_trace.write_text(SpeedTrace.measure(run.run_steps, refitted.latency, args.speed_window).to_json())
+    configs = {"sim": SimConfig(profile=str(probe_profile)),
+               "sim_refit": SimConfig(profile=str(refit_profile)),
+               "sim_replay": SimConfig(profile=str(refit_profile), speed_trace=str(speed_trace), learn_step_times=True)}
+    summaries = {}
+    for name, config in configs.items():
+        outcome = simulate(workload, make_policy(policy), config, rate=args.rate, drain_s=LIVE_DRAIN_S)
+        write_records(args.out / f"records-{policy}-{name.replace('_', '-')}.jsonl", outcome.records)
+        summaries[name] = outcome.summary
+    return summaries
 
 
 def main() -> None:
@@ -114,49 +186,38 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=240.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--probe-rounds", type=int, default=1, help="probe sets before and after each run")
+    parser.add_argument("--speed-window", type=float, default=15.0, help="seconds per window of the speed trace")
+    parser.add_argument("--resimulate", type=Path, help="a folder this script wrote: simulate its real runs again")
     parser.add_argument("--out", type=Path, default=Path("bench-out/vllm-fidelity"))
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.resimulate is not None:  # the real runs' settings, not the defaults
+        saved = json.loads((args.resimulate / "fidelity.json").read_text())["config"]
+        for key in ("model", "workload", "rate", "duration", "seed"):
+            setattr(args, key, saved[key])
 
     base = build_workload(args.workload, rate=args.rate, duration=args.duration, seed=args.seed)
-    scale = None
-    runs: dict[str, RealRun] = {}
-    for policy in args.policies.split(","):
-        config = VLLMEngineConfig(model=args.model, policy=policy, step_log=str(args.out / f"steps-{policy}.jsonl"))
-        runs[policy], scale = serve_real(config, base, scale, args)
-        summary = runs[policy].outcome.summary
-        write_records(args.out / f"records-{policy}-real.jsonl", runs[policy].outcome.records)
-        print(f"{policy}: real run done, goodput {summary.service_goodput:.0f} tok/s, "
-              f"attainment {summary.slo_attainment:.1%}; probes: {runs[policy].calibration.summary()}")
-    assert scale is not None
+    runs, scale = real_runs(args, base)
     workload = base.with_slo_scale(scale.factor)
 
-    results: dict[str, Any] = {"config": vars(args) | {"out": str(args.out)}, "slo_scale": scale.to_dict(),
-                               "policies": {}}
-    print(f"\n{'policy':8} {'metric':16} {'real':>10} {'sim':>10} {'error':>8} {'sim (refit)':>12} {'error':>8}")
+    results: dict[str, Any] = {"config": vars(args) | {"out": str(args.out), "resimulate": str(args.resimulate)},
+                               "slo_scale": scale.to_dict(), "policies": {}}
+    print(f"\n{'policy':8} {'metric':16} {'real':>10} " + " ".join(f"{name:>10} {'error':>8}" for name in SIMULATIONS))
     for policy, run in runs.items():
-        probe_profile = args.out / f"calibrated-profile-{policy}.json"
-        probe_profile.write_text(run.calibration.profile.to_json())
-        refit_profile = args.out / f"refitted-profile-{policy}.json"
-        refit_profile.write_text(dataclasses.replace(run.calibration.profile, name=f"{run.calibration.profile.name}-refit",
-                                                     latency=FittedModel.fit(run.run_steps)).to_json())
-        sims = [simulate(workload, make_policy(policy), SimConfig(profile=str(path)),
-                         rate=args.rate, drain_s=LIVE_DRAIN_S) for path in (probe_profile, refit_profile)]
-        write_records(args.out / f"records-{policy}-sim.jsonl", sims[0].records)
-        row = {"real": figures(run.outcome.summary), "sim": figures(sims[0].summary),
-               "sim_refit": figures(sims[1].summary), "calibration": run.calibration.summary(),
-               "run_steps_over_profile": run.slowdown()}
-        row["error"] = {m: error(row["sim"][m], row["real"][m]) for m in METRICS}
-        row["error_refit"] = {m: error(row["sim_refit"][m], row["real"][m]) for m in METRICS}
+        sims = simulations(policy, run, workload, args)
+        row: dict[str, Any] = {"real": figures(run.summary(args.duration))}
+        row |= {name: figures(summary) for name, summary in sims.items()}
+        row["error"] = {name: {m: error(row[name][m], row["real"][m]) for m in METRICS} for name in SIMULATIONS}
+        row |= {"calibration": run.calibration.summary(), "run_steps_over_profile": run.slowdown(),
+                "run_window": list(run.window)}
         results["policies"][policy] = row
         for m in METRICS:
-            cells = [row["real"][m], row["sim"][m], row["error"][m], row["sim_refit"][m], row["error_refit"][m]]
-            print(f"{policy:8} {m:16} {cells[0]:>10.3f} {cells[1]:>10.3f} {cells[2]:>+8.1%} {cells[3]:>12.3f} "
-                  f"{cells[4]:>+8.1%}")
+            cells = " ".join(f"{row[name][m]:>10.3f} {row['error'][name][m]:>+8.1%}" for name in SIMULATIONS)
+            print(f"{policy:8} {m:16} {row['real'][m]:>10.3f} {cells}")
         print(f"{policy:8} {'run steps / profile':16} {row['run_steps_over_profile']:>10.3f}")
     (args.out / "fidelity.json").write_text(json.dumps(results, indent=1) + "\n")
-    print(f"\nwrote fidelity.json, profiles, step logs and records to {args.out}/")
+    print(f"\nwrote fidelity.json, profiles, speed traces, step logs and records to {args.out}/")
 
 
 if __name__ == "__main__":

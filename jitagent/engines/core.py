@@ -8,6 +8,11 @@ comes from a latency model. The core keeps no clock of its own: a driver runs ea
 halves, :meth:`EngineCore.begin_step` (plan, and how long the step will take) and
 :meth:`EngineCore.end_step` (at the time the step ended: virtual in benchmarks, real for clients).
 
+The policy plans on the latency model itself, or, with ``learn_step_times``, on a
+:class:`~jitagent.engines.latency.LearnedModel` fed the steps the core runs, as vLLM's JIT scheduler
+learns from the steps it times; a :class:`~jitagent.engines.speed_trace.SpeedTrace` makes the
+steps run as fast as a real machine did, window by window.
+
 A failing policy never stops the engine: when its ``schedule`` raises (or, with ``check_plans``,
 returns a plan that breaks the limits), that step is planned first-come-first-served, and a fresh
 instance of the policy (:meth:`~jitagent.scheduling.policies.base.Policy.fresh`), told every live
@@ -21,7 +26,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from jitagent.engines.latency import LatencyModel, StepShape
+from jitagent.engines.latency import LatencyModel, LearnedModel, StepShape
+from jitagent.engines.speed_trace import SpeedTrace
 from jitagent.scheduling.plan import EngineLimits, SchedulerView, StepPlan, check_plan
 from jitagent.scheduling.policies.base import Policy
 from jitagent.scheduling.policies.baselines import FCFS
@@ -64,12 +70,20 @@ class EngineCore:
         limits: token budget, seats, KV blocks, max model length.
         check_plans: validate every plan against the limits (on by default; a benchmark that has
             already tested its policy may turn it off for speed).
+        speed: step times are the latency model's times this trace's factor at the step's start
+            (the engine clock is taken to be the run's: 0 at its start).
+        learn_step_times: the policy plans on a step-time model learned from the steps run
+            (``latency`` its prior), not on ``latency`` itself.
     """
 
     def __init__(self, policy: Policy, latency: LatencyModel, limits: EngineLimits,
-                 check_plans: bool = True) -> None:
+                 check_plans: bool = True, *, speed: SpeedTrace | None = None,
+                 learn_step_times: bool = False) -> None:
         self.policy = policy
         self.latency = latency
+        self.speed = speed
+        self._learned = LearnedModel(latency) if learn_step_times else None
+        self._planned_on: LatencyModel = latency if self._learned is None else self._learned
         self.limits = limits
         self.check_plans = check_plans
         self.free_blocks = limits.num_blocks
@@ -161,11 +175,16 @@ class EngineCore:
         for req in plan.rejected:  # after the admissions: a policy restarted here must see them running
             self._end(req, RequestStatus.REJECTED)
         shape = StepShape(prefill_tokens, decode_seqs, context, pairs, prefill_seqs)
-        return Step(plan, self.latency.step_time(shape) if plan.scheduled else 0.0, shape)
+        duration = self.latency.step_time(shape) if plan.scheduled else 0.0
+        if self.speed is not None:
+            duration *= self.speed.factor_at(now)
+        return Step(plan, duration, shape)
 
     def end_step(self, step: Step, now: float) -> StepResult:
         """Finish ``step`` at ``now``: computed tokens land, new tokens are delivered at ``now``."""
         self.num_steps += 1
+        if self._learned is not None and step.duration > 0:
+            self._learned.observe(step.shape, step.duration)
         emitted: list[RequestState] = []
         finished: list[RequestState] = []
         for req, n in step.plan.scheduled:
@@ -257,4 +276,4 @@ class EngineCore:
             self._policy_failed("finish_request")
 
     def _estimate_step(self, prefill_tokens: int, decode_seqs: int, context_tokens: int) -> float:
-        return self.latency.step_time(StepShape.estimate(prefill_tokens, decode_seqs, context_tokens))
+        return self._planned_on.step_time(StepShape.estimate(prefill_tokens, decode_seqs, context_tokens))

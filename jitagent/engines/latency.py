@@ -20,7 +20,9 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import logging
 import math
+from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -38,6 +40,7 @@ __all__ = [
     "LatencyModel",
     "RooflineModel",
     "FittedModel",
+    "LearnedModel",
     "ModelSpec",
     "GPUSpec",
     "EngineDefaults",
@@ -48,6 +51,8 @@ __all__ = [
     "load_profile",
     "list_profiles",
 ]
+
+logger = logging.getLogger(__name__)
 
 GiB = 1 << 30
 
@@ -311,6 +316,50 @@ class FittedModel:
 
 
 _FITTED_ADAPTER: TypeAdapter[FittedModel] = TypeAdapter(FittedModel)
+
+
+class LearnedModel:
+    """A step-time model learned as an engine runs: ``prior`` until enough steps are measured, then a
+    :class:`FittedModel` refitted every ``refit_every`` steps to the last ``window`` of them.
+
+    What a policy plans on when no profile knows the machine's speed as it is now: vLLM's JIT
+    scheduler feeds it the steps it times (``jitagent_vllm.step_timer``), and the simulated engine
+    can feed it the steps it simulates (``SimConfig(learn_step_times=True)``), so that a simulated
+    policy follows a changing speed as the real one does, a refit behind.
+    """
+
+    def __init__(self, prior: LatencyModel, *, refit_every: int = 128, window: int = 2048) -> None:
+        if refit_every < 1 or window < 1:
+            raise ValueError(f"refit_every and window must be at least 1, got {refit_every} and {window}")
+        self.model: LatencyModel = prior
+        self.refit_every = refit_every
+        self._samples: deque[tuple[StepShape, float]] = deque(maxlen=window)
+        self._since_fit = 0
+
+    def step_time(self, shape: StepShape) -> float:
+        return self.model.step_time(shape)
+
+    def estimate(self, prefill_tokens: int, decode_seqs: int, context_tokens: int) -> float:
+        """Seconds a step so described should take (a ``SchedulerView.step_time``)."""
+        return self.model.step_time(StepShape.estimate(prefill_tokens, decode_seqs, context_tokens))
+
+    def observe(self, shape: StepShape, seconds: float) -> None:
+        """A step of ``shape`` took ``seconds``."""
+        self._samples.append((shape, seconds))
+        self._since_fit += 1
+        if self._since_fit >= self.refit_every:
+            self._refit()
+
+    def _refit(self) -> None:
+        self._since_fit = 0
+        samples = list(self._samples)
+        # The prefill and decode terms are only identifiable when both kinds of step were seen.
+        if sum(s.prefill_tokens >= 64 for s, _ in samples) < 8 or sum(not s.prefill_tokens for s, _ in samples) < 8:
+            return
+        try:
+            self.model = FittedModel.fit(samples)
+        except ValueError as exc:  # degenerate samples: keep the model we have
+            logger.debug("step-time refit skipped: %s", exc)
 
 
 def _nnls(a: np.ndarray, b: np.ndarray) -> np.ndarray:

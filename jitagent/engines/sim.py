@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from jitagent.engines.core import EngineCore, Step
 from jitagent.engines.errors import EngineDeadError
 from jitagent.engines.latency import Profile, engine_preset, load_profile
+from jitagent.engines.speed_trace import load_speed_trace
 from jitagent.scheduling.plan import EngineLimits
 from jitagent.scheduling.policies import JIT, Policy, make_policy
 from jitagent.scheduling.request import PipelineContext, RequestState
@@ -44,6 +45,11 @@ class SimConfig:
         block_size: tokens per KV block (default: the profile's).
         num_blocks: KV blocks, overriding what the memory figures give.
         max_model_len: max prompt plus output tokens of one request.
+        speed_trace: a :class:`~jitagent.engines.speed_trace.SpeedTrace` file: steps run as fast as
+            the machine it was measured on did, window by window (to replay a real run in virtual time,
+            whose clock starts at 0 as the run's did).
+        learn_step_times: the policy plans on a step-time model it learns from the steps run, as
+            vLLM's JIT scheduler does, rather than on the profile itself.
     """
 
     profile: str = DEFAULT_PROFILE
@@ -54,6 +60,8 @@ class SimConfig:
     block_size: int | None = None
     num_blocks: int | None = None
     max_model_len: int | None = None
+    speed_trace: str | None = None
+    learn_step_times: bool = False
 
     def resolve(self) -> tuple[Profile, EngineLimits]:
         """Load the profile and work out the engine's limits; ValueError on bad settings."""
@@ -83,7 +91,9 @@ class SimConfig:
         elif not isinstance(policy, Policy):
             raise TypeError(f"policy must be a policy name or a Policy instance, got {type(policy).__name__}: "
                             f"{policy!r:.80}")
-        return EngineCore(policy, profile.latency, limits, check_plans=check_plans)
+        speed = load_speed_trace(self.speed_trace) if self.speed_trace is not None else None
+        return EngineCore(policy, profile.latency, limits, check_plans=check_plans, speed=speed,
+                          learn_step_times=self.learn_step_times)
 
 
 @dataclass(slots=True)

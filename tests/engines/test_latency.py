@@ -14,6 +14,7 @@ from jitagent.engines.latency import (
     EngineDefaults,
     FittedModel,
     GPUSpec,
+    LearnedModel,
     ModelSpec,
     Profile,
     RooflineModel,
@@ -277,6 +278,33 @@ def test_fitted_model_json_round_trip() -> None:
     assert FittedModel.from_json(model.to_json()) == model
     with pytest.raises(ValueError, match="greater than or equal to 0"):
         FittedModel.from_json('{"c0": -1, "c_prefill": 0, "c_decode": 0, "c_context": 0}')
+
+
+def test_learned_model_keeps_its_prior_until_both_kinds_of_step_were_seen() -> None:
+    prior = FittedModel(c0=0.005, c_prefill=5e-5, c_decode=2e-4, c_context=1e-7)
+    truth = FittedModel(c0=0.02, c_prefill=1e-4, c_decode=1e-3, c_context=0.0)
+    learned = LearnedModel(prior, refit_every=16)
+    for _ in range(64):  # decodes only: the prefill term cannot be told apart
+        learned.observe(DECODE_1, truth.step_time(DECODE_1))
+    assert learned.model is prior
+    for i in range(64):
+        shape = PREFILL_2048 if i % 2 else StepShape.of([(100, 1, False)] * (1 + i % 16))
+        learned.observe(shape, truth.step_time(shape))
+    assert learned.model is not prior
+    for shape in (PREFILL_2048, DECODE_256):
+        assert learned.step_time(shape) == pytest.approx(truth.step_time(shape), rel=0.05)
+    assert learned.estimate(0, 4, 400) == pytest.approx(truth.step_time(StepShape.estimate(0, 4, 400)), rel=0.05)
+
+
+def test_learned_model_follows_a_change_of_speed_within_its_window() -> None:
+    truth = FittedModel(c0=0.01, c_prefill=1e-4, c_decode=1e-3, c_context=0.0)
+    learned = LearnedModel(truth, refit_every=32, window=128)
+    shapes = [PREFILL_2048 if i % 2 else StepShape.of([(100, 1, False)] * (1 + i % 8)) for i in range(256)]
+    for shape in shapes:  # the machine now runs 1.5x slower than the prior says
+        learned.observe(shape, 1.5 * truth.step_time(shape))
+    assert learned.step_time(PREFILL_2048) == pytest.approx(1.5 * truth.step_time(PREFILL_2048), rel=0.02)
+    with pytest.raises(ValueError, match="at least 1"):
+        LearnedModel(truth, refit_every=0)
 
 
 def test_roofline_rejects_bad_efficiency(a100: Profile) -> None:

@@ -3,24 +3,21 @@
 A policy asks how long a step of a given shape will take (``SchedulerView.step_time``). On a GPU a
 calibrated profile answers well; on an unknown machine nothing does until steps are measured. So
 the scheduler times every step it runs (from the start of scheduling to the start of the next step
-when the engine goes straight on, else to the end of processing the model's output) and refits a :class:`~jitagent.engines.latency.FittedModel`
-to the recent ones now and then. Steps can also be appended to a log, from which
-``jitagent calibrate`` fits a profile for the simulator.
+when the engine goes straight on, else to the end of processing the model's output) and feeds
+them to a :class:`~jitagent.engines.latency.LearnedModel`, which refits itself to the recent ones
+now and then (the simulator's engine can learn the same way). Steps can also be appended to a log,
+from which ``jitagent calibrate`` fits a profile for the simulator.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import time
-from collections import deque
 from pathlib import Path
 
-from jitagent.engines.latency import FittedModel, LatencyModel, StepShape
+from jitagent.engines.latency import FittedModel, LatencyModel, LearnedModel, StepShape
 
-__all__ = ["StepTimer", "CPU_PRIOR", "read_step_log"]
-
-logger = logging.getLogger(__name__)
+__all__ = ["StepTimer", "CPU_PRIOR", "read_step_log", "read_timed_steps"]
 
 #: Where the model starts before any step is measured: a small model on a CPU (5 ms a step, 50 us a
 #: prefill token). Only the first steps are planned with it.
@@ -45,16 +42,18 @@ class StepTimer:
 
     def __init__(self, prior: LatencyModel = CPU_PRIOR, *, learn: bool = True, refit_every: int = 128,
                  window: int = 2048, log_path: str | Path | None = None) -> None:
-        self.model: LatencyModel = prior
-        self.learn = learn
-        self.refit_every = refit_every
-        self._samples: deque[tuple[StepShape, float]] = deque(maxlen=window)
-        self._since_fit = 0
+        self._prior = prior
+        self._learned = LearnedModel(prior, refit_every=refit_every, window=window) if learn else None
         self._started: float | None = None
         self._ended: float | None = None
         self._shape: StepShape | None = None
         self._log = open(log_path, "a", buffering=1, encoding="utf-8") if log_path is not None else None  # noqa: SIM115
         self.num_steps = 0
+
+    @property
+    def model(self) -> LatencyModel:
+        """The step-time model as it stands: the prior, or the latest refit."""
+        return self._prior if self._learned is None else self._learned.model
 
     def estimate(self, prefill_tokens: int, decode_seqs: int, context_tokens: int) -> float:
         """Seconds a step of this shape should take (``SchedulerView.step_time``)."""
@@ -85,50 +84,50 @@ class StepTimer:
             return
         seconds = end - started
         self.num_steps += 1
-        self._samples.append((shape, seconds))
+        if self._learned is not None:
+            self._learned.observe(shape, seconds)
         if self._log is not None:
             self._log.write(json.dumps({"shape": [shape.prefill_tokens, shape.decode_seqs, shape.context_tokens,
                                                   shape.attention_pairs, shape.prefill_seqs], "seconds": seconds,
                                         "start": started}) + "\n")
-        self._since_fit += 1
-        if self.learn and self._since_fit >= self.refit_every:
-            self._refit()
 
     def close(self) -> None:
         if self._log is not None:
             self._log.close()
             self._log = None
 
-    def _refit(self) -> None:
-        self._since_fit = 0
-        samples = list(self._samples)
-        # The prefill and decode terms are only identifiable when both kinds of step were seen.
-        if sum(s.prefill_tokens >= 64 for s, _ in samples) < 8 or sum(not s.prefill_tokens for s, _ in samples) < 8:
-            return
-        try:
-            self.model = FittedModel.fit(samples)
-        except ValueError as exc:  # degenerate samples: keep the model we have
-            logger.debug("step-time refit skipped: %s", exc)
-
 
 def read_step_log(path: str | Path, *, since: float | None = None,
                   until: float | None = None) -> list[tuple[StepShape, float]]:
-    """The steps a :class:`StepTimer` logged to ``path``; ValueError on a malformed line.
+    """The steps a :class:`StepTimer` logged to ``path``, as ``(shape, seconds)``; ValueError on a
+    malformed line.
 
     ``since``/``until`` keep the steps that started in that window, on :func:`time.perf_counter`'s clock
     (the system-wide monotonic clock on Linux, so a caller's readings compare with the engine
     process's): e.g. a benchmark's own steps apart from calibration probes run on the same engine.
     """
-    samples = []
+    timed = since is not None or until is not None  # logs written before start times had none
+    return [(shape, seconds) for _, shape, seconds in _read(path, timed, since, until)]
+
+
+def read_timed_steps(path: str | Path, *, since: float | None = None,
+                     until: float | None = None) -> list[tuple[float, StepShape, float]]:
+    """As :func:`read_step_log`, each step as ``(start, shape, seconds)``: when the machine ran how fast."""
+    return _read(path, True, since, until)
+
+
+def _read(path: str | Path, timed: bool, since: float | None,
+          until: float | None) -> list[tuple[float, StepShape, float]]:
+    steps = []
     with open(path, encoding="utf-8") as lines:
         for number, line in enumerate(lines, 1):
             try:
                 record = json.loads(line)
                 shape = StepShape(*map(int, record["shape"]))  # logs before prefill_seqs have four fields
                 seconds = float(record["seconds"])
-                started = float(record["start"]) if since is not None or until is not None else 0.0
+                started = float(record["start"]) if timed else 0.0
             except (ValueError, KeyError, TypeError) as exc:
                 raise ValueError(f"{path}:{number}: not a step record ({exc})") from None
             if (since is None or started >= since) and (until is None or started < until):
-                samples.append((shape, seconds))
-    return samples
+                steps.append((started, shape, seconds))
+    return steps
