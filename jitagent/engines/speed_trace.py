@@ -2,7 +2,7 @@
 
 A profile says how long a step of a given shape takes; a shared machine does not keep to it. On the
 2-core machines here the same vLLM CPU step shapes run 20-40% slower or faster for tens of seconds
-at a time (the same probe set run twice on one engine, a minute apart, took 16-44% longer the
+at a time (the same probe set run twice on one engine, a minute apart, took 14-44% longer the
 first time), while a plain matrix multiply on the same core stays within 7%. No profile fitted before or after a run can know that.
 A :class:`SpeedTrace` measures it from the run's own steps, as one factor per window (measured step
 time over the profile's, summed over the window's steps), so that a simulation of that run can
