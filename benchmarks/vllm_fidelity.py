@@ -93,6 +93,7 @@ def _run_steps(log: Path, window: tuple[float, float]) -> list[tuple[float, Step
     started, ended = window
     return [(start - started, shape, seconds) for start, shape, seconds in read_timed_steps(log, since=started, until=ended)]
 
+
 def figures(summary: GoodputSummary) -> dict[str, float | None]:
     return {"service_goodput": summary.service_goodput, "slo_attainment": summary.slo_attainment,
             "mean_ttft_s": summary.ttft_s.mean, "mean_e2e_s": summary.e2e_s.mean}
@@ -137,10 +138,10 @@ def serve_real(config: VLLMEngineConfig, base: Workload, scale: SLOScale | None,
     return RealRun(outcome.records, calibration, _run_steps(log, (started, ended)), (started, ended)), scale
 
 
-def real_runs(args: argparse.Namespace, base: Workload) -> tuple[dict[str, RealRun], SLOScale]:
-    """Each policy's run on the real engine, made now or (``--resimulate``) read back."""
-    if args.resimulate is not None:
-        saved = json.loads((args.resimulate / "fidelity.json").read_text())
+def real_runs(args: argparse.Namespace, base: Workload, saved: dict[str, Any] | None) -> tuple[dict[str, RealRun], SLOScale]:
+    """Each policy's run on the real engine, made now or read back from ``saved`` (``--resimulate``'s
+    ``fidelity.json``)."""
+    if saved is not None:
         scale = SLOScale(**{k: v for k, v in saved["slo_scale"].items() if k != "factor"})
         return {policy: RealRun.load(args.resimulate, policy, tuple(row["run_window"]))
                 for policy, row in saved["policies"].items() if policy in args.policies.split(",")}, scale
@@ -192,13 +193,14 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     args.out.mkdir(parents=True, exist_ok=True)
+    saved = None
     if args.resimulate is not None:  # the real runs' settings, not the defaults
-        saved = json.loads((args.resimulate / "fidelity.json").read_text())["config"]
+        saved = json.loads((args.resimulate / "fidelity.json").read_text())
         for key in ("model", "workload", "rate", "duration", "seed"):
-            setattr(args, key, saved[key])
+            setattr(args, key, saved["config"][key])
 
     base = build_workload(args.workload, rate=args.rate, duration=args.duration, seed=args.seed)
-    runs, scale = real_runs(args, base)
+    runs, scale = real_runs(args, base, saved)
     workload = base.with_slo_scale(scale.factor)
 
     results: dict[str, Any] = {"config": vars(args) | {"out": str(args.out), "resimulate": str(args.resimulate)},

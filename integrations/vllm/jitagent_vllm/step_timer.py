@@ -42,8 +42,8 @@ class StepTimer:
 
     def __init__(self, prior: LatencyModel = CPU_PRIOR, *, learn: bool = True, refit_every: int = 128,
                  window: int = 2048, log_path: str | Path | None = None) -> None:
-        self._prior = prior
-        self._learned = LearnedModel(prior, refit_every=refit_every, window=window) if learn else None
+        self._learned = LearnedModel(prior, refit_every=refit_every, window=window)
+        self.learn = learn
         self._started: float | None = None
         self._ended: float | None = None
         self._shape: StepShape | None = None
@@ -53,11 +53,11 @@ class StepTimer:
     @property
     def model(self) -> LatencyModel:
         """The step-time model as it stands: the prior, or the latest refit."""
-        return self._prior if self._learned is None else self._learned.model
+        return self._learned.model
 
     def estimate(self, prefill_tokens: int, decode_seqs: int, context_tokens: int) -> float:
         """Seconds a step of this shape should take (``SchedulerView.step_time``)."""
-        return self.model.step_time(StepShape.estimate(prefill_tokens, decode_seqs, context_tokens))
+        return self._learned.estimate(prefill_tokens, decode_seqs, context_tokens)
 
     def start(self) -> None:
         """A step begins (scheduling starts). The previous step is recorded now: when the engine
@@ -84,7 +84,7 @@ class StepTimer:
             return
         seconds = end - started
         self.num_steps += 1
-        if self._learned is not None:
+        if self.learn:
             self._learned.observe(shape, seconds)
         if self._log is not None:
             self._log.write(json.dumps({"shape": [shape.prefill_tokens, shape.decode_seqs, shape.context_tokens,
