@@ -38,6 +38,7 @@ import numpy as np
 
 from jitagent.bench.capacity import CapacityResult, find_capacity
 from jitagent.bench.report import _render
+from jitagent.bench.runner import default_warmup
 from jitagent.bench.suite import BenchConfig, run_bench
 from jitagent.bench.workloads import build_workload
 from jitagent.engines.sim import SimConfig
@@ -119,11 +120,12 @@ class MatrixConfig:
         workloads: built-in workload names or workload files.
         policies: must hold ``fcfs`` and ``jit``; ``oracle`` and the baselines are optional.
         seeds: every policy runs at every level with each; the rates are found on the first.
-        duration: arrival window of each run, seconds (the warm-up is ``jitagent bench``'s default).
+        duration: arrival window of each run, seconds (warm-up and drain are ``jitagent bench``'s
+            defaults); 240 s keeps the default matrix under 20 minutes on 2 cores.
         targets: fcfs attainments that define the load levels, each in (0, 1).
         rel_tol: a level's rate is within this ratio of the highest rate meeting its target.
         start_rate: where the search for the first (highest) target starts, per second.
-        max_probes: fcfs runs one target's search may add.
+        max_probes: rates one target's search may try, those another target's search ran included.
 
     Raises:
         ValueError: on a bad value, an unknown policy or a workload that cannot be built.
@@ -133,11 +135,11 @@ class MatrixConfig:
     workloads: tuple[str, ...] = DEFAULT_WORKLOADS
     policies: tuple[str, ...] = DEFAULT_POLICIES
     seeds: tuple[int, ...] = (0, 1)
-    duration: float = 300.0
+    duration: float = 240.0
     targets: tuple[float, ...] = DEFAULT_TARGETS
-    rel_tol: float = 0.1
+    rel_tol: float = 0.05
     start_rate: float = 1.0
-    max_probes: int = 10
+    max_probes: int = 12
 
     def __post_init__(self) -> None:
         for name in ("hardware", "workloads", "policies", "seeds", "targets"):
@@ -199,7 +201,8 @@ def find_levels(attainment_at: Callable[[float], float], targets: Sequence[float
         found = results[target] = find_capacity(memo, target=target, start=start, rel_tol=rel_tol,
                                                 max_probes=max_probes)
         if found.capacity > 0:  # the next, lower target is met higher up: start at this one's first miss
-            start = min((rate for rate, value in seen.items() if value < target), default=2 * max(seen))
+            start = min((rate for rate, value in seen.items() if value < target and rate > found.capacity),
+                        default=2 * found.capacity)
     return results
 
 
@@ -213,7 +216,7 @@ def _fcfs_attainment(cell: BenchConfig, rate: float) -> float:
 
 def _search(cell: BenchConfig, config: MatrixConfig) -> dict[float, CapacityResult]:
     return find_levels(lambda rate: _fcfs_attainment(cell, rate), config.targets, start=config.start_rate,
-                              rel_tol=config.rel_tol, max_probes=config.max_probes)
+                       rel_tol=config.rel_tol, max_probes=config.max_probes)
 
 
 # -- running the policies -------------------------------------------------------------------------
@@ -237,8 +240,7 @@ def _run(cell: BenchConfig, policy: str, rate: float, seed: int) -> tuple[dict[s
     config = replace(cell, policies=(policy,), rates=(rate,), seeds=(seed,), keep_records=True)
     result = run_bench(config, jobs=1, progress=False)
     row = result.runs[0]
-    warmup = config.to_dict()["warmup"]
-    return row, outcome_times(result.records, warmup, config.duration, row["simulated_s"])
+    return row, outcome_times(result.records, default_warmup(config.duration), config.duration, row["simulated_s"])
 
 
 # -- results --------------------------------------------------------------------------------------
