@@ -4,14 +4,28 @@ The engine is brought to ``running`` requests decoding (all seats taken, admitte
 served) with ``waiting`` more queued behind them, then the policy under test takes over and every
 one of its ``schedule()`` calls is timed over ``steps`` steps, frames of re-ranking included, so the
 mean is the cost amortised the way the policy runs. Output lengths are long enough that nobody
-finishes during the measurement, so the load stays as set.
+finishes during the measurement, so the load stays as set. The KV cache is the profile's, or larger
+when that cannot hold the running requests (1,024 running need more than one A100): what a decision
+costs does not depend on it while nobody is admitted.
+
+:func:`measure_growth` measures a grid of loads (running x waiting), every policy at each load in
+turn and the whole grid ``repeats`` times, pooling the timings, so that a machine busy with other
+work slows every policy alike; :func:`write_growth` writes the figures as ``cost.json`` and
+``cost.png``. From the command line::
+
+    python -m jitagent.bench.cost --policies fcfs,jit --running 64,256,1024 --waiting 100,2000,20000
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import statistics
+import sys
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,7 +37,11 @@ from jitagent.scheduling.plan import SchedulerView
 from jitagent.scheduling.policies import FCFS, make_policy
 from jitagent.scheduling.request import PipelineContext, RequestState
 
-__all__ = ["DecisionCost", "measure_decision_cost"]
+__all__ = ["DecisionCost", "measure_decision_cost", "measure_growth", "write_growth"]
+
+#: Longest prompt of a measured request, and its max_tokens: what the KV cache must hold per seat.
+_PROMPT_CAP = 2048
+_MAX_TOKENS = 4096
 
 
 @dataclass(frozen=True)
@@ -37,6 +55,14 @@ class DecisionCost:
     p99_ms: float
     mean_ms: float
     mean_step_ms: float        # modelled step duration over the same steps
+
+    @classmethod
+    def of(cls, policy: str, running: int, waiting: int, timings_s: Sequence[float],
+           step_times_s: Sequence[float]) -> DecisionCost:
+        """Figures of ``schedule()`` timings and the modelled durations of the same steps (seconds)."""
+        ms = np.asarray(timings_s) * 1e3
+        return cls(policy, running, waiting, len(ms), float(np.median(ms)), float(np.percentile(ms, 90)),
+                   float(np.percentile(ms, 99)), float(ms.mean()), statistics.fmean(step_times_s) * 1e3)
 
     @property
     def amortised_share(self) -> float:
@@ -60,7 +86,7 @@ def _requests(count: int, seed: int, now: float, min_output: int) -> list[tuple[
         else:
             calls = [(arrival.call, arrival.slo, None)]
         for call, slo, context in calls:
-            req = RequestState(f"c{len(made)}", now, min(call.prompt_len, 2048), 4096, slo=slo,
+            req = RequestState(f"c{len(made)}", now, min(call.prompt_len, _PROMPT_CAP), _MAX_TOKENS, slo=slo,
                                request_class=call.request_class, pipeline=context)
             made.append((req, max(call.output_len, min_output)))
             if len(made) == count:
@@ -71,7 +97,19 @@ def _requests(count: int, seed: int, now: float, min_output: int) -> list[tuple[
 def measure_decision_cost(policy: str, *, running: int = 256, waiting: int = 2000, steps: int = 400,
                           profile: str = "llama-3.1-8b-a100", seed: int = 0) -> DecisionCost:
     """Time ``policy``'s ``schedule()`` with ``running`` requests decoding and ``waiting`` queued."""
+    timings, step_times, running_now, waiting_now = _time_steps(policy, running, waiting, steps, profile, seed)
+    return DecisionCost.of(policy, running_now, waiting_now, timings, step_times)
+
+
+def _time_steps(policy: str, running: int, waiting: int, steps: int, profile: str,
+                seed: int) -> tuple[list[float], list[float], int, int]:
+    """Each ``schedule()`` call's wall time and each step's modelled duration (seconds), and the
+    running and waiting requests at the end."""
     config = SimConfig(profile=profile, max_num_seqs=running)
+    limits = config.resolve()[1]
+    needed = running * limits.blocks_for(_PROMPT_CAP + _MAX_TOKENS)
+    if needed > limits.num_blocks:
+        config = replace(config, num_blocks=needed)
     core: EngineCore = config.build_core(FCFS(), check_plans=False)
     now = 0.0
     for req, output_len in _requests(running, seed, now, min_output=10_000):
@@ -108,8 +146,103 @@ def measure_decision_cost(policy: str, *, running: int = 256, waiting: int = 200
         step_times.append(step.duration)
         now += step.duration
         core.end_step(step, now)
-    waiting_now = core.num_live - len(core.running)
-    ms = np.asarray(timings) * 1e3
-    return DecisionCost(policy, len(core.running), waiting_now, steps, float(np.median(ms)),
-                        float(np.percentile(ms, 90)), float(np.percentile(ms, 99)), float(ms.mean()),
-                        statistics.fmean(step_times) * 1e3)
+    return timings, step_times, len(core.running), core.num_live - len(core.running)
+
+
+def measure_growth(policies: Sequence[str], *, running: Sequence[int] = (64, 256, 1024),
+                   waiting: Sequence[int] = (100, 2000, 20_000), steps: int = 400, repeats: int = 1,
+                   profile: str = "llama-3.1-8b-a100", seed: int = 0) -> list[DecisionCost]:
+    """:func:`measure_decision_cost` of every policy at every (running, waiting) load, ``repeats``
+    times over, the policies taking turns at each load; a result per policy and load, its timings
+    pooled over the repeats."""
+    if repeats < 1:
+        raise ValueError(f"repeats must be at least 1, got {repeats}")
+    results: list[DecisionCost] = []
+    for r in running:
+        for w in waiting:
+            pooled: dict[str, tuple[list[float], list[float]]] = {p: ([], []) for p in policies}
+            held: dict[str, tuple[int, int]] = {}
+            for _ in range(repeats):
+                for policy in policies:
+                    timings, step_times, running_now, waiting_now = _time_steps(policy, r, w, steps, profile, seed)
+                    pooled[policy][0].extend(timings)
+                    pooled[policy][1].extend(step_times)
+                    held[policy] = (running_now, waiting_now)
+            results += [DecisionCost.of(p, *held[p], *pooled[p]) for p in policies]
+    return results
+
+
+def write_growth(results: Sequence[DecisionCost], out: Path) -> tuple[Path, Path]:
+    """``cost.json`` (one object per policy and load) and ``cost.png`` (mean and p99 decision time
+    against the waiting requests, a line per policy and running count) in ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    data = out / "cost.json"
+    data.write_text(json.dumps([r.to_dict() for r in results], indent=1) + "\n")
+    return data, _plot_growth(results, out / "cost.png")
+
+
+def _plot_growth(results: Sequence[DecisionCost], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on servers and CI
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    lines = dict.fromkeys((r.policy, r.running) for r in results)
+    for ax, (field, label) in zip(axes, [("mean_ms", "mean"), ("p99_ms", "p99")]):
+        for policy, running in lines:
+            points = sorted((r.waiting, getattr(r, field)) for r in results
+                            if (r.policy, r.running) == (policy, running))
+            ax.plot(*zip(*points), marker="o", label=f"{policy}, {running} running")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("waiting requests")
+        ax.set_title(f"{label} decision time")
+        ax.grid(alpha=0.3, which="both")
+    axes[0].set_ylabel("ms per schedule() call")
+    axes[1].axhline(1.0, color="grey", linestyle=":", linewidth=1)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _int_list(text: str) -> list[int]:
+    values = [int(v) for v in text.split(",") if v.strip()]
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers separated by commas, got {text!r}")
+    return values
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m jitagent.bench.cost``: the growth grid, printed and written as JSON and PNG."""
+    from jitagent.bench.report import format_cost
+    from jitagent.scheduling.policies import make_policy as check_name
+
+    parser = argparse.ArgumentParser(prog="python -m jitagent.bench.cost", description=measure_growth.__doc__)
+    parser.add_argument("--policies", default="fcfs,jit", help="default: fcfs,jit")
+    parser.add_argument("--running", type=_int_list, default=[64, 256, 1024], help="default: 64,256,1024")
+    parser.add_argument("--waiting", type=_int_list, default=[100, 2000, 20_000], help="default: 100,2000,20000")
+    parser.add_argument("--steps", type=int, default=400, help="steps timed per run (default: 400)")
+    parser.add_argument("--repeats", type=int, default=1, help="runs of the grid, pooled (default: 1)")
+    parser.add_argument("--profile", default="llama-3.1-8b-a100", help="default: llama-3.1-8b-a100")
+    parser.add_argument("--out", type=Path, default=Path("bench-out"), help="default: bench-out")
+    args = parser.parse_args(argv)
+    policies = [p for p in args.policies.split(",") if p]
+    try:
+        for name in policies:
+            check_name(name)
+        results = measure_growth(policies, running=args.running, waiting=args.waiting, steps=args.steps,
+                                 repeats=args.repeats, profile=args.profile)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(format_cost(list(results)))
+    data, plot = write_growth(results, args.out)
+    print(f"\nwrote {data} and {plot}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -7,6 +7,11 @@ and tighten by themselves as generation goes on, with no trained weights.
 
 Until a class has ``min_samples`` finished requests it borrows the pooled samples of all classes,
 and before anything has finished, a log-normal prior.
+
+The class is the caller's to choose, so the estimator keeps at most ``max_classes`` of them (256 by
+default): a new class beyond that evicts the least recently used one (observed or looked up), whose
+requests then borrow the pooled samples until their class has ``min_samples`` again. Memory is
+bounded by ``max_classes`` windows whatever callers send.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from __future__ import annotations
 import bisect
 import itertools
 import math
-from collections import deque
+from collections import OrderedDict, deque
 from statistics import NormalDist
 
 __all__ = ["OutputLengthEstimator"]
@@ -68,26 +73,47 @@ class OutputLengthEstimator:
         prior_sigma: log-space spread of that prior (1.0 puts its 95th percentile near 5x the median).
         min_samples: finished requests a class needs before its own samples are used.
         window: how many recent lengths each class keeps (the distribution follows drift).
+        max_classes: how many classes keep their own samples; the least recently used is forgotten
+            first when a new one arrives beyond that.
     """
 
+    #: Lookups remembered between two observations: requests of a class that have generated as many
+    #: tokens (in a batch that started together) ask the same question, and the answer only changes
+    #: when a length is observed. Cleared when full, so that it stays bounded without observations.
+    MEMO_SIZE = 4096
+
     def __init__(self, prior_median: float = 200.0, prior_sigma: float = 1.0, min_samples: int = 20,
-                 window: int = 2000) -> None:
+                 window: int = 2000, max_classes: int = 256) -> None:
         if prior_median <= 0 or prior_sigma <= 0 or min_samples < 1 or window < min_samples:
             raise ValueError("prior_median and prior_sigma must be positive and window >= min_samples >= 1")
+        if max_classes < 1:
+            raise ValueError(f"max_classes must be at least 1, got {max_classes}")
         self._mu = math.log(prior_median)
         self._sigma = prior_sigma
         self._min_samples = min_samples
         self._window = window
-        self._classes: dict[str, _Samples] = {}
+        self._max_classes = max_classes
+        self._classes: OrderedDict[str, _Samples] = OrderedDict()   # least recently used first
         self._pooled = _Samples(window)
+        self._memo: dict[tuple[str, int, float | None], float] = {}
+
+    @property
+    def num_classes(self) -> int:
+        """Classes that keep samples of their own (at most ``max_classes``)."""
+        return len(self._classes)
 
     def observe(self, request_class: str, output_len: int) -> None:
         """Learn from a finished request that produced ``output_len`` tokens."""
         samples = self._classes.get(request_class)
         if samples is None:
+            if len(self._classes) >= self._max_classes:
+                self._classes.popitem(last=False)
             samples = self._classes[request_class] = _Samples(self._window)
+        else:
+            self._classes.move_to_end(request_class)
         samples.add(output_len)
         self._pooled.add(output_len)
+        self._memo.clear()
 
     def quantile(self, request_class: str, q: float, generated: int = 0, max_tokens: int | None = None) -> float:
         """The q-quantile of the total output length of a request that has already generated
@@ -100,8 +126,20 @@ class OutputLengthEstimator:
         return self._bounded(self._lookup(request_class, generated, None), generated, max_tokens)
 
     def _lookup(self, request_class: str, generated: int, q: float | None) -> float:
+        key = (request_class, generated, q)
+        estimate = self._memo.get(key)
+        if estimate is None:
+            if len(self._memo) >= self.MEMO_SIZE:
+                self._memo.clear()
+            estimate = self._memo[key] = self._estimate(request_class, generated, q)
+        return estimate
+
+    def _estimate(self, request_class: str, generated: int, q: float | None) -> float:
         min_tail = max(3, self._min_samples // 4)
-        for samples in (self._classes.get(request_class), self._pooled):
+        own = self._classes.get(request_class)
+        if own is not None:
+            self._classes.move_to_end(request_class)
+        for samples in (own, self._pooled):
             if samples is not None and len(samples.sorted) >= self._min_samples:
                 estimate = (samples.conditional_mean(generated, min_tail) if q is None
                             else samples.conditional_quantile(q, generated, min_tail))

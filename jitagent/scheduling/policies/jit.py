@@ -37,6 +37,7 @@ from typing import Literal
 from jitagent.scheduling.estimator import OutputLengthEstimator
 from jitagent.scheduling.plan import PlanBuilder, SchedulerView, StepPlan
 from jitagent.scheduling.policies.base import Policy
+from jitagent.scheduling.policies.waiting import Entry, WaitingIndex
 from jitagent.scheduling.request import RequestState, RequestStatus
 from jitagent.slo import StreamSLO
 
@@ -120,6 +121,36 @@ class _Estimate:
         self.frame = frame
 
 
+class _Sweep:
+    """A frame's feasibility sweep of the waiting requests, done a slice at a time.
+
+    Everything it decides is decided as at the frame's start: the entries are the waiting requests
+    then, and the clock, step time and token time are the frame's. Newcomers whose first deadline
+    is not yet behind the sweep wait in ``pending`` (by first deadline, then arrival) and join the
+    admission order where a sweep done all at once would have put them."""
+
+    __slots__ = ("entries", "pos", "clock", "now", "token_time", "step_time", "first_new_seq", "left", "pending",
+                 "placed", "chunk")
+
+    def __init__(self, entries: list[Entry], clock: float, now: float, token_time: float, step_time: float,
+                 first_new_seq: int, chunk: int) -> None:
+        self.entries = entries
+        self.pos = 0
+        self.clock = clock
+        self.now = now
+        self.token_time = token_time
+        self.step_time = step_time
+        self.first_new_seq = first_new_seq
+        self.left: dict[RequestState, int] = {}   # waiting at the frame's start, ended since: still swept
+        self.pending: list[Entry] = []            # (first deadline, order of placement, newcomer)
+        self.placed = 0
+        self.chunk = chunk
+
+    def next_key(self) -> float:
+        """First deadline of the next entry to sweep (entries come in first-deadline order)."""
+        return self.entries[self.pos][0] if self.pos < len(self.entries) else math.inf
+
+
 class JIT(Policy):
     """Just-in-time, SLO-aware scheduling with imprecise, refined request information."""
 
@@ -128,11 +159,13 @@ class JIT(Policy):
     def __init__(self, config: JITConfig | None = None, estimator: OutputLengthEstimator | None = None) -> None:
         self.config = config or JITConfig()
         self.estimator = estimator or OutputLengthEstimator()
-        self._waiting: dict[RequestState, None] = {}    # an insertion-ordered set
+        self._waiting = WaitingIndex()
         self._admission: list[RequestState] = []         # feasible, in first-deadline order
         self._admission_keys: list[float] = []
+        self._sweep: _Sweep | None = None                # this frame's, while unfinished
         self._best_effort: list[RequestState] = []       # by aged margin goodput, best last...
         self._best_effort_keys: list[float] | None = []  # ...once sorted; None until needed
+        self._demoted: list[RequestState] = []           # joins best effort when it is sorted
         self._newcomers: list[RequestState] = []
         self._to_reject: list[RequestState] = []
         self._frame = 0
@@ -152,21 +185,37 @@ class JIT(Policy):
         return type(self)(self.config)  # a new estimator: the failed instance's state is not trusted
 
     def add_request(self, req: RequestState) -> None:
-        self._waiting[req] = None
+        slo = req.slo
+        deadline_kind = slo is not None and not isinstance(slo, StreamSLO)
+        refined = deadline_kind and self.config.refine and req.num_generated > 0
+        self._waiting.add(req, req.next_due(), timed=slo is not None, refined=refined,
+                          class_key=(req.request_class, req.max_tokens) if deadline_kind and not refined else None,
+                          refusable=self._wants_rejection(req))
         self._newcomers.append(req)
 
     def finish_request(self, req: RequestState) -> None:
-        self._waiting.pop(req, None)
+        self._forget(req)
         if req.status is RequestStatus.FINISHED:
             self.estimator.observe(req.request_class, req.num_generated)
-        if not self._waiting and (self._admission or self._best_effort or self._newcomers or self._to_reject):
+        if not self._waiting and (self._admission or self._best_effort or self._demoted or self._newcomers
+                                  or self._to_reject or self._sweep is not None):
             self._drop_queues()
+
+    def _forget(self, req: RequestState) -> None:
+        """``req`` waits no more (admitted, refused or ended)."""
+        seq = self._waiting.discard(req)
+        sweep = self._sweep
+        if seq is not None and sweep is not None and seq < sweep.first_new_seq:
+            sweep.left[req] = seq  # it waited when the frame started: its sweep counts it still
 
     def _drop_queues(self) -> None:
         """Nothing waits: the orders of waiting requests hold only ended or admitted ones, which
         they would skip when next read. Dropped now, so that an engine gone idle keeps none."""
+        self._waiting.clear()
         self._admission, self._admission_keys = [], []
+        self._sweep = None
         self._best_effort, self._best_effort_keys = [], []
+        self._demoted = []
         self._newcomers.clear()
         self._to_reject.clear()
         self._eviction_ranks = {}
@@ -176,9 +225,12 @@ class JIT(Policy):
     def estimate_total(self, req: RequestState, quantile: float) -> float:
         """Total output length of ``req`` at ``quantile`` (or the mean), given what it generated."""
         generated = req.num_generated if self.config.refine else 0
+        return self._total(req.request_class, req.max_tokens, quantile, generated)
+
+    def _total(self, request_class: str, max_tokens: int, quantile: float, generated: int) -> float:
         if self.config.estimate == "mean":
-            return self.estimator.mean(req.request_class, generated, req.max_tokens)
-        return self.estimator.quantile(req.request_class, quantile, generated, req.max_tokens)
+            return self.estimator.mean(request_class, generated, max_tokens)
+        return self.estimator.quantile(request_class, quantile, generated, max_tokens)
 
     def remaining_output(self, req: RequestState, pace: bool = False) -> float:
         """Output tokens ``req`` is expected to still generate: conservatively for admission, at the
@@ -186,7 +238,8 @@ class JIT(Policy):
         frame, and shared by the requests of a class that have not started."""
         generated = req.num_generated
         if generated == 0 or not self.config.refine:  # the class's estimate, made once a frame
-            totals = self._class_estimates.get((req.request_class, req.max_tokens)) or self._class_estimate(req)
+            totals = (self._class_estimates.get((req.request_class, req.max_tokens))
+                      or self._class_estimate(req.request_class, req.max_tokens))
             return max(1.0, totals[pace] - generated)
         est = req.policy_data
         if (est is None or est.frame != self._frame or generated >= est.generated + self.config.refresh_tokens
@@ -196,10 +249,11 @@ class JIT(Policy):
                                               self.estimate_total(req, cfg.pace_quantile), generated, self._frame)
         return max(1.0, (est.pace if pace else est.admission) - generated)
 
-    def _class_estimate(self, req: RequestState) -> tuple[float, float]:
+    def _class_estimate(self, request_class: str, max_tokens: int) -> tuple[float, float]:
         cfg = self.config
-        totals = (self.estimate_total(req, cfg.quantile), self.estimate_total(req, cfg.pace_quantile))
-        self._class_estimates[req.request_class, req.max_tokens] = totals
+        totals = (self._total(request_class, max_tokens, cfg.quantile, 0),
+                  self._total(request_class, max_tokens, cfg.pace_quantile, 0))
+        self._class_estimates[request_class, max_tokens] = totals
         return totals
 
     @staticmethod
@@ -211,15 +265,16 @@ class JIT(Policy):
         """When ``req``'s next token comes if its remaining prefill starts at ``start``."""
         return start + self._prefill_left(req) * self._token_time + self._step_time
 
-    def _completion_ok(self, req: RequestState, first_token_at: float) -> bool:
+    def _completion_ok(self, req: RequestState, first_token_at: float, step_time: float | None = None) -> bool:
         """Would ``req`` meet its SLO (and a pipeline call its stage deadline) if its next token came
-        at ``first_token_at`` and it then ran every step?"""
+        at ``first_token_at`` and it then ran every step (of ``step_time``, by default the recent one)?"""
         slo = req.slo
         if slo is None:
             return True
         if isinstance(slo, StreamSLO):
             return first_token_at <= req.next_due()
-        finish = first_token_at + (self.remaining_output(req) - 1) * self._step_time
+        finish = first_token_at + (self.remaining_output(req) - 1) * (self._step_time if step_time is None
+                                                                       else step_time)
         if req.pipeline is not None and finish > req.pipeline.run_deadline:
             return False
         return finish <= req.deadline
@@ -256,6 +311,8 @@ class JIT(Policy):
             self._rank_waiting(view)
         else:
             self._place_newcomers(view)
+            if self._sweep is not None:
+                self._advance(self._sweep.chunk)
         self._steps_to_frame -= 1
 
         plan = PlanBuilder(view)
@@ -282,7 +339,10 @@ class JIT(Policy):
         full_step = self._full_step_time
         # Sitting out keeps the seat: when seats are what feasible newcomers wait for, streams run
         # every step instead, to finish and free their seats sooner.
-        skip = self.config.skip and not (len(running) >= view.limits.max_num_seqs and self._admission)
+        seats_wanted = len(running) >= view.limits.max_num_seqs
+        if self.config.skip and seats_wanted and not self._admission:
+            self._advance_to_admission()
+        skip = self.config.skip and not (seats_wanted and self._admission)
         sitting_out: list[RequestState] = []
         schedule_decode = plan.schedule_decode
         for req in decoding:
@@ -312,7 +372,7 @@ class JIT(Policy):
         self._admit(plan, self._prefill_running(plan, prefilling, prefill_cap))
         for req in self._to_reject:
             if req in self._waiting and req.status is not RequestStatus.RUNNING:
-                del self._waiting[req]
+                self._forget(req)
                 plan.reject(req)
         self._to_reject.clear()
         if not plan.num_scheduled:  # nothing else wants the GPU: sitting out would only idle it
@@ -400,7 +460,12 @@ class JIT(Policy):
         kept: list[RequestState] = []
         kept_keys: list[float] = []
         index = 0
-        while index < len(queue) and prefill_cap > 0 and plan.seats > 0:
+        while prefill_cap > 0 and plan.seats > 0:
+            if index == len(queue):
+                if self._sweep is None:
+                    break
+                self._advance_to_admission()  # the frame's sweep has not got this far yet
+                continue
             req, key = queue[index], keys[index]
             index += 1
             if req not in self._waiting:
@@ -417,7 +482,8 @@ class JIT(Policy):
         if index:
             self._admission, self._admission_keys = kept + queue[index:], kept_keys + keys[index:]
 
-        if self._best_effort and prefill_cap > 0 and plan.seats > 0 and self._best_effort_keys is None:
+        if ((self._best_effort or self._demoted) and prefill_cap > 0 and plan.seats > 0
+                and self._best_effort_keys is None):
             self._sort_best_effort()
         best_effort = self._best_effort
         while best_effort and prefill_cap > 0 and plan.seats > 0:
@@ -434,8 +500,11 @@ class JIT(Policy):
     def _sort_best_effort(self) -> None:
         """Order best effort by aged margin goodput. Done lazily: under overload the leftover
         capacity it waits for seldom comes, and scoring every request each frame would be waste."""
+        if self._sweep is not None:
+            self._advance(len(self._sweep.entries))
         now = self._now
-        aged = sorted((self._aged_margin(r, now), i, r) for i, r in enumerate(self._best_effort))
+        aged = sorted((self._aged_margin(r, now), i, r) for i, r in enumerate(self._best_effort + self._demoted))
+        self._demoted = []
         self._best_effort = [r for _, _, r in aged]
         self._best_effort_keys = [k for k, _, _ in aged]
 
@@ -446,45 +515,116 @@ class JIT(Policy):
         reserve = plan.limits.blocks_for(int(req.num_tokens + self.remaining_output(req)))
         if reserve > plan.free_blocks or not plan.schedule(req, chunk):
             return 0
-        del self._waiting[req]
+        self._forget(req)
         return chunk
 
     def _rank_waiting(self, view: SchedulerView) -> None:
         """A frame's full re-ranking: feasible requests in first-deadline order against the prefill
-        work committed ahead of each; the rest to best effort by aged margin goodput."""
+        work committed ahead of each; the rest to best effort by aged margin goodput.
+
+        The sweep that decides this runs a slice a step (:meth:`_advance`), on the frame's inputs,
+        so that no step waits for the whole queue; it goes further at once only as far as what is
+        read of it: the requests that may have to be refused (all at this step, as a sweep done at
+        once would), and the admission order as far as admissions and newcomers reach into it."""
         self._frame += 1
         self._steps_to_frame = self.config.frame_steps
         self._class_estimates.clear()
         self._newcomers.clear()
         now = self._now
-        ranked = sorted((req.next_due(), i, req) for i, req in enumerate(self._waiting))
         clock = now + sum(self._prefill_left(r) for r in view.running) * self._token_time
-        admission: list[RequestState] = []
-        keys: list[float] = []
-        best_effort: list[RequestState] = []
-        for key, _, req in ranked:
-            if not self.config.grouping or self._completion_ok(req, self._first_token_at(req, clock)):
+        self._admission, self._admission_keys = [], []
+        self._best_effort, self._best_effort_keys, self._demoted = [], None, []
+        self._sweep = None
+        if not self.config.grouping:  # ablation: one order, by margin goodput alone
+            ranked = self._waiting.ordered()
+            self._admission = sorted((req for _, req in ranked), key=lambda r: -self._aged_margin(r, now))
+            self._admission_keys = [float(i) for i in range(len(ranked))]
+            return
+        # What the sweep reads of the estimator, read now: the frame's estimates are the frame start's.
+        for request_class, max_tokens in self._waiting.class_keys():
+            self._class_estimate(request_class, max_tokens)
+        for req in self._waiting.refined():
+            self.remaining_output(req)
+        entries = self._waiting.snapshot()
+        chunk = -(-len(entries) // max(1, self.config.frame_steps // 2))
+        self._sweep = _Sweep(entries, clock, now, self._token_time, self._step_time, self._waiting.next_seq, chunk)
+        oldest = self._waiting.oldest_arrival()
+        if oldest is not None and now - oldest > self.config.max_wait_s:
+            self._advance(len(entries))  # some may have waited too long: they are refused this step
+        else:
+            through = self._waiting.last_refusable_key()
+            if through is not None:
+                self._advance(len(entries), through)
+
+    def _advance(self, count: int, through: float = math.inf) -> None:
+        """Sweep up to ``count`` more of the frame's entries, none with a first deadline after ``through``:
+        a feasible request joins the admission order and moves the clock on by its prefill; the rest
+        go to best effort, or are refused when their caller asked for that or they waited too long."""
+        sweep = self._sweep
+        assert sweep is not None
+        entries, pos, clock = sweep.entries, sweep.pos, sweep.clock
+        end = min(len(entries), pos + count)
+        live, left, pending = self._waiting.live, sweep.left, sweep.pending
+        token_time, step_time, now, max_wait = sweep.token_time, sweep.step_time, sweep.now, self.config.max_wait_s
+        admission, keys = self._admission, self._admission_keys
+        while pos < end:
+            key, seq, req = entries[pos]
+            if key > through:
+                break
+            pos += 1
+            if live.get(req) != seq and left.get(req) != seq:
+                continue  # not waiting when the frame started
+            if pending and pending[0][0] < key:
+                self._join_admission(bisect.bisect_left(pending, (key,)))
+            prefill = self._prefill_left(req) * token_time
+            if self._completion_ok(req, clock + prefill + step_time, step_time):
                 admission.append(req)
                 keys.append(key)
-                clock += self._prefill_left(req) * self._token_time
-            elif self._wants_rejection(req) or now - req.arrival > self.config.max_wait_s:
+                clock += prefill
+            elif self._wants_rejection(req) or now - req.arrival > max_wait:
                 self._to_reject.append(req)
             else:
-                best_effort.append(req)
-        if not self.config.grouping:  # ablation: one order, by margin goodput alone
-            admission.sort(key=lambda r: -self._aged_margin(r, now))
-            keys = [float(i) for i in range(len(admission))]
-        self._admission, self._admission_keys = admission, keys
-        self._best_effort, self._best_effort_keys = best_effort, None
+                self._best_effort.append(req)
+        sweep.pos, sweep.clock = pos, clock
+        if pos == len(entries):
+            self._join_admission(len(pending))
+            self._sweep = None
+        elif pending:
+            self._join_admission(bisect.bisect_left(pending, (sweep.next_key(),)))
+
+    def _join_admission(self, count: int) -> None:
+        """The first ``count`` pending newcomers join the end of the admission order."""
+        pending = self._sweep.pending  # type: ignore[union-attr]
+        for key, _, req in pending[:count]:
+            self._admission.append(req)
+            self._admission_keys.append(key)
+        del pending[:count]
+
+    def _advance_to_admission(self) -> None:
+        """Sweep until the admission order grows or the sweep is done."""
+        before = len(self._admission)
+        while self._sweep is not None and len(self._admission) == before:
+            self._advance(64)
 
     def _place_newcomers(self, view: SchedulerView) -> None:
-        """Between frames, slot each newcomer into the admission order by its first deadline."""
+        """Between frames, slot each newcomer into the admission order by its first deadline (or, while
+        the frame's sweep has not reached that deadline, into its pending newcomers)."""
         for req in self._newcomers:
             key = req.next_due() if self.config.grouping else math.inf
-            at = bisect.bisect_right(self._admission_keys, key)
-            if self._wants_rejection(req) and not self._completion_ok(req, self._first_token_estimate(view, at, req)):
-                self._to_reject.append(req)  # "at once": its caller is waiting for the answer
+            sweep = self._sweep
+            if self._wants_rejection(req):
+                if sweep is not None:  # its place in the whole order decides: sweep that far now
+                    self._advance(len(sweep.entries), key)
+                    sweep = self._sweep
+                at = bisect.bisect_right(self._admission_keys, key)
+                if not self._completion_ok(req, self._first_token_estimate(view, at, req)):
+                    self._to_reject.append(req)  # "at once": its caller is waiting for the answer
+                    continue
+            if sweep is not None and key >= sweep.next_key():
+                bisect.insort(sweep.pending, (key, sweep.placed, req))
+                sweep.placed += 1
                 continue
+            at = bisect.bisect_right(self._admission_keys, key)
             self._admission.insert(at, req)
             self._admission_keys.insert(at, key)
         self._newcomers.clear()
@@ -507,7 +647,7 @@ class JIT(Policy):
             self._to_reject.append(req)
             return
         if self._best_effort_keys is None:
-            self._best_effort.append(req)  # sorted with the rest when needed
+            self._demoted.append(req)  # sorted with the rest when needed
             return
         key = self._aged_margin(req, now)
         at = bisect.bisect_left(self._best_effort_keys, key)
