@@ -15,11 +15,26 @@ into one of them and raises :class:`ValueError` with a message that names what i
 from __future__ import annotations
 
 import math
+import sys
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
-__all__ = ["SLO", "StreamSLO", "DeadlineSLO", "PipelineSLO", "parse_slo", "InfeasibleSLOError"]
+__all__ = ["SLO", "StreamSLO", "DeadlineSLO", "PipelineSLO", "parse_slo", "InfeasibleSLOError", "is_finite_number"]
+
+_FLOAT_MAX = sys.float_info.max
+
+
+def is_finite_number(value: Any) -> bool:
+    """Whether ``value`` is an int or a float (not a bool) that is finite as a float.
+
+    Python's (and JSON's) integers are unbounded: ``10**400`` is not one, where ``math.isfinite``
+    would raise ``OverflowError`` on it. The one check of this kind for every number a caller gives.
+    """
+    if isinstance(value, float):
+        return math.isfinite(value)
+    # int-float comparisons are exact in Python: no conversion, no overflow
+    return isinstance(value, int) and not isinstance(value, bool) and -_FLOAT_MAX <= value <= _FLOAT_MAX
 
 
 class InfeasibleSLOError(RuntimeError):
@@ -47,9 +62,11 @@ class _SLOBase(BaseModel):
 
     def scaled(self, factor: float) -> "SLO":
         """This SLO with every time budget multiplied by ``factor`` (the workloads' tightness)."""
-        if not (math.isfinite(factor) and factor > 0):
-            raise ValueError(f"SLO scale factor must be positive and finite, got {factor!r}")
+        if not (is_finite_number(factor) and factor > 0):
+            raise ValueError(f"SLO scale factor must be positive and finite, got {factor!r:.80}")
         fields = {k: v * factor for k, v in self.model_dump().items() if isinstance(v, float)}
+        if not all(math.isfinite(v) and v > 0 for v in fields.values()):  # model_copy does not validate
+            raise ValueError(f"{self!r} scaled by {factor!r:.80} is beyond the range of a float")
         return self.model_copy(update=fields)  # type: ignore[return-value]
 
 

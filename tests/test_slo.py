@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from jitagent.slo import DeadlineSLO, PipelineSLO, StreamSLO, parse_slo
+from jitagent.slo import DeadlineSLO, PipelineSLO, StreamSLO, is_finite_number, parse_slo
 
 
 def test_parse_each_kind():
@@ -22,6 +22,22 @@ def test_scaled_multiplies_every_budget():
     assert (scaled.ttft_s, scaled.tpot_s) == (3.0, pytest.approx(0.3))
     with pytest.raises(ValueError, match="scale factor"):
         DeadlineSLO(deadline_s=1.0).scaled(0)
+
+
+@pytest.mark.parametrize("factor, message", [
+    (10**400, "scale factor must be positive and finite"),        # an int beyond a float's range: no OverflowError
+    (1e300, r"scaled by 1e\+300 is beyond the range of a float"),  # finite, but the product is not
+])
+def test_scaled_beyond_a_floats_range_is_a_value_error(factor, message):
+    with pytest.raises(ValueError, match=message):
+        StreamSLO(ttft_s=1e10, tpot_s=0.1).scaled(factor)
+
+
+@pytest.mark.parametrize("value, expected", [
+    (1, True), (0.5, True), (-(2**1000), True), (10**400, False), (-(10**400), False), (math.inf, False),
+    (math.nan, False), (True, False), ("1", False), (None, False)])
+def test_is_finite_number(value, expected):
+    assert is_finite_number(value) is expected
 
 
 @pytest.mark.parametrize("bad, fragment", [

@@ -46,7 +46,7 @@ from jitagent.client.context import CallScope, check_pipeline
 from jitagent.client.text import BYTES_PER_TOKEN, MESSAGE_OVERHEAD_TOKENS, REPLY_PRIMING_TOKENS, count_tokens
 from jitagent.engines.errors import EngineDeadError
 from jitagent.scheduling.request import PipelineContext
-from jitagent.slo import SLO, PipelineSLO, InfeasibleSLOError, parse_slo
+from jitagent.slo import SLO, PipelineSLO, InfeasibleSLOError, is_finite_number, parse_slo
 from jitagent.telemetry.calls import CallTrace, start_call
 from jitagent.telemetry.providers import Telemetry
 
@@ -60,6 +60,16 @@ _COMPLETIONS_DEFAULT_MAX_TOKENS = 16   # the legacy Completions API's default
 _MAX_STOP_SEQUENCES = 4
 _CHAT_ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
 _DUMPS: Callable[[Any], str] = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+# Error bodies escape what is not ASCII: they may quote a caller's text, which may not be valid Unicode.
+_DUMPS_ERROR: Callable[[Any], str] = json.JSONEncoder(separators=(",", ":")).encode
+
+# Limits on a body before and while it is parsed (the caller chooses its size and shape).
+MAX_BODY_BYTES = 32 * 2**20
+MAX_BODY_DEPTH = 128       # nesting of lists and objects: tool schemas need some; Python recursion needs a bound
+_INT64 = (-(2**63), 2**63 - 1)
+_MAX_METADATA = 16         # the OpenAI API's limits on metadata: pairs, key and value lengths
+_MAX_METADATA_KEY, _MAX_METADATA_VALUE = 64, 512
+MAX_NAME_CHARS = 256       # request_class and a pipeline's run id and stage (the scheduler keys on them)
 
 # Fields that describe the caller or the storage of the call, not what the model does.
 _BOOKKEEPING = {"user", "metadata", "store", "service_tier", "prompt_cache_key", "safety_identifier"}
@@ -87,7 +97,7 @@ class APIErrorReply(Exception):
 
     def reply(self) -> JSONReply:
         headers = {**_HEADERS_JSON, "x-should-retry": "false"}  # a retry would meet the same answer
-        return JSONReply(self.status, _DUMPS({"error": self.error}).encode(), headers)
+        return JSONReply(self.status, _DUMPS_ERROR({"error": self.error}).encode(), headers)
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,8 +200,7 @@ class OpenAIServer:
         """
         try:
             if method == "POST" and path in ("/chat/completions", "/completions"):
-                call = self._parse(path == "/chat/completions", _json_object(body), scope)
-                return await self._serve(call, parent)
+                return await self._serve(self._read(path == "/chat/completions", body, scope), parent)
             if method == "GET" and path == "/models":
                 return self._json({"object": "list", "data": [self._model_card()]})
             if method == "GET" and path.startswith("/models/"):
@@ -210,6 +219,22 @@ class OpenAIServer:
 
     # -- validation ----------------------------------------------------------------------------
 
+    def _read(self, chat: bool, body: bytes, scope: CallScope | None) -> _Call:
+        """The call a body asks for, or a 400 (413 for a body over :data:`MAX_BODY_BYTES`).
+
+        Whatever bad data makes Python raise while the body is read (a ``TypeError`` where a
+        field has an unexpected type, a ``ValueError`` or ``OverflowError`` from a number out of
+        range, ...) is the caller's mistake: a 400 naming it, never a 500. Other exceptions are
+        failures of the server itself.
+        """
+        try:
+            return self._parse(chat, _json_object(body), scope)
+        except (APIErrorReply, UnicodeEncodeError):
+            raise
+        except (TypeError, ValueError, ArithmeticError, RecursionError) as exc:
+            logger.debug("a malformed request reached validation unnamed", exc_info=True)
+            raise _bad(f"the request is malformed: {type(exc).__name__}: {exc}"[:500]) from None
+
     def _check_model(self, model: Any) -> str:
         if not isinstance(model, str) or not model:
             raise _bad("'model' is required and must be a string", "model")
@@ -226,16 +251,13 @@ class OpenAIServer:
         model = self._check_model(body.get("model"))
         self._refuse_unsupported(body, chat)
         for name, (low, high) in _SAMPLING.items():
-            value = body.get(name)
-            if value is not None and not (_is_number(value) and low <= value <= high):
-                raise _bad(f"'{name}' must be a number from {low:g} to {high:g}, got {value!r}", name)
-        seed = body.get("seed")
-        if seed is not None and not _is_int(seed):
-            raise _bad(f"'seed' must be an integer, got {seed!r}", "seed")
+            _number(body, name, low, high)
+        seed = _number(body, "seed", *_INT64, integer=True)
+        _check_bookkeeping(body)
 
         stream = body.get("stream") or False
         if not isinstance(stream, bool):
-            raise _bad(f"'stream' must be a boolean, got {stream!r}", "stream")
+            raise _bad(f"'stream' must be a boolean, got {_show(stream)}", "stream")
         include_usage = _stream_options(body.get("stream_options"), stream)
 
         prompt = body.get("messages") if chat else _one_prompt(body.get("prompt"))
@@ -259,16 +281,19 @@ class OpenAIServer:
         if max_tokens is None:
             max_tokens = limit - prompt_tokens  # as vLLM: whatever the context has room for
         if not _is_int(max_tokens) or max_tokens < 1:
-            raise _bad(f"'{param}' must be an integer of at least 1, got {max_tokens!r}", param)
+            raise _bad(f"'{param}' must be an integer of at least 1, got {_show(max_tokens)}", param)
         try:
             self.backend.validate(prompt_tokens, max_tokens)
         except ValueError as exc:
             raise _bad(f"{exc}", param, "context_length_exceeded") from None
 
         slo, pipeline = self._slo_and_pipeline(body, scope)
-        request_class = body.get("request_class") or (scope.request_class if scope is not None else None) or "default"
-        if not isinstance(request_class, str) or not request_class:
-            raise _bad(f"'request_class' must be a non-empty string, got {request_class!r}", "request_class")
+        request_class = body.get("request_class")
+        if request_class is None:
+            request_class = (scope.request_class if scope is not None else None) or "default"
+        elif not _is_name(request_class):
+            raise _bad(f"'request_class' must be a non-empty string of at most {MAX_NAME_CHARS} characters, "
+                       f"got {_show(request_class)}", "request_class")
         prefix = "chatcmpl-" if chat else "cmpl-"
         request = GenerationRequest(prefix + uuid.uuid4().hex, prompt_tokens, prompt_key, max_tokens, seed, slo,
                                     pipeline, request_class, tuple(prompt_ids) if prompt_ids is not None else None,
@@ -281,7 +306,7 @@ class OpenAIServer:
         backend = self.backend.description
         n = body.get("n")
         if n is not None and n != 1:
-            raise _bad(f"'n' must be 1: jitagent serves one choice per request (got n={n!r})", "n")
+            raise _bad(f"'n' must be 1: jitagent serves one choice per request (got n={_show(n)})", "n")
         if not self.backend.supports_tools:
             for name in ("tools", "functions"):
                 if body.get(name):
@@ -289,11 +314,16 @@ class OpenAIServer:
             for name in ("tool_choice", "function_call"):
                 if body.get(name) not in (None, "none"):
                     raise _bad(f"tool calls are not supported by {backend} ('{name}' was given)", name)
+        if chat:
+            _boolean(body, "logprobs")
+            _number(body, "top_logprobs", 0, 20, integer=True)
+        else:
+            _number(body, "logprobs", 0, 5, integer=True)
         if not self.backend.supports_logprobs and body.get("logprobs") not in (None, False):
             raise _bad(f"logprobs are not supported by {backend}", "logprobs")
         if body.get("top_logprobs") is not None:
             raise _bad(f"logprobs are not supported by {backend}", "top_logprobs")
-        if body.get("logit_bias"):
+        if _logit_bias(body.get("logit_bias")):
             raise _bad(f"'logit_bias' is not supported by {backend}", "logit_bias")
         response_format = body.get("response_format")
         if response_format is not None and response_format != {"type": "text"}:
@@ -304,7 +334,7 @@ class OpenAIServer:
             if body.get(name) is not None:
                 raise _bad(f"'{name}' is not supported by {backend}", name)
         if not chat:
-            if body.get("echo"):
+            if _boolean(body, "echo"):
                 raise _bad(f"'echo' is not supported by {backend}", "echo")
             if body.get("best_of") not in (None, 1):
                 raise _bad("'best_of' must be 1: jitagent serves one choice per request", "best_of")
@@ -504,21 +534,110 @@ def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
 
 
 def _json_object(body: bytes) -> dict[str, Any]:
+    """The body's JSON object, within :data:`MAX_BODY_BYTES` and :data:`MAX_BODY_DEPTH`. Standard
+    JSON only: ``NaN``, ``Infinity`` and numbers beyond a float's range (``1e999``) are refused."""
+    if len(body) > MAX_BODY_BYTES:
+        raise APIErrorReply(413, f"the request body has {len(body)} bytes, over the limit of {MAX_BODY_BYTES}",
+                            code="request_too_large")
     try:
-        value = json.loads(body)
-    except ValueError:
-        raise _bad("the request body is not valid JSON") from None
+        value = json.loads(body, parse_constant=_no_constant, parse_float=_finite_float)
+    except RecursionError:
+        raise _bad(f"the request body is nested more than {MAX_BODY_DEPTH} levels deep") from None
+    except ValueError as exc:
+        raise _bad(f"the request body is not valid JSON ({exc})"[:300]) from None
     if not isinstance(value, dict):
         raise _bad("the request body must be a JSON object")
+    # Deep nesting needs more opening brackets than the limit: most bodies skip the walk.
+    if body.count(b"[") + body.count(b"{") > MAX_BODY_DEPTH:
+        _check_depth(value)
     return value
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"the number {text[:40]} is beyond the range of a float")
+    return value
+
+
+def _check_depth(value: Any) -> None:
+    """400 unless lists and objects nest at most :data:`MAX_BODY_DEPTH` deep (walked without recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_BODY_DEPTH:
+            raise _bad(f"the request body is nested more than {MAX_BODY_DEPTH} levels deep")
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (list, dict)))
 
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+def _is_name(value: Any) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= MAX_NAME_CHARS
+
+
+def _show(value: Any) -> str:
+    """``value`` for an error message, cut short (a caller may send anything)."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _number(body: dict[str, Any], name: str, low: float, high: float, *, integer: bool = False) -> Any:
+    """``body[name]``: absent (``None``), or a number (an integer if ``integer``) from ``low`` to
+    ``high``; else a 400. The one check of the numbers a body carries."""
+    value = body.get(name)
+    if value is None:
+        return None
+    if not (_is_int(value) if integer else is_finite_number(value)) or not low <= value <= high:
+        kind = "an integer" if integer else "a number"
+        bounds = f"{low} to {high}" if integer else f"{low:g} to {high:g}"
+        raise _bad(f"'{name}' must be {kind} from {bounds}, got {_show(value)}", name)
+    return value
+
+
+def _boolean(body: dict[str, Any], name: str) -> bool:
+    """``body[name]`` when absent (``False``) or a boolean; else a 400."""
+    value = body.get(name)
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise _bad(f"'{name}' must be a boolean, got {_show(value)}", name)
+    return value
+
+
+def _check_bookkeeping(body: dict[str, Any]) -> None:
+    """The fields that describe the caller, to the OpenAI API's rules (jitagent keeps none of them)."""
+    for name in ("user", "service_tier", "prompt_cache_key", "safety_identifier"):
+        value = body.get(name)
+        if value is not None and not isinstance(value, str):
+            raise _bad(f"'{name}' must be a string, got {_show(value)}", name)
+    for name in ("store", "parallel_tool_calls"):
+        _boolean(body, name)
+    metadata = body.get("metadata")
+    if metadata is not None and not (
+            isinstance(metadata, dict) and len(metadata) <= _MAX_METADATA
+            and all(isinstance(k, str) and len(k) <= _MAX_METADATA_KEY for k in metadata)
+            and all(isinstance(v, str) and len(v) <= _MAX_METADATA_VALUE for v in metadata.values())):
+        raise _bad(f"'metadata' must be an object of at most {_MAX_METADATA} string pairs (keys of at most "
+                   f"{_MAX_METADATA_KEY} characters, values of at most {_MAX_METADATA_VALUE}), got {_show(metadata)}",
+                   "metadata")
+
+
+def _logit_bias(bias: Any) -> dict[str, Any]:
+    """``logit_bias``: token ids (as strings) to biases from -100 to 100; else a 400."""
+    if bias is None:
+        return {}
+    if not (isinstance(bias, dict) and all(key.isdecimal() and key.isascii() for key in bias)
+            and all(is_finite_number(value) and -100 <= value <= 100 for value in bias.values())):
+        raise _bad(f"'logit_bias' must map token ids to biases from -100 to 100, got {_show(bias)}", "logit_bias")
+    return bias
 
 
 def _stream_options(options: Any, stream: bool) -> bool:
@@ -528,11 +647,11 @@ def _stream_options(options: Any, stream: bool) -> bool:
     if not stream:
         raise _bad("'stream_options' is only allowed when 'stream' is true", "stream_options")
     if not isinstance(options, dict) or options.keys() - {"include_usage", "include_obfuscation"}:
-        raise _bad(f"'stream_options' may hold 'include_usage' and 'include_obfuscation', got {options!r}",
+        raise _bad(f"'stream_options' may hold 'include_usage' and 'include_obfuscation', got {_show(options)}",
                    "stream_options")
     include_usage = options.get("include_usage", False)
     if not isinstance(include_usage, bool):
-        raise _bad(f"'stream_options.include_usage' must be a boolean, got {include_usage!r}", "stream_options")
+        raise _bad(f"'stream_options.include_usage' must be a boolean, got {_show(include_usage)}", "stream_options")
     return include_usage
 
 
@@ -543,7 +662,7 @@ def _stop_strings(stop: Any) -> list[str]:
     if (not isinstance(stops, list) or len(stops) > _MAX_STOP_SEQUENCES
             or not all(isinstance(s, str) and s for s in stops)):
         raise _bad(f"'stop' must be a non-empty string or a list of at most {_MAX_STOP_SEQUENCES} of them, "
-                   f"got {stop!r}", "stop")
+                   f"got {_show(stop)}", "stop")
     return stops
 
 
@@ -554,7 +673,7 @@ def _chat_prompt(messages: Any, backend: Backend) -> tuple[int, bytes]:
     tokens = REPLY_PRIMING_TOKENS
     for i, message in enumerate(messages):
         where = f"messages[{i}]"
-        if not isinstance(message, dict) or message.get("role") not in _CHAT_ROLES:
+        if not isinstance(message, dict) or not isinstance(message.get("role"), str) or message["role"] not in _CHAT_ROLES:
             raise _bad(f"{where} must be an object whose 'role' is one of {sorted(_CHAT_ROLES)}", where)
         if message["role"] in ("tool", "function") or message.get("tool_calls") or message.get("function_call"):
             if not backend.supports_tools:
@@ -576,7 +695,7 @@ def _content_tokens(content: Any, where: str, backend: Backend) -> int:
         for j, part in enumerate(content):
             if not isinstance(part, dict) or part.get("type") not in ("text", "refusal"):
                 kind = part.get("type") if isinstance(part, dict) else type(part).__name__
-                raise _bad(f"{where}.content[{j}] is {kind!r}: only text content is supported by "
+                raise _bad(f"{where}.content[{j}] is {_show(kind)}: only text content is supported by "
                            f"{backend.description}", f"{where}.content")
             text = part.get("text", part.get("refusal"))
             if not isinstance(text, str):
@@ -605,12 +724,13 @@ def _completion_prompt(prompt: Any) -> tuple[int, bytes]:
 def _pipeline(value: Any) -> PipelineContext:
     fields = PipelineContext.__dataclass_fields__
     if not isinstance(value, dict) or value.keys() != fields.keys():
-        raise _bad(f"invalid pipeline: expected an object with exactly the fields {', '.join(fields)}, got {value!r}",
+        raise _bad(f"invalid pipeline: expected an object with exactly the fields {', '.join(fields)}, got {_show(value)}",
                    "pipeline")
     for name in ("run_id", "stage"):
-        if not isinstance(value[name], str):
-            raise _bad(f"invalid pipeline: '{name}' must be a string", "pipeline")
+        if not isinstance(value[name], str) or len(value[name]) > MAX_NAME_CHARS:
+            raise _bad(f"invalid pipeline: '{name}' must be a string of at most {MAX_NAME_CHARS} characters",
+                       "pipeline")
     for name in ("run_start", "run_deadline", "stage_deadline"):
-        if not _is_number(value[name]):
+        if not is_finite_number(value[name]):
             raise _bad(f"invalid pipeline: '{name}' must be a finite number (engine-clock seconds)", "pipeline")
     return PipelineContext(**value)

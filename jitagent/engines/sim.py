@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import math
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -23,12 +22,14 @@ from jitagent.engines.speed_trace import load_speed_trace
 from jitagent.scheduling.plan import EngineLimits
 from jitagent.scheduling.policies import JIT, Policy, make_policy
 from jitagent.scheduling.request import PipelineContext, RequestState
-from jitagent.slo import SLO, InfeasibleSLOError
+from jitagent.slo import SLO, InfeasibleSLOError, is_finite_number
 
 __all__ = ["SimConfig", "SimEngine", "RequestLog", "DEFAULT_PROFILE"]
 
 DEFAULT_PROFILE = "llama-3.1-8b-a100"
 _LLAMA_31_MAX_MODEL_LEN = 131072
+_MAX_SETTING = 2**31 - 1   # bound on the integer settings: beyond it, step-time arithmetic leaves a float's range
+_INT_SETTINGS = ("token_budget", "max_num_seqs", "block_size", "num_blocks", "max_model_len")
 
 
 @dataclass(frozen=True)
@@ -63,12 +64,21 @@ class SimConfig:
     speed_trace: str | None = None
     learn_step_times: bool = False
 
+    def __post_init__(self) -> None:
+        """Type and range of each setting given, checked where it is written (ValueError naming it)."""
+        for name in _INT_SETTINGS:
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, int) and not isinstance(value, bool)
+                                          and 1 <= value <= _MAX_SETTING):
+                raise ValueError(f"{name} must be an integer from 1 to {_MAX_SETTING}, got {value!r:.80}")
+        memory = self.gpu_memory_utilization
+        if memory is not None and not (is_finite_number(memory) and 0 < memory <= 1):
+            raise ValueError(f"gpu_memory_utilization must be in (0, 1], got {memory!r:.80}")
+
     def resolve(self) -> tuple[Profile, EngineLimits]:
         """Load the profile and work out the engine's limits; ValueError on bad settings."""
         profile = load_profile(self.profile)
         defaults = engine_preset(profile, self.preset)
-        if self.gpu_memory_utilization is not None and not 0 < self.gpu_memory_utilization <= 1:
-            raise ValueError(f"gpu_memory_utilization must be in (0, 1], got {self.gpu_memory_utilization}")
         block_size = self.block_size or defaults.block_size
         num_blocks = self.num_blocks
         if num_blocks is None:
@@ -126,7 +136,7 @@ class SimEngine:
                  time_scale: float = 1.0) -> None:
         if isinstance(time_scale, bool) or not isinstance(time_scale, (int, float)):
             raise TypeError(f"time_scale must be a number, got {time_scale!r}")
-        if not (math.isfinite(time_scale) and time_scale >= 0):
+        if not (is_finite_number(time_scale) and time_scale >= 0):
             raise ValueError(f"time_scale must be finite and >= 0, got {time_scale}")
         self.config = config or SimConfig()
         self.core = self.config.build_core(policy)

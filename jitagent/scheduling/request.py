@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from jitagent.slo import SLO, DeadlineSLO, PipelineSLO, StreamSLO
+from jitagent.slo import SLO, DeadlineSLO, PipelineSLO, StreamSLO, is_finite_number
 
 __all__ = ["RequestStatus", "PipelineContext", "RequestState"]
 
@@ -54,9 +54,9 @@ class PipelineContext:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise TypeError(f"pipeline {name} must be a number of seconds on the engine clock, got {value!r}")
-            if not math.isfinite(value):
+            if not is_finite_number(value):
                 raise ValueError(f"pipeline {name} must be a finite number of seconds on the engine clock, "
-                                 f"got {value!r}")
+                                 f"got {value!r:.80}")
 
 
 class RequestState:

@@ -133,8 +133,8 @@ CHAT: list[tuple[str, dict[str, Any] | Callable[[], dict[str, Any]], type[Except
     ("temperature out of range", {"temperature": 3}, BAD, r"'temperature' must be a number from 0 to 2, got 3"),
     ("temperature NaN", {"temperature": math.nan}, ValueError, "Out of range float values are not JSON compliant"),
     ("top_p out of range", {"top_p": 1.5}, BAD, r"'top_p' must be a number from 0 to 1"),
-    ("seed a string", {"seed": "x"}, BAD, r"'seed' must be an integer, got 'x'"),
-    ("seed a float", {"seed": 1.5}, BAD, r"'seed' must be an integer, got 1.5"),
+    ("seed a string", {"seed": "x"}, BAD, r"'seed' must be an integer from -9223372036854775808 to 9223372036854775807, got 'x'"),
+    ("seed a float", {"seed": 1.5}, BAD, r"'seed' must be an integer from .*, got 1.5"),
     ("n=2", {"n": 2}, BAD, r"'n' must be 1"),
     ("n a string", {"n": "1"}, BAD, r"'n' must be 1"),
     ("unknown argument", {"extra_body": {"frobnicate": 1}}, BAD, r"Unrecognized request argument supplied: frobnicate"),
@@ -151,6 +151,28 @@ CHAT: list[tuple[str, dict[str, Any] | Callable[[], dict[str, Any]], type[Except
         "run_id": "r", "run_start": "now", "run_deadline": 1.0, "stage": "s", "stage_deadline": 1.0}}}, BAD,
      r"invalid pipeline: 'run_start' must be a finite number"),
     ("pipeline not an object", {"extra_body": {"pipeline": "run-1"}}, BAD, r"invalid pipeline: expected an object"),
+    ("pipeline time beyond a float's range", {"extra_body": {"pipeline": {
+        "run_id": "r", "run_start": 10**400, "run_deadline": 1.0, "stage": "s", "stage_deadline": 1.0}}}, BAD,
+     r"invalid pipeline: 'run_start' must be a finite number"),
+    ("role a list", {"messages": [{"role": ["user"], "content": "x"}]}, BAD, r"messages\[0\] must be an object whose 'role'"),
+    ("role an object", {"messages": [{"role": {"role": "user"}, "content": "x"}]}, BAD,
+     r"messages\[0\] must be an object whose 'role'"),
+    ("temperature beyond a float's range", {"temperature": 10**400}, BAD,
+     r"'temperature' must be a number from 0 to 2, got 1000000"),
+    ("top_p beyond a float's range, negative", {"top_p": -(10**400)}, BAD, r"'top_p' must be a number from 0 to 1"),
+    ("seed beyond int64", {"seed": 2**63}, BAD, r"'seed' must be an integer from -9223372036854775808 to "),
+    ("top_logprobs over 20", {"top_logprobs": 21}, BAD, r"'top_logprobs' must be an integer from 0 to 20, got 21"),
+    ("logprobs not a boolean", {"logprobs": 1}, BAD, r"'logprobs' must be a boolean, got 1"),
+    ("logit_bias out of range", {"logit_bias": {"5": 101}}, BAD, r"'logit_bias' must map token ids to biases from -100"),
+    ("logit_bias key not a token id", {"logit_bias": {"the": 1}}, BAD, r"'logit_bias' must map token ids"),
+    ("user not a string", {"user": 5}, BAD, r"'user' must be a string, got 5"),
+    ("metadata of 17 pairs", {"metadata": {str(i): "v" for i in range(17)}}, BAD,
+     r"'metadata' must be an object of at most 16 string pairs"),
+    ("metadata value not a string", {"metadata": {"k": 1}}, BAD, r"'metadata' must be an object of at most 16"),
+    ("store not a boolean", {"store": "yes"}, BAD, r"'store' must be a boolean"),
+    ("request_class zero", {"extra_body": {"request_class": 0}}, BAD, r"'request_class' must be a non-empty string"),
+    ("request_class too long", {"extra_body": {"request_class": "c" * 257}}, BAD,
+     r"'request_class' must be a non-empty string of at most 256 characters"),
     ("stage deadline passed, reject", _past_stage, openai.RateLimitError,
      r"deadline of pipeline stage 'draft' \(run 'run-1'\) passed"),
     ("infeasible SLO", _slo(kind="deadline", deadline_s=1e-6, on_infeasible="reject"), openai.RateLimitError,
@@ -187,6 +209,8 @@ SCOPES: list[tuple[str, Callable[[], Any], type[Exception], str]] = [
      r"pipeline stage_deadline must be a finite number of seconds on the engine clock, got nan"),
     ("empty request class", lambda: slo_scope(request_class=""), ValueError, r"request_class must be a non-empty string"),
     ("request class an int", lambda: slo_scope(request_class=3), ValueError, r"request_class must be a non-empty string"),
+    ("PipelineContext with a time beyond a float's range", lambda: slo_scope(pipeline=_stage(run_start=-(10**400))),
+     ValueError, r"pipeline run_start must be a finite number of seconds on the engine clock, got -1000"),
 ]
 
 
@@ -237,6 +261,29 @@ def test_malformed_raw_requests() -> None:
     run(test)
 
 
+RAW: list[tuple[str, bytes, int, str]] = [
+    ("100,000 nested lists", b"[" * 100_000 + b"]" * 100_000, 400, "nested more than 128 levels deep"),
+    ("200 nested objects", b'{"model": "m", "x": ' + b'{"a": ' * 200 + b"1" + b"}" * 201, 400,
+     "nested more than 128 levels deep"),
+    ("NaN", b'{"model": "m", "temperature": NaN}', 400, "not valid JSON (NaN is not a JSON number)"),
+    ("a float beyond range", b'{"model": "m", "seed": 1e999}', 400, "not valid JSON (the number 1e999 is beyond"),
+    ("an integer of 5,000 digits", b'{"max_tokens": ' + b"9" * 5000 + b"}", 400, "not valid JSON"),
+    ("a lone surrogate in a field name", b'{"\\ud800": 1}', 400, "Unrecognized request argument supplied: \ud800"),
+    ("a body over 32 MiB", b'{"prompt": "' + b"a" * (32 * 2**20) + b'"}', 413, "over the limit of 33554432"),
+]
+
+
+@pytest.mark.parametrize("case, body, status, message", RAW, ids=[c[0] for c in RAW])
+def test_malformed_raw_bodies(case: str, body: bytes, status: int, message: str) -> None:
+    """Raw bodies through the client's HTTP layer: an OpenAI-shaped 4xx (never a 500)."""
+    async def test(client: JITClient) -> None:
+        reply = await client._client.post(f"{client.base_url}chat/completions", content=body)
+        error = reply.json()["error"]
+        assert reply.status_code == status and message in error["message"], (reply.status_code, error)
+        assert error.keys() == {"message", "type", "param", "code"}
+    run(test)
+
+
 def test_a_failure_of_the_server_itself_is_a_500_and_the_engine_serves_on(caplog, monkeypatch) -> None:
     async def test(client: JITClient) -> None:
         backend = client._served.server.backend
@@ -264,11 +311,14 @@ CONSTRUCTOR: list[tuple[str, dict[str, Any], type[Exception], str]] = [
     ("default pipeline of the wrong type", {"pipeline": "run-1"}, TypeError, r"pipeline must be a PipelineContext, got str"),
     ("tracer provider of the wrong type", {"tracer_provider": "otlp"}, TypeError,
      r"tracer_provider must be an OpenTelemetry TracerProvider"),
+    ("time_scale beyond a float's range", {"time_scale": 10**400}, ValueError, r"time_scale must be finite and >= 0"),
+    ("default pipeline time beyond a float's range", {"pipeline": lambda: _stage(run_deadline=10**400)}, ValueError,
+     r"pipeline run_deadline must be a finite number of seconds"),
 ]
 
 
 @pytest.mark.parametrize("case, kwargs, error, message", CONSTRUCTOR, ids=[c[0] for c in CONSTRUCTOR])
 def test_malformed_client_arguments(case: str, kwargs: dict[str, Any], error: type[Exception], message: str) -> None:
     with pytest.raises(error, match=message):
-        JITClient(**{"time_scale": TIME_SCALE, **kwargs})
+        JITClient(**{"time_scale": TIME_SCALE, **{k: v() if callable(v) else v for k, v in kwargs.items()}})
     run(lambda client: asyncio.sleep(0))  # and a client built next serves normally

@@ -103,6 +103,15 @@ def test_an_infeasible_request_that_asked_for_rejection_gets_a_clear_error():
 def test_config_validation():
     with pytest.raises(ValueError, match="gpu_memory_utilization"):
         SimConfig(gpu_memory_utilization=1.5).resolve()
+    for bad in ({"gpu_memory_utilization": 10**400}, {"gpu_memory_utilization": "all"}):
+        with pytest.raises(ValueError, match=r"gpu_memory_utilization must be in \(0, 1\]"):
+            SimConfig(**bad)   # where it is written, before the profile is loaded
+    for name in ("token_budget", "max_num_seqs", "block_size", "num_blocks", "max_model_len"):
+        for bad in (0, -1, 10**400, 2**31, "8", 8.0, True):
+            with pytest.raises(ValueError, match=f"{name} must be an integer from 1 to 2147483647"):
+                SimConfig(**{name: bad})
+    with pytest.raises(ValueError, match="time_scale must be finite and >= 0"):
+        SimEngine(time_scale=10**400)
     with pytest.raises(ValueError, match="unknown profile"):
         SimConfig(profile="nope").resolve()
     profile, limits = SimConfig(preset="jitserve").resolve()
