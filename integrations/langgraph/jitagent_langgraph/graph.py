@@ -4,8 +4,10 @@ The wrapper compiles (or recompiles) the graph with every node wrapped (see
 :mod:`jitagent_langgraph.wrap`) and runs each ``ainvoke``/``astream``/``invoke``/``stream`` as
 one run: a run id, a start time and a deadline in a context variable that the nodes read, and
 an OpenTelemetry span for the run and for each node instance (see :mod:`jitagent_langgraph.telemetry`).
-Everything else (``get_state``, ``update_state``, ``get_graph``, ``checkpointer``, ...) is the
-compiled graph's own, reached through attribute access.
+A call that resumes an interrupted run (a checkpointer, a thread, ``Command(resume=...)``) is the
+same run with the same deadline (see :mod:`jitagent_langgraph.resume`). Everything else
+(``get_state``, ``update_state``, ``get_graph``, ``checkpointer``, ...) is the compiled graph's own,
+reached through attribute access.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import dataclasses
 import functools
 import inspect
 import math
+import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import Any, overload
 
@@ -29,6 +32,7 @@ from opentelemetry.trace import TracerProvider
 
 from jitagent.telemetry.providers import Telemetry
 from jitagent_langgraph.planner import Planner
+from jitagent_langgraph.resume import Carried, ais_paused, aresumed_run, is_paused, resumed_run
 from jitagent_langgraph.structure import analyse
 from jitagent_langgraph.telemetry import GraphTelemetry
 from jitagent_langgraph.wrap import (
@@ -65,7 +69,6 @@ class JITGraph:
         self.on_run_end = on_run_end
         self.telemetry = telemetry
         self.last_run: RunReport | None = None
-        self._usage = UsageCallback()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.graph, name)
@@ -80,32 +83,24 @@ class JITGraph:
 
     # -- runs -------------------------------------------------------------------------------------
 
-    def _start(self, config: RunnableConfig | None, deadline_s: float | None) -> tuple[RunState, RunnableConfig]:
-        config = self._with_usage(config)  # checked before the run starts: a refused run leaves no span open
-        run = RunState(self.planner, _check_deadline(deadline_s) if deadline_s is not None else self.deadline_s,
-                       self.on_late, self.telemetry)
+    def _start(self, config: RunnableConfig, deadline_s: float | None,
+               resumes: Carried | None) -> tuple[RunState, RunnableConfig]:
+        """A run (``resumes``: the interrupted run this call resumes, see :mod:`jitagent_langgraph.resume`)
+        with its span started, and the config to run it with: the run's usage callback, and its id,
+        start and deadline in the metadata its checkpoints carry."""
+        if resumes is None:
+            run = RunState(self.planner, deadline_s or self.deadline_s, self.on_late, self.telemetry)
+            carried = Carried(run.run_id, time.time() - (time.monotonic() - run.start), run.deadline_s)
+        else:
+            carried = dataclasses.replace(resumes, deadline_s=deadline_s or resumes.deadline_s)
+            run = RunState(self.planner, carried.deadline_s, self.on_late, self.telemetry,
+                           start=carried.start_monotonic(), run_id=carried.run_id, resumed_at=time.monotonic())
+        config = carried.into(_with_usage(config, run.usage))
         run.start_span()
         return run, config
 
-    def _with_usage(self, config: RunnableConfig | None) -> RunnableConfig:
-        """``config`` with the callback that counts each stage's LLM calls and tokens."""
-        if config is not None and not isinstance(config, Mapping):
-            raise TypeError(f"jit_slo: config must be a RunnableConfig (a dict), got {type(config).__name__}: "
-                            f"{config!r:.80}")
-        config = dict(config or {})  # type: ignore[assignment]
-        callbacks = config.get("callbacks")
-        if callbacks is None:
-            config["callbacks"] = [self._usage]
-        elif isinstance(callbacks, BaseCallbackManager):
-            manager = callbacks.copy()
-            manager.add_handler(self._usage, inherit=True)
-            config["callbacks"] = manager
-        else:
-            config["callbacks"] = [*callbacks, self._usage]
-        return config  # type: ignore[return-value]
-
-    def _end(self, run: RunState, completed: bool) -> None:
-        report = run.finish(completed)
+    def _end(self, run: RunState, completed: bool, paused: bool) -> None:
+        report = run.finish(completed, paused)
         self.last_run = report
         if self.on_run_end is not None:
             self.on_run_end(report)
@@ -113,22 +108,26 @@ class JITGraph:
     async def ainvoke(self, input: Any, config: RunnableConfig | None = None, *, deadline_s: float | None = None,
                       **kwargs: Any) -> Any:
         """``CompiledStateGraph.ainvoke`` as one run with an end-to-end deadline (``deadline_s``
-        overrides the graph's for this run). Cancelling the awaiting task cancels the run and
-        aborts its LLM calls in flight."""
-        run, config = self._start(config, deadline_s)
-        completed = False
+        overrides the graph's for this run; a call that resumes an interrupted run keeps that
+        run's deadline). Cancelling the awaiting task cancels the run and aborts its LLM calls in
+        flight."""
+        config, deadline_s = _checked(config, deadline_s)
+        run, config = self._start(config, deadline_s, await aresumed_run(self.graph, input, config))
+        completed = paused = False
         try:
             # The run's own task, in a context holding the run; cancelling ours cancels it.
             result = await asyncio.create_task(self.graph.ainvoke(input, config, **kwargs), context=run_context(run))
+            paused = await ais_paused(self.graph, config)
             completed = True
             return result
         finally:
-            self._end(run, completed)
+            self._end(run, completed, paused)
 
     async def astream(self, input: Any, config: RunnableConfig | None = None, *, deadline_s: float | None = None,
                       **kwargs: Any) -> AsyncIterator[Any]:
         """``CompiledStateGraph.astream`` as one run (see :meth:`ainvoke`)."""
-        run, config = self._start(config, deadline_s)
+        config, deadline_s = _checked(config, deadline_s)
+        run, config = self._start(config, deadline_s, await aresumed_run(self.graph, input, config))
         queue: asyncio.Queue[tuple[bool, Any]] = asyncio.Queue(maxsize=1)
 
         async def pump() -> None:
@@ -138,7 +137,7 @@ class JITGraph:
             await queue.put((True, None))
 
         task = asyncio.create_task(pump(), context=run_context(run))
-        completed = False
+        completed = paused = False
         try:
             while True:
                 getter = asyncio.ensure_future(queue.get())
@@ -151,32 +150,36 @@ class JITGraph:
                 if done:
                     break
                 yield chunk
+            paused = await ais_paused(self.graph, config)
             completed = True
         finally:
             if not task.done():
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
-            self._end(run, completed)
+            self._end(run, completed, paused)
 
     def invoke(self, input: Any, config: RunnableConfig | None = None, *, deadline_s: float | None = None,
                **kwargs: Any) -> Any:
         """``CompiledStateGraph.invoke`` as one run (see :meth:`ainvoke`)."""
-        run, config = self._start(config, deadline_s)
-        completed = False
+        config, deadline_s = _checked(config, deadline_s)
+        run, config = self._start(config, deadline_s, resumed_run(self.graph, input, config))
+        completed = paused = False
         try:
             result = run_context(run).run(self.graph.invoke, input, config, **kwargs)
+            paused = is_paused(self.graph, config)
             completed = True
             return result
         finally:
-            self._end(run, completed)
+            self._end(run, completed, paused)
 
     def stream(self, input: Any, config: RunnableConfig | None = None, *, deadline_s: float | None = None,
                **kwargs: Any) -> Iterator[Any]:
         """``CompiledStateGraph.stream`` as one run (see :meth:`ainvoke`)."""
-        run, config = self._start(config, deadline_s)
+        config, deadline_s = _checked(config, deadline_s)
+        run, config = self._start(config, deadline_s, resumed_run(self.graph, input, config))
         ctx = run_context(run)
         chunks = ctx.run(self.graph.stream, input, config, **kwargs)
-        completed = False
+        completed = paused = False
         try:
             while True:
                 try:
@@ -184,10 +187,34 @@ class JITGraph:
                 except StopIteration:
                     break
                 yield chunk
+            paused = is_paused(self.graph, config)
             completed = True
         finally:
             ctx.run(chunks.close)
-            self._end(run, completed)
+            self._end(run, completed, paused)
+
+
+def _checked(config: RunnableConfig | None, deadline_s: float | None) -> tuple[RunnableConfig, float | None]:
+    """A run's own copy of ``config`` and its ``deadline_s``, checked before the run starts (a
+    refused run leaves no span open)."""
+    if config is not None and not isinstance(config, Mapping):
+        raise TypeError(f"jit_slo: config must be a RunnableConfig (a dict), got {type(config).__name__}: "
+                        f"{config!r:.80}")
+    return dict(config or {}), None if deadline_s is None else _check_deadline(deadline_s)  # type: ignore[return-value]
+
+
+def _with_usage(config: RunnableConfig, usage: UsageCallback) -> RunnableConfig:
+    """``config`` (the run's own copy) with the callback that counts each stage's LLM calls and tokens."""
+    callbacks = config.get("callbacks")
+    if callbacks is None:
+        config["callbacks"] = [usage]
+    elif isinstance(callbacks, BaseCallbackManager):
+        manager = callbacks.copy()
+        manager.add_handler(usage, inherit=True)
+        config["callbacks"] = manager
+    else:
+        config["callbacks"] = [*callbacks, usage]
+    return config
 
 
 def _check_deadline(deadline_s: Any, name: str = "deadline_s") -> float:

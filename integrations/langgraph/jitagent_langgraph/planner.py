@@ -15,6 +15,12 @@
 after it, and a slow stage's overrun is shared out among them. An unseen node is assumed to take
 ``prior_node_s``, by default the mean learned time of the nodes that made LLM calls (1 s
 before any is known, so that unseen nodes are alike and dwarf nodes that make no LLM call).
+
+**Bounded.** What the planner keeps is fixed by the graph, not by how long or how many runs are:
+one :class:`NodeStats` (moving averages) per node of the graph, and what followed each node at
+each of its first :data:`MAX_LEARNED_VISITS` visits, at most :data:`MAX_FOLLOWERS` different next
+steps each (the least seen is evicted for a new one). A later visit plans with the structure rule
+above. A run hands its steps over as a :class:`RunPath`, which is bounded the same way.
 """
 
 from __future__ import annotations
@@ -28,9 +34,11 @@ from langgraph.constants import END
 
 from jitagent_langgraph.structure import GraphStructure
 
-__all__ = ["NodeStats", "Planner", "StagePlan"]
+__all__ = ["MAX_FOLLOWERS", "MAX_LEARNED_VISITS", "NodeStats", "Planner", "RunPath", "StagePlan"]
 
 _MAX_LOOKAHEAD_STEPS = 64  # a walk longer than this is a loop the statistics do not bound
+MAX_LEARNED_VISITS = 64    # visits of a node whose next step is learned; later ones follow the structure
+MAX_FOLLOWERS = 8          # different next steps kept per (node, visit); the least seen makes way
 
 
 @dataclass(slots=True)
@@ -52,6 +60,35 @@ class StagePlan:
     stage_deadline: float
     expected_s: float
     remaining_work_s: float   # W: this node plus the likely steps after it
+
+
+class RunPath:
+    """The steps of one run as the planner learns from them, gathered while it runs: how many
+    steps each node ran in, and the step that followed each of a node's first
+    :data:`MAX_LEARNED_VISITS` visits. Its size depends on the graph, not on the run's length."""
+
+    __slots__ = ("following", "visits", "_last")
+
+    def __init__(self) -> None:
+        self.visits: Counter[str] = Counter()
+        self.following: dict[tuple[str, int], frozenset[str]] = {}
+        self._last: frozenset[str] = frozenset()
+
+    def add(self, step: frozenset[str]) -> None:
+        """The run's next superstep ran these nodes."""
+        self._follow(step)
+        self.visits.update(step)
+        self._last = step
+
+    def _follow(self, step: frozenset[str]) -> None:
+        for name in self._last:
+            if self.visits[name] <= MAX_LEARNED_VISITS:
+                self.following[(name, self.visits[name])] = step
+
+    def close(self) -> None:
+        """The run ended after its last step added."""
+        self._follow(frozenset({END}))
+        self._last = frozenset()
 
 
 class Planner:
@@ -141,25 +178,32 @@ class Planner:
     def observe_step(self, node: str, step_s: float, llm_calls: int, tokens: int) -> None:
         """``node`` finished a superstep: its slowest instance took ``step_s``; its instances made
         ``llm_calls`` calls using ``tokens`` tokens. Called as soon as the step is over, so runs
-        in flight plan with it."""
+        in flight plan with it. A name that is not a node of the graph is not learned."""
         with self._lock:
-            stats = self.stats.setdefault(node, NodeStats())
+            stats = self.stats.get(node)
+            if stats is None:
+                return
             first = stats.samples == 0
             stats.step_s = max(1e-6, self._ewma(stats.step_s, step_s, first))
             stats.llm_calls = self._ewma(stats.llm_calls, llm_calls, first)
             stats.tokens = self._ewma(stats.tokens, tokens, first)
             stats.samples += 1
 
-    def observe_run(self, steps: list[frozenset[str]]) -> None:
-        """A run ended, having run these node sets, step by step: learn visit counts and what
-        follows each node at each visit."""
+    def observe_run(self, path: RunPath) -> None:
+        """A run ended after the steps of ``path`` (closed here): learn visit counts and what
+        followed each node at each visit."""
+        path.close()
         with self._lock:
-            visits: Counter[str] = Counter()
-            for i, step in enumerate(steps):
-                following = steps[i + 1] if i + 1 < len(steps) else frozenset({END})
-                for name in step:
-                    visits[name] += 1
-                    self._next.setdefault((name, visits[name]), Counter())[following] += 1
+            for key, following in path.following.items():
+                if key[0] in self.stats:
+                    self._count_follower(self._next.setdefault(key, Counter()), following)
             for name, stats in self.stats.items():
-                stats.visits = self._ewma(stats.visits, visits[name], stats.runs == 0)
+                stats.visits = self._ewma(stats.visits, path.visits[name], stats.runs == 0)
                 stats.runs += 1
+
+    @staticmethod
+    def _count_follower(seen: Counter[frozenset[str]], following: frozenset[str]) -> None:
+        """Count one more ``following`` in ``seen``, making way by dropping the least seen."""
+        if following not in seen and len(seen) >= MAX_FOLLOWERS:
+            del seen[min(seen, key=seen.__getitem__)]
+        seen[following] += 1

@@ -46,20 +46,23 @@ class GraphTelemetry:
         return span
 
     def end_run(self, span: Span, report: RunReport, error: BaseException | None) -> None:
-        """End the run's span at its finish; record its slack, and its stages' tokens as goodput
-        if it met its deadline (tokens of LangChain model calls: see ``UsageCallback``)."""
+        """End the run's span at its finish; record its slack, and its tokens as goodput if it met
+        its deadline (tokens of LangChain model calls: see ``UsageCallback``). A run paused at an
+        interrupt has no outcome yet: its span ends, its metrics wait for the part that ends it.
+        The span of a resumed part starts when the part did, and so does its slack at the start."""
         offset = monotonic_offset()
+        began = report.start if report.resumed_at is None else report.resumed_at
         if span.is_recording():
-            span.set_attributes({names.RUN_COMPLETED: report.completed,
-                                 **slack_attributes(report.deadline, report.start, report.finish, report.met,
-                                                    offset=offset)})
+            span.set_attributes({names.RUN_COMPLETED: report.completed and not report.paused,
+                                 **slack_attributes(report.deadline, began, report.finish,
+                                                    None if report.paused else report.met, offset=offset)})
             if error is not None:
                 span.set_attribute(names.ERROR_TYPE, type(error).__name__)
                 span.set_status(StatusCode.ERROR, str(error) or type(error).__name__)
         span.end(unix_ns(report.finish, offset))
-        if self.telemetry.measuring:
-            tokens = sum(stage.tokens for stage in report.stages) if report.met else 0
-            self.telemetry.instruments.record_outcome("run", report.deadline - report.finish, tokens,
+        if self.telemetry.measuring and not report.paused:
+            self.telemetry.instruments.record_outcome("run", report.deadline - report.finish,
+                                                      report.tokens if report.met else 0,
                                                       {names.WORKFLOW_NAME: self.workflow})
 
     @contextmanager

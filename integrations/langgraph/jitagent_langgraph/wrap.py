@@ -12,11 +12,12 @@ the stage's are current in the same way (see :mod:`jitagent_langgraph.telemetry`
 from __future__ import annotations
 
 import contextvars
+import math
 import sys
 import threading
 import time
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -34,10 +35,11 @@ from opentelemetry.trace import INVALID_SPAN, Span
 from jitagent.client import slo_scope
 from jitagent.scheduling.request import PipelineContext
 from jitagent.slo import PipelineSLO
-from jitagent_langgraph.planner import Planner, StagePlan
+from jitagent_langgraph.planner import Planner, RunPath, StagePlan
 from jitagent_langgraph.telemetry import GraphTelemetry
 
 __all__ = [
+    "MAX_REPORT_STAGES",
     "DeadlineExceeded",
     "OnLate",
     "RunReport",
@@ -49,6 +51,8 @@ __all__ = [
 ]
 
 OnLate = Literal["best_effort", "raise"]
+
+MAX_REPORT_STAGES = 1_000  # stage records a run's report keeps (the latest); the others are counted
 
 
 class DeadlineExceeded(TimeoutError):
@@ -79,19 +83,24 @@ class StageRecord:
 
 @dataclass(frozen=True, slots=True)
 class RunReport:
-    """A finished run: its deadline, when it ended, and its stages in start order."""
+    """A finished run (or the part of it one call ran): its deadline, when it ended, and its
+    stages in start order, the last :data:`MAX_REPORT_STAGES` of them."""
 
     run_id: str
-    start: float
+    start: float               # the run's first start, also when this part was a resume
     deadline: float
     finish: float
     completed: bool            # False when it raised or was cancelled
     stages: tuple[StageRecord, ...]
+    tokens: int = 0            # of all its stages (LangChain model calls: see ``UsageCallback``)
+    stages_dropped: int = 0    # earliest stages left out of ``stages``
+    paused: bool = False       # completed at an interrupt: resuming its thread goes on with this run
+    resumed_at: float | None = None  # when this part began, if it resumed an interrupted run
 
     @property
     def met(self) -> bool:
-        """Completed by its deadline."""
-        return self.completed and self.finish <= self.deadline
+        """Completed by its deadline (a paused run has not completed yet)."""
+        return self.completed and not self.paused and self.finish <= self.deadline
 
     def format_stages(self) -> str:
         """The stages as a text table, each stage's deadline against its actual finish (seconds from
@@ -115,14 +124,21 @@ class _StepNode:
     slowest_s: float = 0.0
     llm_calls: int = 0
     tokens: int = 0
-    learned: bool = False
     plan: StagePlan | None = None
 
 
 @dataclass
 class RunState:
     """One run of a ``jit_slo`` graph, shared by all its tasks (hence the lock: sync graphs run
-    nodes on threads)."""
+    nodes on threads).
+
+    What it keeps does not grow with the run's length: the steps not yet over (in a LangGraph
+    run, the current one and perhaps the one before), the path the planner will learn from (a
+    :class:`~jitagent_langgraph.planner.RunPath`), running totals, and the last
+    :data:`MAX_REPORT_STAGES` stage records for the report. ``start`` and ``run_id`` are those of
+    the run's first part when the run resumes an interrupted one (``resumed_at`` is then when
+    this part began).
+    """
 
     planner: Planner
     deadline_s: float
@@ -130,8 +146,14 @@ class RunState:
     telemetry: GraphTelemetry
     start: float = field(default_factory=time.monotonic)
     run_id: str = field(default_factory=lambda: f"run-{uuid.uuid4().hex[:12]}")
-    records: list[StageRecord] = field(default_factory=list)
-    _steps: dict[int, dict[str, _StepNode]] = field(default_factory=dict)
+    resumed_at: float | None = None
+    usage: UsageCallback = field(default_factory=lambda: UsageCallback())
+    _records: deque[StageRecord] = field(default_factory=lambda: deque(maxlen=MAX_REPORT_STAGES))
+    _stages: int = 0                 # stage records made, kept or not
+    _tokens: int = 0                 # of the stages that ended
+    _steps: dict[int, dict[str, _StepNode]] = field(default_factory=dict)  # steps not yet over
+    _floor: float = -math.inf        # latest stage deadline of the steps that are over
+    _path: RunPath = field(default_factory=RunPath)
     _visits: Counter[str] = field(default_factory=Counter)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -150,7 +172,7 @@ class RunState:
         """Plan a node instance starting now: learn from the steps that are over, then ask the planner."""
         now = time.monotonic()
         with self._lock:
-            self._learn_finished_steps(before=step)
+            self._retire_steps(before=step)
             nodes = self._steps.setdefault(step, {})
             entry = nodes.get(node)
             if entry is None:  # the node's first instance in this step (others are Send fan-out)
@@ -158,12 +180,13 @@ class RunState:
                 entry = nodes[node] = _StepNode(self._visits[node])
             entry.running += 1
             if entry.plan is None:  # Send fan-out: the instances of a step share the first one's plan
-                floor = max((r.stage_deadline for r in self.records if r.step < step), default=self.start)
-                entry.plan = self.planner.plan(node, entry.visit, self._visits, now, self.deadline, floor)
+                entry.plan = self.planner.plan(node, entry.visit, self._visits, now, self.deadline,
+                                               self._floor_before(step))
             plan = entry.plan
             record = StageRecord(node, step, entry.visit, now, plan.stage_deadline, plan.expected_s,
                                  plan.remaining_work_s)
-            self.records.append(record)
+            self._records.append(record)
+            self._stages += 1
         return record
 
     def end(self, record: StageRecord) -> None:
@@ -174,33 +197,53 @@ class RunState:
             entry.slowest_s = max(entry.slowest_s, record.finish - record.start)
             entry.llm_calls += record.llm_calls
             entry.tokens += record.tokens
+            self._tokens += record.tokens
 
     def pipeline(self, record: StageRecord) -> PipelineContext:
         return PipelineContext(self.run_id, self.start, self.deadline, record.node, record.stage_deadline)
 
-    def _learn_finished_steps(self, before: float) -> None:
-        """Teach the planner each node's time in the steps before ``before`` (over by now)."""
-        for step, nodes in self._steps.items():
-            if step >= before:
-                continue
+    def _floor_before(self, step: int) -> float:
+        """The latest stage deadline of the steps before ``step`` (the run's start if none)."""
+        pending = (entry.plan.stage_deadline for s, nodes in self._steps.items() if s < step
+                   for entry in nodes.values() if entry.plan is not None)
+        return max(self._floor, *pending, self.start)
+
+    def _retire_steps(self, before: float) -> None:
+        """Teach the planner each node's time in the steps before ``before`` that are over, in step
+        order, and forget those steps (a run keeps only the steps still under way)."""
+        for step in sorted(self._steps):
+            nodes = self._steps[step]
+            if step >= before or any(entry.running for entry in nodes.values()):
+                return
+            del self._steps[step]
             for node, entry in nodes.items():
-                if not entry.learned and entry.running == 0:
-                    entry.learned = True
-                    self.planner.observe_step(node, entry.slowest_s, entry.llm_calls, entry.tokens)
+                self.planner.observe_step(node, entry.slowest_s, entry.llm_calls, entry.tokens)
+                if entry.plan is not None:
+                    self._floor = max(self._floor, entry.plan.stage_deadline)
+            self._path.add(frozenset(nodes))
 
     def start_span(self) -> None:
-        """Start the run's span, a child of the current one."""
-        self.span = self.telemetry.start_run(self.run_id, self.start, self.slo)
+        """Start the run's span (at this part's start), a child of the current one."""
+        began = self.start if self.resumed_at is None else self.resumed_at
+        self.span = self.telemetry.start_run(self.run_id, began, self.slo)
 
-    def finish(self, completed: bool) -> RunReport:
-        """Close the run: learn from it when it completed, report it and end its span (with the
-        exception being handled, if the run ended with one)."""
+    def finish(self, completed: bool, paused: bool = False) -> RunReport:
+        """Close the run: learn from it when it completed whole (not paused at an interrupt, nor a
+        resumed part), report it, end its span (with the exception being handled, if the run ended
+        with one), and let go of everything the run held."""
         with self._lock:
             if completed:
-                self._learn_finished_steps(before=float("inf"))
-                self.planner.observe_run([frozenset(self._steps[s]) for s in sorted(self._steps)])
-            records = tuple(sorted(self.records, key=lambda r: (r.start, r.step)))
-        report = RunReport(self.run_id, self.start, self.deadline, time.monotonic(), completed, records)
+                self._retire_steps(before=math.inf)
+                if not paused and self.resumed_at is None:
+                    self.planner.observe_run(self._path)
+            records = tuple(sorted(self._records, key=lambda r: (r.start, r.step)))
+            self._steps.clear()
+            self._records.clear()
+            self._path = RunPath()
+            self.usage.clear()
+        report = RunReport(self.run_id, self.start, self.deadline, time.monotonic(), completed, records,
+                           tokens=self._tokens, stages_dropped=self._stages - len(records), paused=paused,
+                           resumed_at=self.resumed_at)
         self.telemetry.end_run(self.span, report, None if completed else sys.exception())
         return report
 
@@ -270,7 +313,7 @@ def wrap_node(name: str, inner: Runnable) -> RunnableCallable:
 
 
 class UsageCallback(BaseCallbackHandler):
-    """Counts the LangChain LLM calls of each stage and their tokens. A model that calls another
+    """Counts the LangChain LLM calls of each stage of one run, and their tokens. A model that calls another
     (a wrapper around ``ChatOpenAI``) counts once, as its innermost call; calls made with the raw
     OpenAI client are not seen by callbacks and are not counted."""
 
@@ -278,6 +321,10 @@ class UsageCallback(BaseCallbackHandler):
 
     def __init__(self) -> None:
         self._open: dict[UUID, bool] = {}  # LLM run in flight -> whether it made an LLM call itself
+
+    def clear(self) -> None:
+        """Forget the calls still open: their run has ended (a cancelled call reports no end)."""
+        self._open.clear()
 
     def _start(self, run_id: UUID, parent_run_id: UUID | None) -> None:
         if _STAGE.get() is not None:
