@@ -4,7 +4,10 @@ The engine is brought to ``running`` requests decoding (all seats taken, admitte
 served) with ``waiting`` more queued behind them, then the policy under test takes over and every
 one of its ``schedule()`` calls is timed over ``steps`` steps, frames of re-ranking included, so the
 mean is the cost amortised the way the policy runs. Output lengths are long enough that nobody
-finishes during the measurement, so the load stays as set. The KV cache is the profile's, or larger
+finishes during the measurement, so the load stays as set. The objects of the set-up are frozen
+out of the garbage collector for the measurement (``gc.freeze``), so that a full collection of the
+queue the benchmark built is not timed as one decision; collections of what the steps allocate
+are. The KV cache is the profile's, or larger
 when that cannot hold the running requests (1,024 running need more than one A100): what a decision
 costs does not depend on it while nobody is admitted.
 
@@ -19,12 +22,14 @@ work slows every policy alike; :func:`write_growth` writes the figures as ``cost
 from __future__ import annotations
 
 import argparse
+import gc
 import json
+import math
 import statistics
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +49,20 @@ _PROMPT_CAP = 2048
 _MAX_TOKENS = 4096
 
 
+@dataclass
+class _Timings:
+    """Per ``schedule()`` call: wall and CPU seconds; per step: the modelled duration (seconds)."""
+
+    wall_s: list[float] = field(default_factory=list)
+    cpu_s: list[float] = field(default_factory=list)
+    step_s: list[float] = field(default_factory=list)
+
+    def extend(self, other: _Timings) -> None:
+        self.wall_s += other.wall_s
+        self.cpu_s += other.cpu_s
+        self.step_s += other.step_s
+
+
 @dataclass(frozen=True)
 class DecisionCost:
     policy: str
@@ -55,14 +74,19 @@ class DecisionCost:
     p99_ms: float
     mean_ms: float
     mean_step_ms: float        # modelled step duration over the same steps
+    # The same calls' CPU time (this thread's): what the policy computed, without the time the
+    # machine gave to other processes meanwhile (on a busy machine, wall-time tails are theirs).
+    cpu_median_ms: float = math.nan
+    cpu_p99_ms: float = math.nan
+    cpu_mean_ms: float = math.nan
 
     @classmethod
-    def of(cls, policy: str, running: int, waiting: int, timings_s: Sequence[float],
-           step_times_s: Sequence[float]) -> DecisionCost:
-        """Figures of ``schedule()`` timings and the modelled durations of the same steps (seconds)."""
-        ms = np.asarray(timings_s) * 1e3
+    def of(cls, policy: str, running: int, waiting: int, timings: _Timings) -> DecisionCost:
+        """Figures of ``schedule()`` timings and the modelled durations of the same steps."""
+        ms, cpu = np.asarray(timings.wall_s) * 1e3, np.asarray(timings.cpu_s) * 1e3
         return cls(policy, running, waiting, len(ms), float(np.median(ms)), float(np.percentile(ms, 90)),
-                   float(np.percentile(ms, 99)), float(ms.mean()), statistics.fmean(step_times_s) * 1e3)
+                   float(np.percentile(ms, 99)), float(ms.mean()), statistics.fmean(timings.step_s) * 1e3,
+                   float(np.median(cpu)), float(np.percentile(cpu, 99)), float(cpu.mean()))
 
     @property
     def amortised_share(self) -> float:
@@ -97,14 +121,14 @@ def _requests(count: int, seed: int, now: float, min_output: int) -> list[tuple[
 def measure_decision_cost(policy: str, *, running: int = 256, waiting: int = 2000, steps: int = 400,
                           profile: str = "llama-3.1-8b-a100", seed: int = 0) -> DecisionCost:
     """Time ``policy``'s ``schedule()`` with ``running`` requests decoding and ``waiting`` queued."""
-    timings, step_times, running_now, waiting_now = _time_steps(policy, running, waiting, steps, profile, seed)
-    return DecisionCost.of(policy, running_now, waiting_now, timings, step_times)
+    timings, running_now, waiting_now = _time_steps(policy, running, waiting, steps, profile, seed)
+    return DecisionCost.of(policy, running_now, waiting_now, timings)
 
 
 def _time_steps(policy: str, running: int, waiting: int, steps: int, profile: str,
-                seed: int) -> tuple[list[float], list[float], int, int]:
-    """Each ``schedule()`` call's wall time and each step's modelled duration (seconds), and the
-    running and waiting requests at the end."""
+                seed: int) -> tuple[_Timings, int, int]:
+    """Each ``schedule()`` call's times and each step's modelled duration, and the running and
+    waiting requests at the end."""
     config = SimConfig(profile=profile, max_num_seqs=running)
     limits = config.resolve()[1]
     needed = running * limits.blocks_for(_PROMPT_CAP + _MAX_TOKENS)
@@ -129,24 +153,29 @@ def _time_steps(policy: str, running: int, waiting: int, steps: int, profile: st
     for req, output_len in _requests(waiting, seed + 1, now, min_output=1):
         core.add_request(req, output_len)
 
-    timings: list[float] = []
-    step_times: list[float] = []
+    timings = _Timings()
     original = measured.schedule
 
     def timed(view: SchedulerView):  # type: ignore[no-untyped-def]
-        started = time.perf_counter()
+        cpu, wall = time.thread_time(), time.perf_counter()
         plan = original(view)
-        timings.append(time.perf_counter() - started)
+        timings.wall_s.append(time.perf_counter() - wall)
+        timings.cpu_s.append(time.thread_time() - cpu)
         return plan
 
     measured.schedule = timed  # type: ignore[method-assign]
-    for _ in range(steps):
-        step = core.begin_step(now)
-        assert step is not None
-        step_times.append(step.duration)
-        now += step.duration
-        core.end_step(step, now)
-    return timings, step_times, len(core.running), core.num_live - len(core.running)
+    gc.collect()
+    gc.freeze()  # the set-up's objects are not the policy's garbage: no timed step scans them
+    try:
+        for _ in range(steps):
+            step = core.begin_step(now)
+            assert step is not None
+            timings.step_s.append(step.duration)
+            now += step.duration
+            core.end_step(step, now)
+    finally:
+        gc.unfreeze()
+    return timings, len(core.running), core.num_live - len(core.running)
 
 
 def measure_growth(policies: Sequence[str], *, running: Sequence[int] = (64, 256, 1024),
@@ -160,15 +189,14 @@ def measure_growth(policies: Sequence[str], *, running: Sequence[int] = (64, 256
     results: list[DecisionCost] = []
     for r in running:
         for w in waiting:
-            pooled: dict[str, tuple[list[float], list[float]]] = {p: ([], []) for p in policies}
+            pooled = {p: _Timings() for p in policies}
             held: dict[str, tuple[int, int]] = {}
             for _ in range(repeats):
                 for policy in policies:
-                    timings, step_times, running_now, waiting_now = _time_steps(policy, r, w, steps, profile, seed)
-                    pooled[policy][0].extend(timings)
-                    pooled[policy][1].extend(step_times)
+                    timings, running_now, waiting_now = _time_steps(policy, r, w, steps, profile, seed)
+                    pooled[policy].extend(timings)
                     held[policy] = (running_now, waiting_now)
-            results += [DecisionCost.of(p, *held[p], *pooled[p]) for p in policies]
+            results += [DecisionCost.of(p, *held[p], pooled[p]) for p in policies]
     return results
 
 
@@ -239,6 +267,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(format_cost(list(results)))
+    print("\nCPU time (ms): " + "; ".join(f"{r.policy} {r.running}x{r.waiting}: median {r.cpu_median_ms:.3f}, "
+                                          f"p99 {r.cpu_p99_ms:.3f}, mean {r.cpu_mean_ms:.3f}" for r in results))
     data, plot = write_growth(results, args.out)
     print(f"\nwrote {data} and {plot}")
     return 0

@@ -95,7 +95,7 @@ class OutputLengthEstimator:
         self._max_classes = max_classes
         self._classes: OrderedDict[str, _Samples] = OrderedDict()   # least recently used first
         self._pooled = _Samples(window)
-        self._memo: dict[tuple[str, int, float | None], float] = {}
+        self._memo: dict[tuple[str, float | None, int, int | None], float] = {}
 
     @property
     def num_classes(self) -> int:
@@ -118,20 +118,21 @@ class OutputLengthEstimator:
     def quantile(self, request_class: str, q: float, generated: int = 0, max_tokens: int | None = None) -> float:
         """The q-quantile of the total output length of a request that has already generated
         ``generated`` tokens, never below ``generated + 1`` nor above ``max_tokens``."""
-        return self._bounded(self._lookup(request_class, generated, q), generated, max_tokens)
+        estimate = self._memo.get((request_class, q, generated, max_tokens))
+        return self._lookup(request_class, q, generated, max_tokens) if estimate is None else estimate
 
     def mean(self, request_class: str, generated: int = 0, max_tokens: int | None = None) -> float:
         """The expected total output length given ``generated`` tokens so far (same bounds as
         :meth:`quantile`); the prior's median stands in before samples exist."""
-        return self._bounded(self._lookup(request_class, generated, None), generated, max_tokens)
+        estimate = self._memo.get((request_class, None, generated, max_tokens))
+        return self._lookup(request_class, None, generated, max_tokens) if estimate is None else estimate
 
-    def _lookup(self, request_class: str, generated: int, q: float | None) -> float:
-        key = (request_class, generated, q)
-        estimate = self._memo.get(key)
-        if estimate is None:
-            if len(self._memo) >= self.MEMO_SIZE:
-                self._memo.clear()
-            estimate = self._memo[key] = self._estimate(request_class, generated, q)
+    def _lookup(self, request_class: str, q: float | None, generated: int, max_tokens: int | None) -> float:
+        """The quantile (the mean when ``q`` is None), bounded, computed and remembered."""
+        if len(self._memo) >= self.MEMO_SIZE:
+            self._memo.clear()
+        estimate = self._bounded(self._estimate(request_class, generated, q), generated, max_tokens)
+        self._memo[request_class, q, generated, max_tokens] = estimate
         return estimate
 
     def _estimate(self, request_class: str, generated: int, q: float | None) -> float:

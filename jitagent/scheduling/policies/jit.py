@@ -225,12 +225,24 @@ class JIT(Policy):
     def estimate_total(self, req: RequestState, quantile: float) -> float:
         """Total output length of ``req`` at ``quantile`` (or the mean), given what it generated."""
         generated = req.num_generated if self.config.refine else 0
-        return self._total(req.request_class, req.max_tokens, quantile, generated)
+        return self._total(req.request_class, max_tokens=req.max_tokens, quantile=quantile, generated=generated)
 
     def _total(self, request_class: str, max_tokens: int, quantile: float, generated: int) -> float:
         if self.config.estimate == "mean":
             return self.estimator.mean(request_class, generated, max_tokens)
         return self.estimator.quantile(request_class, quantile, generated, max_tokens)
+
+    def _totals(self, request_class: str, max_tokens: int, generated: int) -> tuple[float, float]:
+        """Total output lengths at the admission and the pace quantile of a request of this class
+        that has generated ``generated`` tokens (without the ``refine`` switch: the caller's).
+        :meth:`_total` twice, unrolled: every running request with a deadline comes here every
+        ``refresh_tokens`` tokens."""
+        cfg, estimator = self.config, self.estimator
+        if cfg.estimate == "mean":
+            mean = estimator.mean(request_class, generated, max_tokens)
+            return mean, mean
+        return (estimator.quantile(request_class, cfg.quantile, generated, max_tokens),
+                estimator.quantile(request_class, cfg.pace_quantile, generated, max_tokens))
 
     def remaining_output(self, req: RequestState, pace: bool = False) -> float:
         """Output tokens ``req`` is expected to still generate: conservatively for admission, at the
@@ -242,18 +254,17 @@ class JIT(Policy):
                       or self._class_estimate(req.request_class, req.max_tokens))
             return max(1.0, totals[pace] - generated)
         est = req.policy_data
-        if (est is None or est.frame != self._frame or generated >= est.generated + self.config.refresh_tokens
-                or generated >= est.pace):  # outlived an estimate: it must be refined now
-            cfg = self.config
-            est = req.policy_data = _Estimate(self.estimate_total(req, cfg.quantile),
-                                              self.estimate_total(req, cfg.pace_quantile), generated, self._frame)
+        if est is None:
+            est = req.policy_data = _Estimate(*self._totals(req.request_class, req.max_tokens, generated),
+                                              generated, self._frame)
+        elif (est.frame != self._frame or generated >= est.generated + self.config.refresh_tokens
+                or generated >= est.pace):  # outlived its estimate: it must be refined now
+            est.admission, est.pace = self._totals(req.request_class, req.max_tokens, generated)
+            est.generated, est.frame = generated, self._frame
         return max(1.0, (est.pace if pace else est.admission) - generated)
 
     def _class_estimate(self, request_class: str, max_tokens: int) -> tuple[float, float]:
-        cfg = self.config
-        totals = (self._total(request_class, max_tokens, cfg.quantile, 0),
-                  self._total(request_class, max_tokens, cfg.pace_quantile, 0))
-        self._class_estimates[request_class, max_tokens] = totals
+        totals = self._class_estimates[request_class, max_tokens] = self._totals(request_class, max_tokens, 0)
         return totals
 
     @staticmethod
@@ -265,16 +276,15 @@ class JIT(Policy):
         """When ``req``'s next token comes if its remaining prefill starts at ``start``."""
         return start + self._prefill_left(req) * self._token_time + self._step_time
 
-    def _completion_ok(self, req: RequestState, first_token_at: float, step_time: float | None = None) -> bool:
+    def _completion_ok(self, req: RequestState, first_token_at: float) -> bool:
         """Would ``req`` meet its SLO (and a pipeline call its stage deadline) if its next token came
-        at ``first_token_at`` and it then ran every step (of ``step_time``, by default the recent one)?"""
+        at ``first_token_at`` and it then ran every step?"""
         slo = req.slo
         if slo is None:
             return True
         if isinstance(slo, StreamSLO):
             return first_token_at <= req.next_due()
-        finish = first_token_at + (self.remaining_output(req) - 1) * (self._step_time if step_time is None
-                                                                       else step_time)
+        finish = first_token_at + (self.remaining_output(req) - 1) * self._step_time
         if req.pipeline is not None and finish > req.pipeline.run_deadline:
             return False
         return finish <= req.deadline
@@ -345,6 +355,7 @@ class JIT(Policy):
         skip = self.config.skip and not (seats_wanted and self._admission)
         sitting_out: list[RequestState] = []
         schedule_decode = plan.schedule_decode
+        frame, refresh = self._frame, self.config.refresh_tokens
         for req in decoding:
             slo = req.slo
             if slo.__class__ is StreamSLO:
@@ -420,7 +431,9 @@ class JIT(Policy):
         est, generated = req.policy_data, req.num_generated
         if est is not None and est.frame == self._frame and est.generated + self.config.refresh_tokens > generated \
                 and est.pace > generated:  # remaining_output's cache, read inline: this runs per decode per step
-            remaining = max(1.0, est.pace - generated)
+            remaining = est.pace - generated
+            if remaining < 1.0:
+                remaining = 1.0
         else:
             remaining = self.remaining_output(req, pace=True)
         pace = (req.deadline - now) / remaining
@@ -576,8 +589,20 @@ class JIT(Policy):
                 continue  # not waiting when the frame started
             if pending and pending[0][0] < key:
                 self._join_admission(bisect.bisect_left(pending, (key,)))
-            prefill = self._prefill_left(req) * token_time
-            if self._completion_ok(req, clock + prefill + step_time, step_time):
+            # _prefill_left and _completion_ok, inlined (this runs once per waiting request a frame).
+            generated = req.num_generated
+            prefill = req.prompt_len + generated - req.num_computed
+            prefill = (prefill if prefill > 1 or generated == 0 else 0) * token_time
+            first = clock + prefill + step_time
+            slo = req.slo
+            if slo is None:
+                ok = True
+            elif isinstance(slo, StreamSLO):
+                ok = first <= key  # the entry's key is its next token's due time
+            else:
+                finish = first + (self.remaining_output(req) - 1) * step_time
+                ok = finish <= req.deadline and (req.pipeline is None or finish <= req.pipeline.run_deadline)
+            if ok:
                 admission.append(req)
                 keys.append(key)
                 clock += prefill
