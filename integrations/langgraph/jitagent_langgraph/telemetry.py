@@ -11,9 +11,10 @@ and per run, and the goodput counter the tokens of every run that met its deadli
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
+from langgraph.errors import GraphBubbleUp
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, StatusCode
 
@@ -71,14 +72,22 @@ class GraphTelemetry:
         block runs; the caller ends it with :meth:`end_stage` once the record has its finish."""
         span = self.telemetry.tracer.start_span(f"invoke_agent {record.node}", kind=SpanKind.INTERNAL,
                                                 start_time=unix_ns(record.start, monotonic_offset()))
-        if span.is_recording():
-            span.set_attributes({names.OPERATION: "invoke_agent", names.AGENT_NAME: record.node,
-                                 names.WORKFLOW_NAME: self.workflow, names.RUN_ID: run_id, names.STAGE: record.node,
-                                 names.STAGE_STEP: record.step, names.STAGE_VISIT: record.visit,
-                                 names.STAGE_EXPECTED: record.expected_s})
-        # Only a recording span becomes current: a no-op one would cut the calls off from their parent.
-        with trace.use_span(span) if span.is_recording() else nullcontext(span):
+        if not span.is_recording():  # never made current: a no-op span would cut the calls off from their parent
             yield span
+            return
+        span.set_attributes({names.OPERATION: "invoke_agent", names.AGENT_NAME: record.node,
+                             names.WORKFLOW_NAME: self.workflow, names.RUN_ID: run_id, names.STAGE: record.node,
+                             names.STAGE_STEP: record.step, names.STAGE_VISIT: record.visit,
+                             names.STAGE_EXPECTED: record.expected_s})
+        with trace.use_span(span, record_exception=False, set_status_on_exception=False):
+            try:
+                yield span
+            except GraphBubbleUp:  # LangGraph's control flow (an interrupt, a Command to a parent): no error
+                raise
+            except Exception as error:
+                span.record_exception(error)
+                span.set_status(StatusCode.ERROR, f"{type(error).__name__}: {error}")
+                raise
 
     def end_stage(self, span: Span, record: StageRecord) -> None:
         """End a stage's span at its record's finish, with its deadline, slack and LLM usage."""

@@ -17,16 +17,18 @@ from jitagent_langgraph import DeadlineExceeded, JITGraph, RunReport, jit_slo
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import START, StateGraph
 from langgraph.types import Command, interrupt
+from opentelemetry.trace import StatusCode
 
 from jitagent.client import JITClient
 from jitagent.scheduling.request import PipelineContext
 from graphs import State
+from otel_recorder import Recorder
 from scenario import RecordingFCFS
 
 DEADLINE_S = 0.6
 
 
-def review_graph(client: JITClient, on_late: str = "best_effort", sync: bool = False) -> JITGraph:
+def review_graph(client: JITClient, on_late: str = "best_effort", sync: bool = False, **providers: Any) -> JITGraph:
     """draft (an LLM call) -> review (asks a human) -> write (an LLM call); ``sync``: for ``invoke``."""
     llm = client.chat_model(max_tokens=4)
 
@@ -52,7 +54,8 @@ def review_graph(client: JITClient, on_late: str = "best_effort", sync: bool = F
     builder.add_edge(START, "draft")
     builder.add_edge("draft", "review")
     builder.add_edge("review", "write")
-    return jit_slo(builder, deadline_s=DEADLINE_S, on_late=on_late, checkpointer=InMemorySaver())  # type: ignore[arg-type]
+    return jit_slo(builder, deadline_s=DEADLINE_S, on_late=on_late, checkpointer=InMemorySaver(),  # type: ignore[arg-type]
+                   **providers)
 
 
 def thread(name: str) -> dict[str, Any]:
@@ -78,10 +81,10 @@ async def sleep_past(report: RunReport) -> None:
 
 
 async def test_a_resume_after_the_deadline_is_late_and_follows_best_effort() -> None:
-    policy = RecordingFCFS()
+    policy, rec = RecordingFCFS(), Recorder()
     client = JITClient(policy=policy, time_scale=0.01, max_retries=0)
     try:
-        graph = review_graph(client)
+        graph = review_graph(client, **rec.providers)
         first = await pause(graph, "late")
         await sleep_past(first)
         result = await graph.ainvoke(Command(resume="approved"), thread("late"))
@@ -93,6 +96,15 @@ async def test_a_resume_after_the_deadline_is_late_and_follows_best_effort() -> 
         draft, write = contexts(policy)
         assert write.run_id == draft.run_id and write.run_deadline == pytest.approx(draft.run_deadline, abs=1e-3)
         assert write.stage_deadline == pytest.approx(first.deadline, abs=1e-3)  # late: the run's own deadline
+        # Spans: two parts of one run; the interrupt is no error.
+        paused_span, resumed_span = rec.spans("invoke_workflow")
+        assert {span.attributes["jitagent.pipeline.run_id"] for span in (paused_span, resumed_span)} == {first.run_id}
+        assert not paused_span.attributes["jitagent.run.completed"] and "jitagent.slo.met" not in paused_span.attributes
+        assert resumed_span.attributes["jitagent.slo.met"] is False and resumed_span.start_time > paused_span.end_time
+        assert resumed_span.attributes["jitagent.slack.start_s"] < 0  # late at the resume
+        interrupted = rec.spans("invoke_agent review")[0]
+        assert interrupted.status.status_code is StatusCode.UNSET and not interrupted.events
+        assert paused_span.status.status_code is StatusCode.UNSET
         # New input on the thread starts a new run, with a fresh deadline, which it meets.
         second = await pause(graph, "late")
         assert second.run_id != first.run_id and second.deadline > resumed.finish + DEADLINE_S / 2
@@ -124,10 +136,10 @@ async def test_a_resume_after_the_deadline_raises_with_on_late_raise() -> None:
 
 
 def test_a_resume_in_time_keeps_the_deadline_through_update_state_and_sync_calls() -> None:
-    policy = RecordingFCFS()
+    policy, rec = RecordingFCFS(), Recorder()
     client = JITClient(policy=policy, time_scale=0.01, max_retries=0)
     try:
-        graph = review_graph(client, sync=True)
+        graph = review_graph(client, sync=True, **rec.providers)
         graph.deadline_s = 30.0  # the graph's default; the run keeps the one it started with
         graph.invoke({"topic": "sync"}, thread("sync"), deadline_s=20)
         first = graph.last_run
@@ -141,5 +153,10 @@ def test_a_resume_in_time_keeps_the_deadline_through_update_state_and_sync_calls
         assert len({p.run_id for p in contexts(policy)}) == 1
         # The planner learned node times from both parts, and no whole-run path from either.
         assert graph.planner.stats["write"].samples == 1 and graph.planner.stats["write"].runs == 0
+        # The run's outcome is measured once, when it ends: its slack, and all the tokens of its last part.
+        [slack] = [p for p in rec.points("jitagent.slack") if p.attributes["jitagent.level"] == "run"]
+        assert slack.count == 1 and slack.sum == pytest.approx(resumed.deadline - resumed.finish)
+        [goodput] = [p for p in rec.points("jitagent.goodput") if p.attributes["jitagent.level"] == "run"]
+        assert goodput.value == resumed.tokens > 0
     finally:
         asyncio.run(client.close())
