@@ -11,12 +11,15 @@ Usage::
     result = await graph.ainvoke({"topic": "..."})    # nodes call client / client.chat_model()
     print(graph.last_run.stages)                      # per-stage deadline against actual finish
 
+A run stopped by ``interrupt()`` (with a checkpointer) and resumed with ``Command(resume=...)``
+keeps its run id and deadline (:mod:`jitagent_langgraph.resume`).
+
 The example graphs are in :mod:`jitagent_langgraph.apps`; :mod:`jitagent_langgraph.bench` drives
 them through the simulated engine (``jitagent bench --workload langgraph``).
 """
 
 from jitagent_langgraph.graph import JITGraph, jit_slo
-from jitagent_langgraph.planner import NodeStats, Planner, StagePlan
+from jitagent_langgraph.planner import NodeStats, Planner, RunPath, StagePlan
 from jitagent_langgraph.structure import GraphStructure, analyse
 from jitagent_langgraph.wrap import (
            DeadlineExceeded,
@@ -31,6 +34,7 @@ __all__ = [
            "JITGraph",
            "NodeStats",
            "Planner",
+           "RunPath",
            "RunReport",
            "StagePlan",
            "StageRecord",
