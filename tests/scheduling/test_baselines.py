@@ -110,3 +110,60 @@ def test_make_policy_rejects_unknown_names():
 
     with pytest.raises(ValueError, match="unknown policy .sjf.; available: fcfs, edf, ltr, las, jit"):
         make_policy("sjf")
+
+
+def _ended(policy, req, status=RequestStatus.FINISHED):
+    req.status = status
+    policy.finish_request(req)
+
+
+def test_las_keeps_a_run_between_rounds_and_forgets_runs_idle_beyond_its_limit():
+    policy = LAS(bucket_tokens=400, max_idle_runs=100)
+    ctx = PipelineContext("agent", 0.0, 60.0, "s", 30.0)
+    first = make_request("first", prompt=500, pipeline=ctx)
+    policy.add_request(first)
+    policy.schedule(make_view([], token_budget=600, num_blocks=256))
+    _ended(policy, first)
+    # Between rounds the run keeps its service: its next call is behind a newcomer.
+    follow_up = make_request("follow-up", prompt=8, arrival=1.0, pipeline=ctx)
+    policy.add_request(follow_up)
+    assert policy.priority(follow_up, 1.0) == 1
+    _ended(policy, follow_up)
+    # 20k runs with caller-chosen ids, each one call: at most max_idle_runs are remembered.
+    for i in range(20_000):
+        run = PipelineContext(f"run-{i}", 0.0, 60.0, "s", 30.0)
+        req = make_request(f"c{i}", prompt=8, pipeline=run)
+        policy.add_request(req)
+        policy.on_scheduled(req, 8)
+        _ended(policy, req)
+    assert len(policy._service) <= 100 and not policy._calls and len(policy._idle) <= 100
+    assert policy.priority(make_request("late", pipeline=ctx), 2.0) == 0  # "agent" idled out long ago
+
+
+def test_las_frees_a_lone_request_and_a_run_with_calls_in_flight_is_never_forgotten():
+    policy = LAS(max_idle_runs=0)
+    ctx = PipelineContext("agent", 0.0, 60.0, "s", 30.0)
+    a, b = make_request("a", pipeline=ctx), make_request("b", pipeline=ctx)
+    lone = make_request("lone")
+    for req in (a, b, lone):
+        policy.add_request(req)
+        policy.on_scheduled(req, 500)
+    _ended(policy, a)
+    assert policy.priority(b, 0.0) == 2  # b is still in the engine: the run's 1,000 tokens count
+    _ended(policy, lone)
+    _ended(policy, b)
+    assert policy._service == {} and policy._calls == {}
+
+
+def test_cancelled_calls_behind_a_blocked_head_do_not_pile_up_in_the_queue():
+    for policy in (FCFS(), EDF(), LAS()):
+        head = make_request("head", prompt=10_000)  # never fits: the queue's head blocks
+        policy.add_request(head)
+        for i in range(50_000):
+            req = make_request(f"c{i}", prompt=8, arrival=float(i))
+            policy.add_request(req)
+            _ended(policy, req, RequestStatus.ABORTED)
+            if i % 1000 == 0:
+                assert policy.schedule(make_view([], num_blocks=16)).scheduled == []
+        assert len(policy._fifo) + len(policy._heap) <= 2 * policy.COMPACT_AT
+        assert policy._peek() is head

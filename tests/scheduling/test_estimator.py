@@ -69,3 +69,49 @@ def test_conditional_mean_follows_the_survivors():
     assert est.mean("c", generated=20) == pytest.approx(100)
     est.observe("c", 100)  # a new sample invalidates the cached sums
     assert est.mean("c") == pytest.approx((500 + 5100) / 101)
+
+
+def test_unique_classes_are_bounded_and_the_common_classes_keep_their_estimates():
+    """Every caller-chosen class keeps a window of samples: 100k unique ones must not keep 100k windows,
+    and the classes in steady use must estimate exactly as if the unique ones had never come."""
+    import tracemalloc
+
+    est = OutputLengthEstimator(max_classes=256, window=100)   # windows full well before 10k
+    reference = OutputLengthEstimator(max_classes=256, window=100)
+    rng = np.random.default_rng(0)
+    tracemalloc.start()
+    try:
+        for i in range(100_000):
+            est.observe(f"unique-{i}", int(rng.integers(1, 500)))
+            if i % 50 == 0:  # the common classes keep being used
+                for common, scale in (("chat", 300), ("tool", 80)):
+                    length = int(rng.integers(1, scale))
+                    est.observe(common, length)
+                    reference.observe(common, length)
+            if i == 10_000:
+                at_10k = tracemalloc.get_traced_memory()[0]
+        at_100k = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert est.num_classes == 256
+    assert at_100k - at_10k < 20_000  # flat: windows of one sample come and go
+    for common in ("chat", "tool"):
+        for q, generated in ((0.5, 0), (0.99, 0), (0.9, 40)):
+            assert est.quantile(common, q, generated) == reference.quantile(common, q, generated)
+    assert est.quantile("unique-5", 0.5) == est.quantile("never-seen", 0.5)  # evicted: the pooled samples
+
+
+def test_max_classes_must_be_positive():
+    with pytest.raises(ValueError, match="max_classes"):
+        OutputLengthEstimator(max_classes=0)
+
+
+def test_lookups_follow_new_observations():
+    """Estimates are remembered between observations, never across one."""
+    est = OutputLengthEstimator(min_samples=3)
+    for _ in range(3):
+        est.observe("c", 10)
+    assert est.quantile("c", 0.5) == 10
+    for _ in range(4):
+        est.observe("c", 30)
+    assert est.quantile("c", 0.5) == 30

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from scenario import make_request, make_view
+from scenario import a100_step_time, make_request, make_view
 
 from jitagent.scheduling.estimator import OutputLengthEstimator
 from jitagent.scheduling.policies import JIT, JITConfig, Oracle, make_policy
@@ -152,3 +152,58 @@ def test_make_policy_passes_the_decode_weight_to_jit():
     assert make_policy("jit", decode_weight=8.0).config.decode_weight == 8.0
     assert make_policy("jit-skip", decode_weight=8.0).config.skip is True
     assert make_policy("fcfs", decode_weight=8.0).name == "fcfs"
+
+
+def _queued_behind_a_full_engine(policy, count, **kw):
+    """``count`` waiting deadline requests (first deadlines 100 s, 101 s, ...) behind a one-seat engine that
+    is busy decoding, so that frames rank them all and none is admitted."""
+    busy = make_request("busy", running=True, generated=1, max_tokens=10_000)
+    waiting = [make_request(f"w{i}", prompt=100, arrival=0.0, max_tokens=10, slo=DeadlineSLO(deadline_s=100.0 + i))
+               for i in range(count)]
+    for req in waiting:
+        policy.add_request(req)
+    return lambda now: make_view([busy], now=now, max_num_seqs=1, token_budget=2048, num_blocks=10_000, **kw)
+
+
+def test_a_frame_ranks_its_queue_over_the_following_steps_not_all_at_its_first():
+    policy = JIT(JITConfig(frame_steps=8))
+    view = _queued_behind_a_full_engine(policy, 2000)
+    policy.schedule(view(0.0))  # the frame starts; nothing in its queue is read at this step
+    assert policy._sweep is not None and policy._sweep.pos == 0
+    for step in range(1, 5):  # a slice a step, done within half the frame
+        policy.schedule(view(0.01 * step))
+    assert policy._sweep is None and len(policy._admission) == 2000
+
+
+def test_a_request_that_asked_to_be_refused_is_refused_at_the_frame_however_deep_in_the_queue():
+    policy = JIT(JITConfig(frame_steps=8))
+    token_time = a100_step_time(2048, 0, 0) / 2048 / policy.config.prefill_efficiency
+    queue_prefill = 2000 * 500 * token_time
+    # Feasible on its own, but not behind 2,000 earlier deadlines' prefills, which come after it.
+    prompt = int((110.0 - queue_prefill + 1.0) / token_time)
+    refusable = make_request("refusable", prompt=prompt, max_tokens=10,
+                             slo=DeadlineSLO(deadline_s=110.0, on_infeasible="reject"))
+    policy.add_request(refusable)
+    view = _queued_behind_a_full_engine(policy, 0)
+    assert policy.schedule(view(0.0)).rejected == []
+    for j in range(2000):
+        policy.add_request(make_request(f"w{j}", prompt=500, max_tokens=10,
+                                        slo=DeadlineSLO(deadline_s=1.0 + 0.05 * (j + 1))))
+    policy._steps_to_frame = 0  # the next step starts a frame
+    assert policy.schedule(view(0.01)).rejected == [refusable]
+
+
+def test_cancelled_waiting_requests_leave_nothing_behind_in_the_policy():
+    policy = JIT(JITConfig(frame_steps=8))
+    view = _queued_behind_a_full_engine(policy, 10)
+    for i in range(20_000):
+        req = make_request(f"c{i}", prompt=8, arrival=0.0, request_class=f"class-{i}",
+                           slo=DeadlineSLO(deadline_s=50.0, on_infeasible="reject"))
+        policy.add_request(req)
+        req.status = RequestStatus.ABORTED
+        policy.finish_request(req)
+        if i % 100 == 0:
+            policy.schedule(view(0.001 * i))
+    index = policy._waiting
+    assert len(index) == 10 and len(index.snapshot()) <= 10 + 64 + 1
+    assert len(policy._admission) + len(policy._best_effort) <= 10 + 100 * 8  # at most a frame's newcomers

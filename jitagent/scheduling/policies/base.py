@@ -66,10 +66,14 @@ class QueuePolicy(Policy):
 
     ordered: bool = False
 
+    #: Queue entries tolerated before ended requests are swept out of the queue (then twice what is left).
+    COMPACT_AT = 1024
+
     def __init__(self) -> None:
         self._fifo: deque[RequestState] = deque()
         self._heap: list[tuple[Any, float, int, RequestState]] = []
         self._tiebreak = itertools.count()
+        self._compact_at = self.COMPACT_AT
 
     def priority(self, req: RequestState, now: float) -> Any:
         """The request's priority key, lower first; used when :attr:`ordered` is set."""
@@ -84,18 +88,28 @@ class QueuePolicy(Policy):
         self._enqueue(req, now=req.arrival, front=False)
 
     def finish_request(self, req: RequestState) -> None:
-        pass  # done requests are dropped lazily when they reach the head of the queue
+        pass  # done requests are dropped lazily: at the head of the queue, or when it is compacted
 
     def requeue(self, req: RequestState) -> None:
         self._enqueue(req, now=req.arrival, front=True)  # it was at the head when it was admitted
 
     def _enqueue(self, req: RequestState, now: float, front: bool) -> None:
+        if len(self._fifo) + len(self._heap) >= self._compact_at:
+            self._compact()
         if self.ordered:
             heapq.heappush(self._heap, (self.priority(req, now), req.arrival, next(self._tiebreak), req))
         elif front:
             self._fifo.appendleft(req)
         else:
             self._fifo.append(req)
+
+    def _compact(self) -> None:
+        """Drop ended requests from the whole queue, not just its head: behind a head that cannot be
+        admitted, calls that were cancelled would otherwise pile up for as long as it waits."""
+        self._fifo = deque(r for r in self._fifo if not r.status.is_done)
+        self._heap = [entry for entry in self._heap if not entry[3].status.is_done]
+        heapq.heapify(self._heap)  # the same pop order: keys are unique (the tiebreak)
+        self._compact_at = max(self.COMPACT_AT, 2 * (len(self._fifo) + len(self._heap)))
 
     def _peek(self) -> RequestState | None:
         queue_head = self._fifo[0] if self._fifo else (self._heap[0][3] if self._heap else None)

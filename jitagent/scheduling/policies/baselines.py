@@ -5,6 +5,8 @@ All four run vLLM V1's scheduling loop (:class:`QueuePolicy`) and differ only in
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 from jitagent.scheduling.estimator import OutputLengthEstimator
 from jitagent.scheduling.policies.base import QueuePolicy
 from jitagent.scheduling.request import RequestState, RequestStatus
@@ -51,20 +53,31 @@ class LTR(QueuePolicy):
 class LAS(QueuePolicy):
     """Autellix's program-level least attained service (PLAS): the program (pipeline run, or the
     request alone) that has received the least service runs first, in buckets of ``bucket_tokens``
-    computed tokens, arrival order within a bucket."""
+    computed tokens, arrival order within a bucket.
+
+    A request alone is forgotten when it ends. A pipeline run is kept while it has calls in the
+    engine, and after that among the ``max_idle_runs`` runs most recently active, since its next
+    round's calls still need its total; a run idle for longer than that (its caller chose its id,
+    and may never send another call) is forgotten, and a later call of it starts from no service.
+    """
 
     name = "las"
     ordered = True
 
-    def __init__(self, bucket_tokens: int = 400) -> None:
+    def __init__(self, bucket_tokens: int = 400, max_idle_runs: int = 10_000) -> None:
         super().__init__()
         if bucket_tokens < 1:
             raise ValueError(f"bucket_tokens must be at least 1, got {bucket_tokens}")
+        if max_idle_runs < 0:
+            raise ValueError(f"max_idle_runs must be at least 0, got {max_idle_runs}")
         self.bucket_tokens = bucket_tokens
+        self.max_idle_runs = max_idle_runs
         self._service: dict[str, int] = {}
+        self._calls: dict[str, int] = {}                  # program -> its requests in the engine
+        self._idle: OrderedDict[str, None] = OrderedDict()  # runs without a call in the engine, oldest first
 
     def fresh(self) -> LAS:
-        return type(self)(self.bucket_tokens)
+        return type(self)(self.bucket_tokens, self.max_idle_runs)
 
     @staticmethod
     def _program(req: RequestState) -> str:
@@ -77,6 +90,22 @@ class LAS(QueuePolicy):
         program = self._program(req)
         self._service[program] = self._service.get(program, 0) + num_new_tokens
 
+    def add_request(self, req: RequestState) -> None:
+        program = self._program(req)
+        self._calls[program] = self._calls.get(program, 0) + 1
+        self._idle.pop(program, None)
+        super().add_request(req)
+
     def finish_request(self, req: RequestState) -> None:
-        if req.pipeline is None:  # a pipeline's later calls still need its total
-            self._service.pop(req.id, None)
+        program = self._program(req)
+        calls = self._calls.get(program, 0) - 1
+        if calls > 0:
+            self._calls[program] = calls
+            return
+        self._calls.pop(program, None)
+        if req.pipeline is None:
+            self._service.pop(program, None)
+            return
+        self._idle[program] = None  # its next round's calls still need its total, for a while
+        if len(self._idle) > self.max_idle_runs:
+            self._service.pop(self._idle.popitem(last=False)[0], None)
