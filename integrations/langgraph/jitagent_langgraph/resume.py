@@ -91,7 +91,7 @@ def _hop(saved: CheckpointTuple | StateSnapshot | None) -> tuple[Carried | None,
 
 
 def _search(snapshot: StateSnapshot) -> Generator[RunnableConfig, CheckpointTuple | None, Carried | None]:
-    """What the run paused in ``snapshot`` (the thread's latest state) carries, searched back
+    """What the run paused in ``snapshot`` (the state the call goes on from) carries, searched back
     through its ancestors: yields each parent checkpoint's config, to be sent what was read
     there (one search for sync and async checkpointers). ``None`` if no run is paused there."""
     if not snapshot.next:
@@ -132,11 +132,18 @@ async def aresumed_run(graph: CompiledStateGraph, input: Any, config: RunnableCo
         return done.value
 
 
+def _latest(config: RunnableConfig) -> RunnableConfig:
+    """``config`` naming its thread's latest checkpoint: a call from an earlier one (time travel)
+    forks the thread, and what it left is at the fork's head."""
+    configurable = {key: value for key, value in (config.get("configurable") or {}).items() if key != "checkpoint_id"}
+    return {**config, "configurable": configurable}  # type: ignore[typeddict-item]
+
+
 def is_paused(graph: CompiledStateGraph, config: RunnableConfig) -> bool:
     """Whether the run that just returned stopped at an interrupt, with steps left to resume."""
-    return _saver(graph, config) is not None and bool(graph.get_state(config).next)
+    return _saver(graph, config) is not None and bool(graph.get_state(_latest(config)).next)
 
 
 async def ais_paused(graph: CompiledStateGraph, config: RunnableConfig) -> bool:
     """:func:`is_paused` for an async checkpointer."""
-    return _saver(graph, config) is not None and bool((await graph.aget_state(config)).next)
+    return _saver(graph, config) is not None and bool((await graph.aget_state(_latest(config))).next)

@@ -144,6 +144,7 @@ def test_a_resume_in_time_keeps_the_deadline_through_update_state_and_sync_calls
         graph.invoke({"topic": "sync"}, thread("sync"), deadline_s=20)
         first = graph.last_run
         assert first is not None and first.paused
+        at_pause = graph.get_state(thread("sync")).config
         graph.update_state(thread("sync"), {"notes": ["edited by a human"]})  # a checkpoint of its own
         chunks = list(graph.stream(Command(resume="approved"), thread("sync"), stream_mode="updates"))
         assert [next(iter(c)) for c in chunks] == ["review", "write"]
@@ -158,5 +159,9 @@ def test_a_resume_in_time_keeps_the_deadline_through_update_state_and_sync_calls
         assert slack.count == 1 and slack.sum == pytest.approx(resumed.deadline - resumed.finish)
         [goodput] = [p for p in rec.points("jitagent.goodput") if p.attributes["jitagent.level"] == "run"]
         assert goodput.value == resumed.tokens > 0
+        # Time travel: resumed again from the checkpoint at the pause, the same run forks the thread and ends.
+        assert graph.invoke(Command(resume="again"), at_pause)["answer"]
+        again = graph.last_run
+        assert again is not None and again.run_id == first.run_id and not again.paused and again.met
     finally:
         asyncio.run(client.close())
