@@ -11,8 +11,8 @@ SLO met, policy, request class):
   moments (admitted, first token, preempted) as events.
 
 Metrics: ``gen_ai.server.time_to_first_token``, ``gen_ai.server.time_per_output_token``,
-``gen_ai.server.request.duration``, the ``jitagent.slack`` histogram and the ``jitagent.goodput``
-counter, by policy and request class.
+``gen_ai.server.request.duration``, the ``jitagent.slack`` (met) and ``jitagent.lateness`` (missed)
+histograms and the ``jitagent.goodput`` counter, by policy and request class.
 
 Only ``opentelemetry-api`` is needed; spans and metrics go to the providers passed to
 ``JITClient(tracer_provider=..., meter_provider=...)`` and ``jit_slo(...)``, else to the global

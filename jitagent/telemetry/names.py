@@ -16,7 +16,7 @@ __all__ = [
     "SLACK_START", "SLACK_END", "ESTIMATED_OUTPUT_TOKENS", "QUEUE", "SAT_OUT", "PREEMPTIONS", "POLICY",
     "REQUEST_CLASS", "RUN_ID", "STAGE", "STAGE_STEP", "STAGE_VISIT", "STAGE_EXPECTED", "STAGE_LLM_CALLS",
     "STAGE_TOKENS", "RUN_COMPLETED", "LEVEL", "EVENT_ADMITTED", "EVENT_FIRST_TOKEN", "EVENT_PREEMPTED",
-    "METRIC_TTFT", "METRIC_TPOT", "METRIC_DURATION", "METRIC_SLACK", "METRIC_GOODPUT",
+    "METRIC_TTFT", "METRIC_TPOT", "METRIC_DURATION", "METRIC_SLACK", "METRIC_LATENESS", "METRIC_GOODPUT",
     "INSTRUMENTATION_SCOPE",
 ]
 
@@ -74,5 +74,6 @@ EVENT_PREEMPTED = "jitagent.preempted"
 METRIC_TTFT = "gen_ai.server.time_to_first_token"
 METRIC_TPOT = "gen_ai.server.time_per_output_token"
 METRIC_DURATION = "gen_ai.server.request.duration"
-METRIC_SLACK = "jitagent.slack"
+METRIC_SLACK = "jitagent.slack"                # met: deadline minus finish (>= 0)
+METRIC_LATENESS = "jitagent.lateness"          # missed: finish minus deadline (> 0)
 METRIC_GOODPUT = "jitagent.goodput"
