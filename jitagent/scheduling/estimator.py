@@ -21,6 +21,7 @@ import itertools
 import math
 from collections import OrderedDict, deque
 from statistics import NormalDist
+from typing import Any
 
 __all__ = ["OutputLengthEstimator"]
 
@@ -95,7 +96,7 @@ class OutputLengthEstimator:
         self._max_classes = max_classes
         self._classes: OrderedDict[str, _Samples] = OrderedDict()   # least recently used first
         self._pooled = _Samples(window)
-        self._memo: dict[tuple[str, float | None, int, int | None], float] = {}
+        self._memo: dict[tuple[str, Any, int, int | None], Any] = {}
 
     @property
     def num_classes(self) -> int:
@@ -121,6 +122,19 @@ class OutputLengthEstimator:
         estimate = self._memo.get((request_class, q, generated, max_tokens))
         return self._lookup(request_class, q, generated, max_tokens) if estimate is None else estimate
 
+    def quantiles(self, request_class: str, qs: tuple[float, ...], generated: int = 0,
+                  max_tokens: int | None = None) -> tuple[float, ...]:
+        """:meth:`quantile` at each of ``qs``, remembered as one answer (what a caller asking for
+        several quantiles of each request saves)."""
+        key = (request_class, qs, generated, max_tokens)
+        estimates = self._memo.get(key)
+        if estimates is None:
+            if len(self._memo) >= self.MEMO_SIZE:
+                self._memo.clear()
+            estimates = self._memo[key] = tuple([self._bounded(self._estimate(request_class, generated, q),
+                                                               generated, max_tokens) for q in qs])
+        return estimates
+
     def mean(self, request_class: str, generated: int = 0, max_tokens: int | None = None) -> float:
         """The expected total output length given ``generated`` tokens so far (same bounds as
         :meth:`quantile`); the prior's median stands in before samples exist."""
@@ -140,13 +154,18 @@ class OutputLengthEstimator:
         own = self._classes.get(request_class)
         if own is not None:
             self._classes.move_to_end(request_class)
-        for samples in (own, self._pooled):
-            if samples is not None and len(samples.sorted) >= self._min_samples:
-                estimate = (samples.conditional_mean(generated, min_tail) if q is None
-                            else samples.conditional_quantile(q, generated, min_tail))
-                if estimate is not None:
-                    return estimate
-        return self._prior_quantile(0.5 if q is None else q, generated)
+            estimate = self._from(own, generated, q, min_tail)
+            if estimate is not None:
+                return estimate
+        estimate = self._from(self._pooled, generated, q, min_tail)
+        return self._prior_quantile(0.5 if q is None else q, generated) if estimate is None else estimate
+
+    def _from(self, samples: _Samples, generated: int, q: float | None, min_tail: int) -> float | None:
+        """The estimate from ``samples``, or None when they are too few (in all, or beyond ``generated``)."""
+        if len(samples.sorted) < self._min_samples:
+            return None
+        return (samples.conditional_mean(generated, min_tail) if q is None
+                else samples.conditional_quantile(q, generated, min_tail))
 
     @staticmethod
     def _bounded(estimate: float, generated: int, max_tokens: int | None) -> float:

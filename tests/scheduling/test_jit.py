@@ -165,14 +165,19 @@ def _queued_behind_a_full_engine(policy, count, **kw):
     return lambda now: make_view([busy], now=now, max_num_seqs=1, token_budget=2048, num_blocks=10_000, **kw)
 
 
-def test_a_frame_ranks_its_queue_over_the_following_steps_not_all_at_its_first():
+def test_a_frame_reads_its_queue_only_as_far_as_admissions_need():
     policy = JIT(JITConfig(frame_steps=8))
     view = _queued_behind_a_full_engine(policy, 2000)
-    policy.schedule(view(0.0))  # the frame starts; nothing in its queue is read at this step
-    assert policy._sweep is not None and policy._sweep.pos == 0
-    for step in range(1, 5):  # a slice a step, done within half the frame
+    policy.schedule(view(0.0))  # the frame starts: every seat is taken, nothing in its queue is read
+    for step in range(1, 4):
         policy.schedule(view(0.01 * step))
-    assert policy._sweep is None and len(policy._admission) == 2000
+    assert policy._sweep is not None and policy._sweep.pos == 0
+    # A seat frees: the queue is read as far as the first admission, then a slice a step.
+    plan = policy.schedule(make_view([], now=0.04, max_num_seqs=1, token_budget=2048, num_blocks=10_000))
+    assert scheduled_ids(plan) == ["w0"] and policy._sweep.pos <= 1 + 2000 // 4
+    seats = make_view([], now=0.05, max_num_seqs=2, token_budget=2048, num_blocks=10_000)
+    policy.schedule(seats)
+    assert policy._sweep is None or policy._sweep.pos <= 1 + 2 * 2000 // 4
 
 
 def test_a_request_that_asked_to_be_refused_is_refused_at_the_frame_however_deep_in_the_queue():

@@ -235,14 +235,14 @@ class JIT(Policy):
     def _totals(self, request_class: str, max_tokens: int, generated: int) -> tuple[float, float]:
         """Total output lengths at the admission and the pace quantile of a request of this class
         that has generated ``generated`` tokens (without the ``refine`` switch: the caller's).
-        :meth:`_total` twice, unrolled: every running request with a deadline comes here every
+        :meth:`_total` at both, in one call: every running request with a deadline comes here every
         ``refresh_tokens`` tokens."""
-        cfg, estimator = self.config, self.estimator
+        cfg = self.config
         if cfg.estimate == "mean":
-            mean = estimator.mean(request_class, generated, max_tokens)
+            mean = self.estimator.mean(request_class, generated, max_tokens)
             return mean, mean
-        return (estimator.quantile(request_class, cfg.quantile, generated, max_tokens),
-                estimator.quantile(request_class, cfg.pace_quantile, generated, max_tokens))
+        return self.estimator.quantiles(request_class, (cfg.quantile, cfg.pace_quantile),  # type: ignore[return-value]
+                                        generated, max_tokens)
 
     def remaining_output(self, req: RequestState, pace: bool = False) -> float:
         """Output tokens ``req`` is expected to still generate: conservatively for admission, at the
@@ -321,8 +321,6 @@ class JIT(Policy):
             self._rank_waiting(view)
         else:
             self._place_newcomers(view)
-            if self._sweep is not None:
-                self._advance(self._sweep.chunk)
         self._steps_to_frame -= 1
 
         plan = PlanBuilder(view)
@@ -389,6 +387,8 @@ class JIT(Policy):
         if not plan.num_scheduled:  # nothing else wants the GPU: sitting out would only idle it
             for req in sitting_out:
                 self._run_or_preempt(plan, req, 1)
+        if self._sweep is not None and plan.seats > 0:  # seats left: admissions will read the order
+            self._advance(self._sweep.chunk)
         return plan.build()
 
     def _prefill_running(self, plan: PlanBuilder, requests: list[RequestState], prefill_cap: int) -> int:
@@ -535,16 +535,22 @@ class JIT(Policy):
         """A frame's full re-ranking: feasible requests in first-deadline order against the prefill
         work committed ahead of each; the rest to best effort by aged margin goodput.
 
-        The sweep that decides this runs a slice a step (:meth:`_advance`), on the frame's inputs,
-        so that no step waits for the whole queue; it goes further at once only as far as what is
-        read of it: the requests that may have to be refused (all at this step, as a sweep done at
-        once would), and the admission order as far as admissions and newcomers reach into it."""
+        The sweep that decides this (:meth:`_advance`) runs on the frame's inputs, as far as it is
+        read: the requests that may have to be refused (all at this step, as a sweep done at once
+        would refuse them), the admission order as far as admissions and newcomers reach into it,
+        and, on steps that leave seats free, a slice more, so that it is done within half a frame.
+        While every seat is taken nothing is admitted, and the queue is not read at all."""
         self._frame += 1
         self._steps_to_frame = self.config.frame_steps
         self._class_estimates.clear()
         self._newcomers.clear()
         now = self._now
-        clock = now + sum(self._prefill_left(r) for r in view.running) * self._token_time
+        committed = 0  # prefill tokens the running requests still need (_prefill_left, inlined)
+        for r in view.running:
+            left = r.prompt_len + r.num_generated - r.num_computed
+            if left > 1 or r.num_generated == 0:
+                committed += left
+        clock = now + committed * self._token_time
         self._admission, self._admission_keys = [], []
         self._best_effort, self._best_effort_keys, self._demoted = [], None, []
         self._sweep = None
@@ -580,6 +586,9 @@ class JIT(Policy):
         live, left, pending = self._waiting.live, sweep.left, sweep.pending
         token_time, step_time, now, max_wait = sweep.token_time, sweep.step_time, sweep.now, self.config.max_wait_s
         admission, keys = self._admission, self._admission_keys
+        # A class's estimate read inline where remaining_output is this class's own (not the oracle's).
+        class_totals = self._class_estimates if type(self).remaining_output is JIT.remaining_output else None
+        refine = self.config.refine
         while pos < end:
             key, seq, req = entries[pos]
             if key > through:
@@ -600,7 +609,13 @@ class JIT(Policy):
             elif isinstance(slo, StreamSLO):
                 ok = first <= key  # the entry's key is its next token's due time
             else:
-                finish = first + (self.remaining_output(req) - 1) * step_time
+                if class_totals is not None and (generated == 0 or not refine):
+                    remaining = class_totals[req.request_class, req.max_tokens][0] - generated
+                    if remaining < 1.0:
+                        remaining = 1.0
+                else:
+                    remaining = self.remaining_output(req)
+                finish = first + (remaining - 1) * step_time
                 ok = finish <= req.deadline and (req.pipeline is None or finish <= req.pipeline.run_deadline)
             if ok:
                 admission.append(req)
