@@ -124,8 +124,9 @@ class _Estimate:
 class _Sweep:
     """A frame's feasibility sweep of the waiting requests, done a slice at a time.
 
-    Everything it decides is decided as at the frame's start: the entries are the waiting requests
-    then, and the clock, step time and token time are the frame's. Newcomers whose first deadline
+    Everything it decides is decided as at the frame's start: it counts the requests waiting then
+    (entries with a sequence number below ``first_new_seq``; the entries are the index's own list,
+    which newcomers join in place), and the clock, step time and token time are the frame's. Newcomers whose first deadline
     is not yet behind the sweep wait in ``pending`` (by first deadline, then arrival) and join the
     admission order where a sweep done all at once would have put them."""
 
@@ -188,9 +189,12 @@ class JIT(Policy):
         slo = req.slo
         deadline_kind = slo is not None and not isinstance(slo, StreamSLO)
         refined = deadline_kind and self.config.refine and req.num_generated > 0
-        self._waiting.add(req, req.next_due(), timed=slo is not None, refined=refined,
-                          class_key=(req.request_class, req.max_tokens) if deadline_kind and not refined else None,
-                          refusable=self._wants_rejection(req))
+        at = self._waiting.add(req, req.next_due(), timed=slo is not None, refined=refined,
+                               class_key=(req.request_class, req.max_tokens) if deadline_kind and not refined else None,
+                               refusable=self._wants_rejection(req))
+        sweep = self._sweep
+        if sweep is not None and at <= sweep.pos:
+            sweep.pos += 1  # keep the sweep's place in the entries (it skips newcomers anyway)
         self._newcomers.append(req)
 
     def finish_request(self, req: RequestState) -> None:
@@ -553,7 +557,7 @@ class JIT(Policy):
         clock = now + committed * self._token_time
         self._admission, self._admission_keys = [], []
         self._best_effort, self._best_effort_keys, self._demoted = [], None, []
-        self._sweep = None
+        self._end_sweep()
         if not self.config.grouping:  # ablation: one order, by margin goodput alone
             ranked = self._waiting.ordered()
             self._admission = sorted((req for _, req in ranked), key=lambda r: -self._aged_margin(r, now))
@@ -564,9 +568,10 @@ class JIT(Policy):
             self._class_estimate(request_class, max_tokens)
         for req in self._waiting.refined():
             self.remaining_output(req)
-        entries = self._waiting.snapshot()
+        entries = self._waiting.entries
         chunk = -(-len(entries) // max(1, self.config.frame_steps // 2))
         self._sweep = _Sweep(entries, clock, now, self._token_time, self._step_time, self._waiting.next_seq, chunk)
+        self._waiting.held = True
         oldest = self._waiting.oldest_arrival()
         if oldest is not None and now - oldest > self.config.max_wait_s:
             self._advance(len(entries))  # some may have waited too long: they are refused this step
@@ -581,7 +586,7 @@ class JIT(Policy):
         go to best effort, or are refused when their caller asked for that or they waited too long."""
         sweep = self._sweep
         assert sweep is not None
-        entries, pos, clock = sweep.entries, sweep.pos, sweep.clock
+        entries, pos, clock, first_new = sweep.entries, sweep.pos, sweep.clock, sweep.first_new_seq
         end = min(len(entries), pos + count)
         live, left, pending = self._waiting.live, sweep.left, sweep.pending
         token_time, step_time, now, max_wait = sweep.token_time, sweep.step_time, sweep.now, self.config.max_wait_s
@@ -594,7 +599,7 @@ class JIT(Policy):
             if key > through:
                 break
             pos += 1
-            if live.get(req) != seq and left.get(req) != seq:
+            if seq >= first_new or (live.get(req) != seq and left.get(req) != seq):
                 continue  # not waiting when the frame started
             if pending and pending[0][0] < key:
                 self._join_admission(bisect.bisect_left(pending, (key,)))
@@ -628,9 +633,14 @@ class JIT(Policy):
         sweep.pos, sweep.clock = pos, clock
         if pos == len(entries):
             self._join_admission(len(pending))
-            self._sweep = None
+            self._end_sweep()
         elif pending:
             self._join_admission(bisect.bisect_left(pending, (sweep.next_key(),)))
+
+    def _end_sweep(self) -> None:
+        self._sweep = None
+        self._waiting.held = False
+        self._waiting.tidy()
 
     def _join_admission(self, count: int) -> None:
         """The first ``count`` pending newcomers join the end of the admission order."""

@@ -6,7 +6,9 @@ waiting), so :class:`WaitingIndex` keeps the order as requests come and go, and 
 frame must know before it looks at any request: which classes' length estimates the frame's
 feasibility checks will read, the latest first deadline among requests that may have to be refused,
 and the oldest arrival. Entries of requests that left are dropped lazily and the lists compacted
-once they are mostly stale, so memory stays proportional to the requests waiting.
+once they are mostly stale, so memory stays proportional to the requests waiting. While a frame's
+sweep walks the entries (:attr:`WaitingIndex.held`), compaction waits until the next frame: the
+sweep still counts the requests that were waiting when the frame began.
 """
 
 from __future__ import annotations
@@ -29,11 +31,12 @@ _STALE_SLACK = 64   # stale entries tolerated beyond the live ones before a comp
 class WaitingIndex:
     """Waiting requests, each with its entry's sequence number, in insertion order (as a set)."""
 
-    __slots__ = ("live", "_order", "_arrivals", "_next_seq", "_stale", "_class_members", "_refined",
+    __slots__ = ("live", "held", "_order", "_arrivals", "_next_seq", "_stale", "_class_members", "_refined",
                  "_refusable")
 
     def __init__(self) -> None:
         self.live: dict[RequestState, int] = {}
+        self.held = False                                 # entries are being walked: no compaction
         self._order: list[Entry] = []                     # by (first deadline, seq); stale entries included
         self._arrivals: list[tuple[float, int, RequestState]] = []   # heap of timed requests' arrivals
         self._next_seq = 0
@@ -58,14 +61,17 @@ class WaitingIndex:
         return self._next_seq
 
     def add(self, req: RequestState, key: float, *, timed: bool, class_key: tuple[str, int] | None,
-            refined: bool, refusable: bool) -> None:
-        """``req`` waits, first deadline ``key``. ``timed``: it has an SLO (it may wait too long);
-        ``class_key``: a frame reads its class's estimate; ``refined``: a frame refines its own
-        estimate; ``refusable``: its caller asked to be refused rather than served late."""
+            refined: bool, refusable: bool) -> int:
+        """``req`` waits, first deadline ``key``; returns where its entry went in :attr:`entries`.
+        ``timed``: it has an SLO (it may wait too long); ``class_key``: a frame reads its class's
+        estimate; ``refined``: a frame refines its own estimate; ``refusable``: its caller asked to
+        be refused rather than served late."""
         seq = self._next_seq
         self._next_seq += 1
         self.live[req] = seq
-        bisect.insort(self._order, (key, seq, req))
+        entry = (key, seq, req)
+        at = bisect.bisect_right(self._order, entry)
+        self._order.insert(at, entry)
         if timed:
             heapq.heappush(self._arrivals, (req.arrival, seq, req))
         if class_key is not None:
@@ -74,6 +80,7 @@ class WaitingIndex:
             self._refined[req] = None
         if refusable:
             self._refusable[req] = key
+        return at
 
     def discard(self, req: RequestState) -> int | None:
         """``req`` no longer waits; the sequence number of its entry, or None if it was not waiting."""
@@ -89,21 +96,24 @@ class WaitingIndex:
         self._refined.pop(req, None)
         self._refusable.pop(req, None)
         self._stale += 1
-        if self._stale > len(self.live) + _STALE_SLACK:
-            self._compact()
+        if not self.held:
+            self.tidy()
         return seq
 
     def clear(self) -> None:
         """Forget every request and entry (nothing waits any more)."""
         self.live.clear()
+        self.held = False
         self._order, self._arrivals, self._stale = [], [], 0
         self._class_members.clear()
         self._refined.clear()
         self._refusable.clear()
 
-    def snapshot(self) -> list[Entry]:
-        """Every entry in sweep order, stale ones included (tell them by :attr:`live`)."""
-        return list(self._order)
+    @property
+    def entries(self) -> list[Entry]:
+        """Every entry in sweep order, stale ones included (tell them by :attr:`live`): the list itself,
+        which :meth:`add` inserts into and a compaction replaces."""
+        return self._order
 
     def ordered(self) -> list[tuple[float, RequestState]]:
         """The waiting requests with their first deadlines, in sweep order."""
@@ -126,6 +136,11 @@ class WaitingIndex:
         while arrivals and live.get(arrivals[0][2]) != arrivals[0][1]:
             heapq.heappop(arrivals)
         return arrivals[0][0] if arrivals else None
+
+    def tidy(self) -> None:
+        """Compact the entries if they are mostly stale (not while :attr:`held`: call it on release)."""
+        if self._stale > len(self.live) + _STALE_SLACK:
+            self._compact()
 
     def _compact(self) -> None:
         live = self.live
