@@ -164,7 +164,6 @@ def _time_steps(policy: str, running: int, waiting: int, steps: int, profile: st
         return plan
 
     measured.schedule = timed  # type: ignore[method-assign]
-    gc.collect()
     gc.freeze()  # the set-up's objects are not the policy's garbage: no timed step scans them
     try:
         for _ in range(steps):

@@ -19,3 +19,20 @@ def test_cost_command_writes_json(tmp_path, capsys):
     rows = json.loads((tmp_path / "cost.json").read_text())
     assert [r["policy"] for r in rows] == ["fcfs", "jit"]
     assert "mean/step" in capsys.readouterr().out
+
+
+def test_growth_grid_times_every_policy_at_every_load_and_writes_json_and_png(tmp_path):
+    from jitagent.bench.cost import main as cost_main
+    from jitagent.bench.cost import measure_growth, write_growth
+
+    results = measure_growth(["fcfs", "jit"], running=[4, 8], waiting=[10, 30], steps=6, repeats=2)
+    assert [(r.policy, r.running, r.waiting) for r in results] == [
+        (p, r, w) for r in (4, 8) for w in (10, 30) for p in ("fcfs", "jit")]
+    assert all(r.steps == 12 and 0 < r.cpu_median_ms <= r.cpu_p99_ms for r in results)  # pooled repeats
+    data, plot = write_growth(results, tmp_path)
+    assert [row["waiting"] for row in json.loads(data.read_text())] == [10, 10, 30, 30, 10, 10, 30, 30]
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert cost_main(["--policies", "fcfs", "--running", "4", "--waiting", "5", "--steps", "3",
+                      "--out", str(tmp_path / "cli")]) == 0
+    assert (tmp_path / "cli" / "cost.png").exists()
+    assert cost_main(["--policies", "nope", "--running", "4", "--waiting", "5"]) == 2
