@@ -30,17 +30,22 @@ from jitagent.engines.errors import EngineDeadError
 from jitagent.scheduling.plan import EngineLimits
 from jitagent.scheduling.request import PipelineContext
 from jitagent.slo import SLO, InfeasibleSLOError
+from jitagent_vllm import _compat
 from jitagent_vllm.models import TINY_MODEL, has_weights, resolve_model
 from jitagent_vllm.request_args import encode_request_args
-from jitagent_vllm.scheduler import INVALID_REQUEST_ARGS, SLO_INFEASIBLE
+from jitagent_vllm.scheduler import INVALID_REQUEST, SLO_INFEASIBLE
 from jitagent_vllm.settings import SchedulerSettings
+from jitagent_vllm.token_ids import check_token_ids
 
-__all__ = ["VLLMEngineConfig", "VLLMEngine", "Delta", "EngineDeadError"]
+__all__ = ["VLLMEngineConfig", "VLLMEngine", "Delta", "EngineDeadError", "SEED_RANGE"]
 
 logger = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 _FIRST_FALLBACK_ID = 3   # ids below are a Llama vocabulary's special tokens
+#: The seeds vLLM takes: a 64-bit signed integer (its OpenAI server's bounds; a seed it cannot
+#: serialise fails the request inside vLLM).
+SEED_RANGE = (-2**63, 2**63 - 1)
 
 
 @dataclass(frozen=True)
@@ -132,6 +137,7 @@ class VLLMEngine:
         self.config = config or VLLMEngineConfig()
         started = time.perf_counter()
         self._closed = False
+        self._in_flight: set[str] = set()   # ids of the requests being served: failed at once by a close
         self._thread: threading.Thread | None = None
         try:
             self._loop = asyncio.get_running_loop()
@@ -238,6 +244,16 @@ class VLLMEngine:
                              f"{prompt_tokens + max_tokens} tokens, over the model's maximum context length of "
                              f"{self.max_model_len}")
 
+    def validate_inputs(self, prompt_token_ids: Sequence[int], seed: int | None = None) -> None:
+        """ValueError naming the problem unless vLLM can take these prompt ids and this seed.
+
+        vLLM checks prompt ids against the vocabulary itself only when it has a tokenizer: without
+        one (a config-only model), an id past the vocabulary would kill the engine process."""
+        if self.tokenizer is None:
+            check_token_ids(prompt_token_ids, self.vocab_size)
+        if seed is not None and not SEED_RANGE[0] <= seed <= SEED_RANGE[1]:
+            raise ValueError(f"seed must be an integer from {SEED_RANGE[0]} to {SEED_RANGE[1]}, got {seed}")
+
     async def generate(self, prompt_token_ids: Sequence[int], max_tokens: int, *, slo: SLO | None = None,
                        request_class: str | None = None, pipeline: PipelineContext | None = None,
                        request_id: str | None = None, declared_max_tokens: int | None = None,
@@ -247,13 +263,16 @@ class VLLMEngine:
         the iterator early, or cancelling the task that consumes it, aborts the request.
 
         Raises:
-            ValueError: the request does not fit the model, or its SLO data is invalid.
+            ValueError: the request does not fit the model, its prompt holds an id outside the
+                vocabulary, its seed is out of range, or its SLO data is invalid.
             InfeasibleSLOError: the scheduler refused it (it cannot meet its SLO).
-            EngineDeadError: the engine process died, or the engine is closed.
+            EngineDeadError: the engine process died, or the engine is closed (also while the
+                request is in flight).
         """
         if self._closed:
             raise EngineDeadError("the vLLM engine is closed")
         self.validate(len(prompt_token_ids), max_tokens)
+        self.validate_inputs(prompt_token_ids, seed)
         params = self._sampling_params(max_tokens, slo, request_class, pipeline, declared_max_tokens, ignore_eos,
                                        temperature, seed, stop_token_ids)
         deltas = self._generate(list(prompt_token_ids), params, request_id or uuid.uuid4().hex)
@@ -289,51 +308,66 @@ class VLLMEngine:
                               detokenize=self.tokenizer is not None, extra_args=extra or None, **sampling)
 
     async def _generate(self, prompt_token_ids: list[int], params: Any, request_id: str) -> AsyncIterator[Delta]:
+        from vllm.exceptions import VLLMClientError
         from vllm.inputs import TokensPrompt
         from vllm.v1.engine.exceptions import EngineDeadError as VLLMEngineDead
 
+        self._in_flight.add(request_id)
         try:
             async for output in self.llm.generate(TokensPrompt(prompt_token_ids=prompt_token_ids), params, request_id):
                 completion = output.outputs[0]
                 if completion.finish_reason == "error":
                     raise _refusal(str(completion.stop_reason))
+                if completion.finish_reason == "abort" and self._closed:   # aborted by _shut_down
+                    raise EngineDeadError("the vLLM engine was closed while the request was in flight")
                 ids = tuple(completion.token_ids)
                 yield Delta(ids, completion.text if self.tokenizer is not None else self.decode(ids),
                             completion.finish_reason)
         except VLLMEngineDead as exc:
             raise EngineDeadError(f"the vLLM engine process died: {exc}") from exc
+        except VLLMClientError as exc:  # vLLM's own checks refused the request: the caller's mistake
+            raise ValueError(str(exc)) from None
+        finally:
+            self._in_flight.discard(request_id)
 
     async def wait_idle(self) -> None:
         """Nothing to wait for: the engine runs on its own loop and serves callers on any loop (a
         client's transport calls this before following its caller to another loop)."""
 
     async def aclose(self) -> None:
-        """Shut the engine down (idempotent)."""
+        """Fail every request in flight (its caller gets :class:`EngineDeadError` at once) and shut
+        the engine down (idempotent)."""
         if self._on_engine_loop():
-            self._shut_down()
+            await self._shut_down()
         else:
             await asyncio.to_thread(self.close)
 
     def close(self) -> None:
-        """Shut the engine down (idempotent); from synchronous code, or from any loop but the engine's."""
+        """:meth:`aclose` from synchronous code, or from any loop but the engine's."""
         if self._on_engine_loop():
             raise RuntimeError("close() on the engine's own event loop would wait on itself: await aclose()")
         if self._loop.is_running():
-            self.run(_in_loop(self._shut_down))
-        else:
-            self._shut_down()
+            self.run(self._shut_down())
+        elif not self._closed:  # nothing can be in flight on a loop that no longer runs
+            self._closed = True
+            self._stop_engine()
         if self._thread is not None:
             self.run(_cancel_pending_tasks())
             self._stop_loop()
 
-    def _shut_down(self) -> None:
+    async def _shut_down(self) -> None:
         if self._closed:
             return
         self._closed = True
+        if self._in_flight:
+            # vLLM ends each with an "abort" output, which _generate turns into EngineDeadError for
+            # its caller, and frees it in the engine process.
+            await self.llm.abort(list(self._in_flight))
+        self._stop_engine()
+
+    def _stop_engine(self) -> None:
         # Stop reading outputs before the engine exits, or vLLM reports the exit as a failure.
-        handler = getattr(self.llm, "output_handler", None)
-        if handler is not None:
-            handler.cancel()
+        _compat.stop_output_handler(self.llm)
         self.llm.shutdown()
 
     def _stop_loop(self) -> None:
@@ -360,6 +394,6 @@ async def _cancel_pending_tasks() -> None:
 def _refusal(reason: str) -> Exception:
     if reason.startswith(SLO_INFEASIBLE):
         return InfeasibleSLOError("the scheduler refused the request: it cannot meet its SLO at the current load")
-    if reason.startswith(INVALID_REQUEST_ARGS):
-        return ValueError(reason.removeprefix(f"{INVALID_REQUEST_ARGS}: "))
+    if reason.startswith(INVALID_REQUEST):
+        return ValueError(reason.removeprefix(f"{INVALID_REQUEST}: "))
     return RuntimeError(f"the engine failed the request ({reason})")

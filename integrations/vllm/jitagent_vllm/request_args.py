@@ -7,7 +7,8 @@ flat (strings, numbers or lists of them), so every field is a flat key:
 ``slo``                the SLO as JSON text (or, in-process, a mapping or an SLO model), e.g.
                        ``'{"kind": "stream", "ttft_s": 1, "tpot_s": 0.1}'``
 ``request_class``      the kind of call (a graph node, an endpoint); the scheduler learns
-                       output lengths per class
+                       output lengths per class (at most 256 characters, as ``run_id``
+                       and ``stage``)
 ``run_id``, ``stage``  the pipeline run this call belongs to and its stage (both or neither)
 ``run_deadline_s``     seconds from the request's arrival to the run's end-to-end deadline
 ``stage_deadline_s``   seconds from the request's arrival to the stage's deadline (default:
@@ -24,6 +25,7 @@ and the engine. Every field is optional; a request without ``slo`` is served wit
 from __future__ import annotations
 
 import math
+import reprlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -31,11 +33,15 @@ from typing import Any
 from jitagent.scheduling.request import PipelineContext
 from jitagent.slo import SLO, PipelineSLO, parse_slo
 
-__all__ = ["RequestArgs", "parse_request_args", "encode_request_args", "ARG_KEYS"]
+__all__ = ["RequestArgs", "parse_request_args", "encode_request_args", "ARG_KEYS", "MAX_NAME_CHARS"]
 
 ARG_KEYS = frozenset({"slo", "request_class", "run_id", "stage", "run_deadline_s", "stage_deadline_s",
                       "run_elapsed_s", "declared_max_tokens"})
 _PIPELINE_KEYS = ("run_id", "stage", "run_deadline_s", "stage_deadline_s", "run_elapsed_s")
+#: The longest request class, run id or stage: the scheduler keeps them (as the in-process
+#: server's limit, :data:`jitagent.client.handlers.MAX_NAME_CHARS`).
+MAX_NAME_CHARS = 256
+_MAX_TOKENS = 2**63 - 1                  # vLLM's bound on its integer fields
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,12 +79,12 @@ def parse_request_args(extra_args: Mapping[str, Any] | None) -> RequestArgs:
         return RequestArgs()
     slo = parse_slo(args["slo"]) if args.get("slo") is not None else None
     request_class = args.get("request_class", "default")
-    if not isinstance(request_class, str) or not request_class:
-        raise ValueError(f"request_class must be a non-empty string, got {request_class!r}")
     run_id, stage = args.get("run_id"), args.get("stage")
-    for name, value in (("run_id", run_id), ("stage", stage)):
-        if value is not None and (not isinstance(value, str) or not value):
-            raise ValueError(f"{name} must be a non-empty string, got {value!r}")
+    for name, value in (("request_class", request_class), ("run_id", run_id), ("stage", stage)):
+        if (value is not None or name == "request_class") and not (isinstance(value, str)
+                                                                     and 0 < len(value) <= MAX_NAME_CHARS):
+            raise ValueError(f"{name} must be a non-empty string of at most {MAX_NAME_CHARS} characters, "
+                             f"got {reprlib.repr(value)}")
     times = {k: _seconds(k, args[k]) for k in ("run_deadline_s", "stage_deadline_s", "run_elapsed_s") if k in args}
     has_pipeline = any(k in args for k in _PIPELINE_KEYS)
     if has_pipeline and (run_id is None or stage is None or "run_deadline_s" not in times):
@@ -86,8 +92,9 @@ def parse_request_args(extra_args: Mapping[str, Any] | None) -> RequestArgs:
     if has_pipeline and not isinstance(slo, PipelineSLO):
         raise ValueError("pipeline data (run_id, stage, ...) needs a pipeline SLO ('kind': 'pipeline')")
     declared = args.get("declared_max_tokens")
-    if declared is not None and (not isinstance(declared, int) or isinstance(declared, bool) or declared < 1):
-        raise ValueError(f"declared_max_tokens must be a positive integer, got {declared!r}")
+    if declared is not None and (not isinstance(declared, int) or isinstance(declared, bool)
+                                 or not 1 <= declared <= _MAX_TOKENS):
+        raise ValueError(f"declared_max_tokens must be an integer from 1 to {_MAX_TOKENS}, got {declared!r}")
     return RequestArgs(slo, request_class, run_id, stage, times.get("run_deadline_s"), times.get("stage_deadline_s"),
                        times.get("run_elapsed_s", 0.0), declared)
 

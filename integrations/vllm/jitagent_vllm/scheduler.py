@@ -44,14 +44,15 @@ from jitagent_vllm.gated_queue import GatedQueue
 from jitagent_vllm.request_args import parse_request_args
 from jitagent_vllm.settings import SchedulerSettings
 from jitagent_vllm.step_timer import CPU_PRIOR, StepTimer
+from jitagent_vllm.token_ids import check_token_ids
 
-__all__ = ["JITScheduler", "SLO_INFEASIBLE", "INVALID_REQUEST_ARGS"]
+__all__ = ["JITScheduler", "SLO_INFEASIBLE", "INVALID_REQUEST"]
 
 logger = logging.getLogger(__name__)
 
 #: Stop reasons of requests the scheduler ends with an error.
 SLO_INFEASIBLE = "slo_infeasible"
-INVALID_REQUEST_ARGS = "invalid_request_args"
+INVALID_REQUEST = "invalid_request"
 
 
 class JITScheduler(Scheduler):
@@ -91,16 +92,22 @@ class JITScheduler(Scheduler):
     # -- requests ------------------------------------------------------------------------------
 
     def add_request(self, request: Request) -> None:
-        if request.request_id in self.requests:  # a streaming-input session's next chunk: vLLM's business
-            super().add_request(request)
+        session = self.requests.get(request.request_id)  # set for a streaming-input session's next chunk
+        try:
+            self._check_prompt(request)
+        except ValueError as exc:  # ended at the next step, before the model sees it
+            if session is None:
+                super().add_request(request)
+            self._refuse(session or request, exc)
             return
         super().add_request(request)
+        if session is not None:  # the chunk is vLLM's business
+            return
         extra = request.sampling_params.extra_args if request.sampling_params is not None else None
         try:
             args = parse_request_args(extra)
         except ValueError as exc:
-            logger.warning("request %s refused: %s", request.request_id, exc)
-            self._invalid.append((request, f"{INVALID_REQUEST_ARGS}: {exc}"))
+            self._refuse(request, exc)
             return
         # vLLM stamps arrival with the wall clock in the caller's process; the policy plans on its own.
         arrival = self.clock() - max(0.0, time.time() - request.arrival_time)
@@ -109,6 +116,17 @@ class JITScheduler(Scheduler):
                              request_class=args.request_class, pipeline=args.pipeline(arrival))
         self.states[request.request_id] = state
         self.slo_policy.add_request(state)
+
+    def _check_prompt(self, request: Request) -> None:
+        """ValueError unless every prompt id is in the model's vocabulary. vLLM checks this in its
+        front end only when it has a tokenizer; without one, a bad id would reach the embedding and
+        kill this process."""
+        if self.vllm_config.model_config.skip_tokenizer_init and request.prompt_token_ids is not None:
+            check_token_ids(request.prompt_token_ids, self.vllm_config.model_config.get_vocab_size())
+
+    def _refuse(self, request: Request, exc: ValueError) -> None:
+        logger.warning("request %s refused: %s", request.request_id, exc)
+        self._invalid.append((request, f"{INVALID_REQUEST}: {exc}"))
 
     def finish_requests(self, request_ids: Any, finished_status: VLLMStatus) -> list[Request]:
         finished = super().finish_requests(request_ids, finished_status)

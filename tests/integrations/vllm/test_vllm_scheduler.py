@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 import pytest
 
@@ -11,7 +12,7 @@ from vllm_harness import FakeClock, free_blocks, make_request, make_scheduler, s
 from jitagent.scheduling.request import RequestStatus  # noqa: E402
 from jitagent.slo import DeadlineSLO, PipelineSLO, StreamSLO  # noqa: E402
 from jitagent_vllm import encode_request_args  # noqa: E402
-from jitagent_vllm.scheduler import INVALID_REQUEST_ARGS, SLO_INFEASIBLE  # noqa: E402
+from jitagent_vllm.scheduler import INVALID_REQUEST, SLO_INFEASIBLE  # noqa: E402
 from vllm.v1.engine import FinishReason  # noqa: E402
 
 STREAM = StreamSLO(ttft_s=1.0, tpot_s=0.5)
@@ -134,6 +135,8 @@ def test_a_request_that_cannot_meet_its_slo_is_refused_with_a_reason() -> None:
     ({"slo": '{"kind": "pipeline", "deadline_s": 9}', "run_id": "r", "stage": "s", "run_deadline_s": "soon"},
      "run_deadline_s"),
     ({"declared_max_tokens": 0}, "declared_max_tokens"),
+    ({"declared_max_tokens": 2**63}, "declared_max_tokens"),   # vLLM carries it; no token count is that large
+    ({"request_class": "c" * 257}, "request_class"),
 ])
 def test_bad_slo_data_is_refused_and_the_engine_serves_on(extra_args, problem, caplog) -> None:
     clock = FakeClock()
@@ -146,8 +149,30 @@ def test_bad_slo_data_is_refused_and_the_engine_serves_on(extra_args, problem, c
     outputs = run(scheduler, clock, 8)
     ended = {r.request_id: r for _, results, _ in outputs for r in results if r.finish_reason is not None}
     assert ended[bad.request_id].finish_reason is FinishReason.ERROR
-    assert ended[bad.request_id].stop_reason.startswith(INVALID_REQUEST_ARGS) and problem in ended[bad.request_id].stop_reason
+    assert ended[bad.request_id].stop_reason.startswith(INVALID_REQUEST) and problem in ended[bad.request_id].stop_reason
     assert problem in caplog.text
+    assert ended[good.request_id].finish_reason is FinishReason.LENGTH
+    assert not scheduler.requests and free_blocks(scheduler) == scheduler.limits.num_blocks
+
+
+@pytest.mark.parametrize("prompt", [[5, 32000, 6], [-1, 5], [5, 2**63]])
+def test_a_prompt_id_outside_the_vocabulary_is_refused_before_the_model_sees_it(prompt, caplog) -> None:
+    """vLLM skips its own check without a tokenizer; the embedding's IndexError would kill the engine."""
+    from vllm import SamplingParams
+    from vllm.v1.request import Request
+
+    clock = FakeClock()
+    scheduler = make_scheduler(clock=clock)
+    bad = Request("bad-ids", prompt, SamplingParams(max_tokens=4), None, arrival_time=time.time())
+    good = make_request(32, 4, encode_request_args(STREAM))
+    with caplog.at_level(logging.WARNING, logger="jitagent_vllm.scheduler"):
+        scheduler.add_request(bad)
+    scheduler.add_request(good)
+    outputs = run(scheduler, clock, 8)
+    assert all(bad.request_id not in out.num_scheduled_tokens for out, _, _ in outputs)   # never computed
+    ended = {r.request_id: r for _, results, _ in outputs for r in results if r.finish_reason is not None}
+    assert ended[bad.request_id].finish_reason is FinishReason.ERROR
+    assert ended[bad.request_id].stop_reason.startswith(INVALID_REQUEST) and "vocabulary size 32000" in caplog.text
     assert ended[good.request_id].finish_reason is FinishReason.LENGTH
     assert not scheduler.requests and free_blocks(scheduler) == scheduler.limits.num_blocks
 

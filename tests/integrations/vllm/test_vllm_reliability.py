@@ -1,0 +1,119 @@
+"""One request never kills the vLLM engine, and closing it fails what is in flight: each test sends
+the reproducer, then checks that the engine serves the next call normally.
+
+* A prompt id outside the vocabulary (``tiny-random-llama`` has no tokenizer, so vLLM does not
+  check ids itself and the embedding's ``IndexError`` used to kill the engine process): a 400
+  from ``JITClient`` naming the id and the vocabulary size; refused by the scheduler too when it
+  comes past jitagent's checks (as from ``vllm serve``).
+* A seed vLLM cannot take (beyond a 64-bit signed integer): a 400, not a 500.
+* Closing a client whose engine has calls in flight: each caller fails at once with 503
+  ``engine_dead`` (or an error event in its stream), and nothing waits forever.
+
+The vocabulary and seed tests share the session's engine (conftest.py); the close test starts
+its own engine, as a user's ``JITClient(engine="vllm")`` does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import openai
+import pytest
+
+pytest.importorskip("vllm")
+
+from jitagent import JITClient  # noqa: E402
+from vllm_harness import kv_cache_free, wait_until_kv_cache_free  # noqa: E402
+
+MODEL = "tiny-random-llama"
+VOCAB = 32000
+MESSAGES = [{"role": "user", "content": "Write a long story."}]
+
+
+async def assert_serves(client: JITClient) -> None:
+    reply = await client.completions.create(model=MODEL, prompt=[5, 6, 7], max_tokens=3)
+    assert reply.usage.completion_tokens >= 1
+
+
+@pytest.mark.parametrize("prompt, bad", [([[VOCAB]], VOCAB), ([5, 6, 2**40], 2**40), ([1, 2, 10**30], 10**30)])
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_prompt_id_outside_the_vocabulary_is_a_400_and_the_engine_serves_on(vllm_engine, prompt, bad,
+                                                                                    stream) -> None:
+    client = JITClient(engine=vllm_engine, max_retries=0)
+    try:
+        with pytest.raises(openai.BadRequestError) as caught:
+            await client.completions.create(model=MODEL, prompt=prompt, max_tokens=2, stream=stream)
+        assert caught.value.type == "invalid_request_error"
+        assert f"token id {bad} " in caught.value.message and f"vocabulary size {VOCAB}" in caught.value.message
+        with pytest.raises(ValueError, match=f"token id {bad} "):   # the engine's own check, for any caller
+            [d async for d in vllm_engine.generate([5, bad], 2)]
+        await assert_serves(client)
+    finally:
+        await client.close()
+    assert kv_cache_free(vllm_engine)
+
+
+async def test_the_scheduler_refuses_an_id_outside_the_vocabulary_that_came_past_the_client(vllm_engine) -> None:
+    """Straight into vLLM, as ``vllm serve`` sends it: the request ends with an error, the engine lives."""
+    from vllm import SamplingParams
+    from vllm.inputs import TokensPrompt
+
+    async def raw() -> list:
+        return [out async for out in vllm_engine.llm.generate(TokensPrompt(prompt_token_ids=[5, VOCAB + 7]),
+                                                                SamplingParams(max_tokens=2), "raw-bad-token")]
+
+    [output] = vllm_engine.run(raw())
+    assert output.outputs[0].finish_reason == "error"
+    assert f"token id {VOCAB + 7} (prompt position 1)" in str(output.outputs[0].stop_reason)
+    served = [d async for d in vllm_engine.generate([5, 6, 7], 3)]
+    assert sum(len(d.token_ids) for d in served) == 3
+    wait_until_kv_cache_free(vllm_engine)
+
+
+@pytest.mark.parametrize("seed", [2**70, 2**63, -(2**63) - 1])
+async def test_a_seed_vllm_cannot_take_is_a_400_and_the_engine_serves_on(vllm_engine, seed) -> None:
+    client = JITClient(engine=vllm_engine, max_retries=0)
+    try:
+        with pytest.raises(openai.BadRequestError, match=f"seed'? must be an integer from {-2**63} to {2**63 - 1}"):
+            await client.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=2, seed=seed)
+        with pytest.raises(ValueError, match="seed must be an integer"):   # the engine's own check, for any caller
+            [d async for d in vllm_engine.generate([5, 6], 2, seed=seed)]
+        for edge in (2**63 - 1, -(2**63)):   # vLLM's own bounds are served
+            reply = await client.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=2, seed=edge)
+            assert reply.usage.completion_tokens >= 1
+        await assert_serves(client)
+    finally:
+        await client.close()
+
+
+async def test_closing_the_client_fails_its_calls_in_flight_at_once_and_another_engine_serves(vllm_engine) -> None:
+    client = JITClient(engine="vllm", model=MODEL, max_retries=0)
+    engine = client.engine
+    streams = [await client.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=5000, stream=True)
+               for _ in range(2)]
+    for stream in streams:   # both have begun
+        await anext(aiter(stream))
+    whole = asyncio.create_task(client.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=5000))
+    while engine.llm.get_num_unfinished_requests() < 3:
+        await asyncio.sleep(0.05)
+
+    await asyncio.wait_for(client.close(), 60)
+    # A timeout here is the bug: a caller left waiting for a closed engine.
+    with pytest.raises(openai.InternalServerError, match="engine is not serving") as caught:
+        await asyncio.wait_for(whole, 30)
+    assert caught.value.status_code == 503 and caught.value.code == "engine_dead"
+    for stream in streams:
+        with pytest.raises(openai.APIError, match="closed while the request was in flight"):
+            await asyncio.wait_for(_drain(stream), 30)
+    assert engine.llm.get_num_unfinished_requests() == 0
+
+    fresh = JITClient(engine=vllm_engine, max_retries=0)
+    try:
+        await assert_serves(fresh)
+    finally:
+        await fresh.close()
+
+
+async def _drain(stream: openai.AsyncStream) -> None:
+    async for _ in stream:
+        pass
