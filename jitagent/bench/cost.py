@@ -200,8 +200,8 @@ def measure_growth(policies: Sequence[str], *, running: Sequence[int] = (64, 256
 
 
 def write_growth(results: Sequence[DecisionCost], out: Path) -> tuple[Path, Path]:
-    """``cost.json`` (one object per policy and load) and ``cost.png`` (mean and p99 decision time
-    against the waiting requests, a line per policy and running count) in ``out``."""
+    """``cost.json`` (one object per policy and load) and ``cost.png`` (mean and p99 decision time,
+    wall and CPU, against the waiting requests, a line per policy and running count) in ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     data = out / "cost.json"
     data.write_text(json.dumps([r.to_dict() for r in results], indent=1) + "\n")
@@ -214,9 +214,11 @@ def _plot_growth(results: Sequence[DecisionCost], path: Path) -> Path:
     matplotlib.use("Agg")  # no display on servers and CI
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    fig, grid = plt.subplots(2, 2, figsize=(11, 8), sharey=True)
+    axes = grid.ravel()
     lines = dict.fromkeys((r.policy, r.running) for r in results)
-    for ax, (field, label) in zip(axes, [("mean_ms", "mean"), ("p99_ms", "p99")]):
+    panels = [("mean_ms", "mean wall"), ("p99_ms", "p99 wall"), ("cpu_mean_ms", "mean CPU"), ("cpu_p99_ms", "p99 CPU")]
+    for ax, (field, label) in zip(axes, panels):
         for policy, running in lines:
             points = sorted((r.waiting, getattr(r, field)) for r in results
                             if (r.policy, r.running) == (policy, running))
@@ -226,8 +228,10 @@ def _plot_growth(results: Sequence[DecisionCost], path: Path) -> Path:
         ax.set_xlabel("waiting requests")
         ax.set_title(f"{label} decision time")
         ax.grid(alpha=0.3, which="both")
-    axes[0].set_ylabel("ms per schedule() call")
-    axes[1].axhline(1.0, color="grey", linestyle=":", linewidth=1)
+    for ax in grid[:, 0]:
+        ax.set_ylabel("ms per schedule() call")
+    for ax in grid[:, 1]:
+        ax.axhline(1.0, color="grey", linestyle=":", linewidth=1)
     axes[0].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
