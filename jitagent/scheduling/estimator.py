@@ -57,13 +57,13 @@ class _Samples:
             self._suffix_sums = list(itertools.accumulate(reversed(self.sorted), initial=0))[::-1]
         return self._suffix_sums[first] / tail
 
-    def conditional_quantile(self, q: float, generated: int, min_tail: int) -> float | None:
-        """q-quantile of the lengths greater than ``generated``; None with fewer than ``min_tail`` of them."""
+    def conditional_quantiles(self, qs: tuple[float, ...], generated: int, min_tail: int) -> list[float] | None:
+        """Each q-quantile of the lengths greater than ``generated``; None with fewer than ``min_tail`` of them."""
         first = bisect.bisect_right(self.sorted, generated)
         tail = len(self.sorted) - first
         if tail < min_tail:
             return None
-        return self.sorted[first + min(tail - 1, int(q * tail))]
+        return [self.sorted[first + min(tail - 1, int(q * tail))] for q in qs]
 
 
 class OutputLengthEstimator:
@@ -131,8 +131,8 @@ class OutputLengthEstimator:
         if estimates is None:
             if len(self._memo) >= self.MEMO_SIZE:
                 self._memo.clear()
-            estimates = self._memo[key] = tuple([self._bounded(self._estimate(request_class, generated, q),
-                                                               generated, max_tokens) for q in qs])
+            estimates = self._memo[key] = tuple([self._bounded(estimate, generated, max_tokens)
+                                                 for estimate in self._estimates(request_class, generated, qs)])
         return estimates
 
     def mean(self, request_class: str, generated: int = 0, max_tokens: int | None = None) -> float:
@@ -145,27 +145,30 @@ class OutputLengthEstimator:
         """The quantile (the mean when ``q`` is None), bounded, computed and remembered."""
         if len(self._memo) >= self.MEMO_SIZE:
             self._memo.clear()
-        estimate = self._bounded(self._estimate(request_class, generated, q), generated, max_tokens)
+        estimate = self._bounded(self._estimates(request_class, generated, None if q is None else (q,))[0],
+                                 generated, max_tokens)
         self._memo[request_class, q, generated, max_tokens] = estimate
         return estimate
 
-    def _estimate(self, request_class: str, generated: int, q: float | None) -> float:
+    def _estimates(self, request_class: str, generated: int, qs: tuple[float, ...] | None) -> list[float]:
+        """Unbounded estimates at each of ``qs`` (the mean when None), all from the same samples: the
+        class's own, else the pooled ones, else the prior (which source answers depends on the
+        samples beyond ``generated``, not on q)."""
         min_tail = max(3, self._min_samples // 4)
         own = self._classes.get(request_class)
         if own is not None:
             self._classes.move_to_end(request_class)
-            estimate = self._from(own, generated, q, min_tail)
-            if estimate is not None:
-                return estimate
-        estimate = self._from(self._pooled, generated, q, min_tail)
-        return self._prior_quantile(0.5 if q is None else q, generated) if estimate is None else estimate
-
-    def _from(self, samples: _Samples, generated: int, q: float | None, min_tail: int) -> float | None:
-        """The estimate from ``samples``, or None when they are too few (in all, or beyond ``generated``)."""
-        if len(samples.sorted) < self._min_samples:
-            return None
-        return (samples.conditional_mean(generated, min_tail) if q is None
-                else samples.conditional_quantile(q, generated, min_tail))
+        for samples in (own, self._pooled):
+            if samples is not None and len(samples.sorted) >= self._min_samples:
+                if qs is None:
+                    mean = samples.conditional_mean(generated, min_tail)
+                    if mean is not None:
+                        return [mean]
+                else:
+                    estimates = samples.conditional_quantiles(qs, generated, min_tail)
+                    if estimates is not None:
+                        return estimates
+        return [self._prior_quantile(q, generated) for q in ((0.5,) if qs is None else qs)]
 
     @staticmethod
     def _bounded(estimate: float, generated: int, max_tokens: int | None) -> float:
