@@ -17,9 +17,15 @@ vLLM's own loop runs:
   order, hands out the same chunks.
 
 vLLM's loop still checks every limit itself. Whatever it could not do (an admission the KV cache
-refused) goes back to the policy, and a policy that raises never stops the engine: that step is
-scheduled first-come-first-served by vLLM's own loop, the error is logged once, and a fresh policy
-takes over.
+refused) goes back to the policy, and a policy that raises (when it plans a step, or is told of a
+request) never stops the engine: that step is scheduled first-come-first-served by vLLM's own loop,
+the error is logged once, and a fresh policy takes over (if none can be made, vLLM's own loop
+schedules from then on).
+
+Nothing a request carries may stop the engine either: a request with bad SLO data, or with a prompt
+id outside the vocabulary (which vLLM does not check without a tokenizer, and whose embedding
+lookup would end the engine process), ends with an error (stop reason ``invalid_request: ...``)
+before the model sees it.
 """
 
 from __future__ import annotations
@@ -70,7 +76,7 @@ class JITScheduler(Scheduler):
         super().__init__(*args, **kwargs)
         self.settings = SchedulerSettings.from_additional_config(self.vllm_config.additional_config)
         # vLLM's own `self.policy` is its queue discipline (FCFS or priority): ours has another name.
-        self.slo_policy: Policy = make_policy(self.settings.policy)
+        self.slo_policy: Policy | None = make_policy(self.settings.policy)   # None: one could not be restarted
         self.limits = EngineLimits(
             token_budget=self.max_num_scheduled_tokens, max_num_seqs=self.max_num_running_reqs,
             block_size=self.block_size, num_blocks=self.kv_cache_manager.block_pool.get_num_free_blocks(),
@@ -115,7 +121,7 @@ class JITScheduler(Scheduler):
                              args.declared_max_tokens or request.max_tokens, slo=args.slo,
                              request_class=args.request_class, pipeline=args.pipeline(arrival))
         self.states[request.request_id] = state
-        self.slo_policy.add_request(state)
+        self._tell_policy("add_request", state)
 
     def _check_prompt(self, request: Request) -> None:
         """ValueError unless every prompt id is in the model's vocabulary. vLLM checks this in its
@@ -177,6 +183,8 @@ class JITScheduler(Scheduler):
     # -- plan -----------------------------------------------------------------------------------
 
     def _plan(self, now: float) -> StepPlan | None:
+        if self.slo_policy is None:
+            return None
         running = []
         for request in self.running:
             state = self.states[request.request_id]
@@ -192,17 +200,34 @@ class JITScheduler(Scheduler):
             self._fall_back()
             return None
 
+    def _tell_policy(self, method: str, state: RequestState) -> None:
+        """Call the policy's ``add_request``, ``finish_request`` or ``requeue`` with ``state``; an
+        exception there (raised in vLLM's engine process, it would end it) restarts the policy."""
+        if self.slo_policy is None:
+            return
+        try:
+            getattr(self.slo_policy, method)(state)
+        except Exception:
+            self._fall_back()
+
     def _fall_back(self) -> None:
-        """The policy failed: this step is vLLM's FCFS, and a fresh policy takes over from the next."""
+        """The policy failed: this step is vLLM's FCFS, and a fresh policy takes over from the next.
+        If even that fails, vLLM's FCFS schedules every step from then on."""
         if self.num_fallback_steps == 0:
             logger.exception("the %s policy failed; scheduling this step first-come-first-served and "
                              "restarting the policy (logged once)", self.settings.policy)
         self.num_fallback_steps += 1
-        self.slo_policy = make_policy(self.settings.policy)
         running = {r.request_id for r in self.running}
-        for request_id, state in self.states.items():
-            if request_id not in running:
-                self.slo_policy.add_request(state)
+        try:
+            policy = make_policy(self.settings.policy)
+            for request_id, state in self.states.items():
+                if request_id not in running:
+                    policy.add_request(state)
+        except Exception:
+            logger.exception("the %s policy cannot be restarted: scheduling first-come-first-served from now on",
+                             self.settings.policy)
+            policy = None
+        self.slo_policy = policy
 
     def _apply(self, plan: StepPlan, now: float) -> None:
         for state in plan.rejected:
@@ -229,12 +254,12 @@ class JITScheduler(Scheduler):
     def _reconcile(self, output: SchedulerOutput, refused: list[Request]) -> None:
         """Give the policy back what vLLM did not do as planned."""
         for request in refused:  # admitted by the plan, refused by vLLM's own checks: waiting again
-            self.slo_policy.requeue(self.states[request.request_id])
+            self._tell_policy("requeue", self.states[request.request_id])
         for request_id in output.preempted_req_ids or ():
             state = self.states.get(request_id)
             if state is not None and state.status is RequestStatus.RUNNING:  # vLLM's own preemption
                 self._on_preempted(state)
-                self.slo_policy.requeue(state)
+                self._tell_policy("requeue", state)
         if output.num_scheduled_tokens != self._planned:
             self.num_plan_mismatches += 1
             logger.debug("step %d ran %s, the plan was %s", self.current_step, output.num_scheduled_tokens,
@@ -266,7 +291,7 @@ class JITScheduler(Scheduler):
         state = self.states.pop(request_id, None)
         if state is not None:
             state.status = status
-            self.slo_policy.finish_request(state)
+            self._tell_policy("finish_request", state)
 
     def _end_invalid(self) -> None:
         for request, reason in self._invalid:

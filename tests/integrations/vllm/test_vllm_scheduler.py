@@ -216,6 +216,51 @@ def test_a_failing_policy_falls_back_to_fcfs_for_a_step_and_logs_once(caplog) ->
     assert scheduler.num_fallback_steps == 1   # the fresh policy took over
 
 
+@pytest.mark.parametrize("method", ["add_request", "finish_request"])
+def test_a_policy_failing_when_told_of_a_request_is_restarted_and_the_engine_steps_on(method, caplog) -> None:
+    """vLLM calls add_request and finish_request in its engine process: an exception there would end it."""
+    clock = FakeClock()
+    scheduler = make_scheduler(clock=clock)
+    requests = [make_request(40, 6, encode_request_args(STREAM)) for _ in range(3)]
+    scheduler.add_request(requests[0])
+
+    def broken(state):
+        raise RuntimeError("policy bug")
+
+    setattr(scheduler.slo_policy, method, broken)
+    with caplog.at_level(logging.ERROR, logger="jitagent_vllm.scheduler"):
+        for request in requests[1:]:
+            scheduler.add_request(request)
+        outputs = run(scheduler, clock, 30)
+    ended = {r.request_id for _, results, _ in outputs for r in results if r.finish_reason is not None}
+    assert ended == {r.request_id for r in requests}
+    assert scheduler.num_fallback_steps >= 1 and "policy bug" in caplog.text
+    assert getattr(scheduler.slo_policy, method) is not broken   # a fresh policy took over
+    assert not scheduler.states and free_blocks(scheduler) == scheduler.limits.num_blocks
+
+
+def test_a_policy_that_cannot_be_restarted_leaves_vllms_own_scheduling(monkeypatch, caplog) -> None:
+    import jitagent_vllm.scheduler as module
+
+    clock = FakeClock()
+    scheduler = make_scheduler(clock=clock)
+    requests = [make_request(40, 6, encode_request_args(STREAM)) for _ in range(3)]
+
+    def broken(*args):
+        raise RuntimeError("policy bug")
+
+    scheduler.slo_policy.schedule = broken
+    monkeypatch.setattr(module, "make_policy", broken)
+    with caplog.at_level(logging.ERROR, logger="jitagent_vllm.scheduler"):
+        for request in requests:
+            scheduler.add_request(request)
+        outputs = run(scheduler, clock, 30)
+    assert scheduler.slo_policy is None and "cannot be restarted" in caplog.text
+    ended = {r.request_id for _, results, _ in outputs for r in results if r.finish_reason is not None}
+    assert ended == {r.request_id for r in requests}
+    assert not scheduler.states and free_blocks(scheduler) == scheduler.limits.num_blocks
+
+
 def test_settings_are_checked_when_the_engine_starts() -> None:
     with pytest.raises(ValueError, match="unknown policy 'magic'"):
         make_scheduler("magic")

@@ -60,3 +60,15 @@ def test_an_infeasible_request_that_asked_to_be_refused_is_an_error(client: open
         client.completions.create(model=MODEL, prompt=PROMPT * 40, max_tokens=64, extra_body=xargs(
             slo=json.dumps({"kind": "deadline", "deadline_s": 0.001, "on_infeasible": "reject"})))
     assert client.completions.create(model=MODEL, prompt=PROMPT, max_tokens=4).usage.completion_tokens >= 1
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_prompt_id_outside_the_vocabulary_is_refused_and_the_server_serves_on(client: openai.OpenAI,
+                                                                                 stream: bool) -> None:
+    """Without a tokenizer vLLM does not check prompt ids, and one past the vocabulary used to kill
+    the engine (and with it the server). The scheduler refuses it; vLLM's front end reports every
+    request the scheduler ends with an error as a 500 (an error event in a stream)."""
+    with pytest.raises(openai.APIError, match="Internal server error"):
+        reply = client.completions.create(model=MODEL, prompt=[[32000]], max_tokens=2, stream=stream)
+        list(reply) if stream else None
+    assert client.completions.create(model=MODEL, prompt=PROMPT, max_tokens=4).usage.completion_tokens >= 1
