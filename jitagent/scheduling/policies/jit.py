@@ -126,9 +126,10 @@ class _Sweep:
 
     Everything it decides is decided as at the frame's start: it counts the requests waiting then
     (entries with a sequence number below ``first_new_seq``; the entries are the index's own list,
-    which newcomers join in place), and the clock, step time and token time are the frame's. Newcomers whose first deadline
-    is not yet behind the sweep wait in ``pending`` (by first deadline, then arrival) and join the
-    admission order where a sweep done all at once would have put them."""
+    which newcomers join in place), and the clock, step time and token time are the frame's.
+    Newcomers whose first deadline is not yet behind the sweep wait in ``pending`` (by first
+    deadline, then arrival) and join the admission order where a sweep done all at once would have
+    put them."""
 
     __slots__ = ("entries", "pos", "clock", "now", "token_time", "step_time", "first_new_seq", "left", "pending",
                  "placed", "chunk")
@@ -357,7 +358,6 @@ class JIT(Policy):
         skip = self.config.skip and not (seats_wanted and self._admission)
         sitting_out: list[RequestState] = []
         schedule_decode = plan.schedule_decode
-        frame, refresh = self._frame, self.config.refresh_tokens
         for req in decoding:
             slo = req.slo
             if slo.__class__ is StreamSLO:
