@@ -8,6 +8,7 @@ the ambient :func:`~jitagent.client.slo_scope`, else the client's ``slo``.
 
 from __future__ import annotations
 
+import weakref
 from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar
 
 import httpx2
@@ -56,12 +57,38 @@ def _typed_chunk(data: object) -> ChatCompletionChunk | None:
 
 
 class _Served:
-    """What a client and its copies (``with_options``) share: the engine, the server, the host."""
+    """What a client and its copies (``with_options``) and its sync face share: the engine, the
+    server, the host; and closing them, however the client is closed.
+
+    A client dropped without being closed gives back its host's thread (and so the file
+    descriptors of that thread's event loop) when this is garbage-collected, that is once the
+    client, its copies and its sync face are all gone; a simulated engine stepping there is
+    stopped with it. (An engine of its own that runs elsewhere is left to that engine.)
+    """
 
     def __init__(self, server: OpenAIServer, host: EngineHost, owns_engine: bool) -> None:
         self.server = server
         self.host = host
         self.owns_engine = owns_engine
+        self._collected = weakref.finalize(self, host.stop)   # must not refer to self
+
+    @property
+    def engine(self) -> Any:
+        return self.server.backend.engine  # type: ignore[attr-defined]
+
+    async def aclose(self) -> None:
+        """If the client made its engine, abort what is in flight and stop it; stop the host's thread."""
+        self._collected.detach()
+        if self.owns_engine:
+            await self.engine.aclose()   # from any loop: each engine closes on its own loop
+        await self.host.aclose()
+
+    def close(self) -> None:
+        """:meth:`aclose` for synchronous code."""
+        self._collected.detach()
+        if self.owns_engine:
+            self.engine.close()
+        self.host.close()
 
 
 class _ServedInProcess:
@@ -131,7 +158,7 @@ class JITClient(_ServedInProcess, openai.AsyncOpenAI):
     @property
     def engine(self) -> Any:
         """The engine serving this client (a :class:`SimEngine` or a ``VLLMEngine``)."""
-        return self._served.server.backend.engine  # type: ignore[attr-defined]
+        return self._served.engine
 
     @property
     def served_model(self) -> str:
@@ -160,20 +187,12 @@ class JITClient(_ServedInProcess, openai.AsyncOpenAI):
                           client=sync.chat.completions, **kwargs)
 
     async def close(self) -> None:
-        """Close the HTTP layer and, if this client made its engine, abort what is in flight and stop it."""
+        """Close the HTTP layer and, if this client made its engine, abort what is in flight and
+        stop it; give back the thread that served synchronous calls, if any."""
         await super().close()
         if self._sync is not None:
-            self._sync.close()
-        served = self._served
-        engine_loop = served.host.loop
-        # Only a running loop can hold a simulated engine's work in flight: when its last loop has
-        # closed, its stepping task ended with it and there is nothing to stop. A vLLM engine runs
-        # on a loop of its own and is closed from anywhere.
-        if served.owns_engine and not isinstance(self.engine, SimEngine):
-            await self.engine.aclose()
-        elif served.owns_engine and engine_loop is not None:
-            await served.host.call(engine_loop, self.engine.aclose())
-        await served.host.aclose()
+            openai.OpenAI.close(self._sync)   # only its HTTP layer: the rest is closed here, without blocking
+        await self._served.aclose()
 
 
 def _backend(engine: Any, policy: Policy | str, profile: str, time_scale: float, model: str | None) -> Backend:
@@ -200,7 +219,12 @@ def _backend(engine: Any, policy: Policy | str, profile: str, time_scale: float,
 
 
 class SyncJITClient(_ServedInProcess, openai.OpenAI):
-    """The synchronous face of a :class:`JITClient` (get it from :attr:`JITClient.sync`)."""
+    """The synchronous face of a :class:`JITClient` (get it from :attr:`JITClient.sync`).
+
+    Closing it (:meth:`close`, or leaving ``with client.sync:``) closes the client as
+    ``await client.close()`` does: an application that only ever calls synchronously (LangChain's
+    ``invoke``, say) gets its engine thread and file descriptors back without an event loop.
+    """
 
     def __init__(self, _served: _Served, **kwargs: Any) -> None:
         self._served = _served
@@ -208,4 +232,9 @@ class SyncJITClient(_ServedInProcess, openai.OpenAI):
         if kwargs.get("http_client") is None:
             kwargs["http_client"] = httpx2.Client(transport=SyncInProcessTransport(_served.server, _served.host))
         super().__init__(**kwargs)
+
+    def close(self) -> None:
+        """Close the HTTP layer and the client's engine (if it made it) and engine thread."""
+        super().close()
+        self._served.close()
 

@@ -673,7 +673,8 @@ def _chat_prompt(messages: Any, backend: Backend) -> tuple[int, bytes]:
     tokens = REPLY_PRIMING_TOKENS
     for i, message in enumerate(messages):
         where = f"messages[{i}]"
-        if not isinstance(message, dict) or not isinstance(message.get("role"), str) or message["role"] not in _CHAT_ROLES:
+        role = message.get("role") if isinstance(message, dict) else None
+        if not isinstance(role, str) or role not in _CHAT_ROLES:   # a list or an object cannot be looked up
             raise _bad(f"{where} must be an object whose 'role' is one of {sorted(_CHAT_ROLES)}", where)
         if message["role"] in ("tool", "function") or message.get("tool_calls") or message.get("function_call"):
             if not backend.supports_tools:
@@ -724,8 +725,8 @@ def _completion_prompt(prompt: Any) -> tuple[int, bytes]:
 def _pipeline(value: Any) -> PipelineContext:
     fields = PipelineContext.__dataclass_fields__
     if not isinstance(value, dict) or value.keys() != fields.keys():
-        raise _bad(f"invalid pipeline: expected an object with exactly the fields {', '.join(fields)}, got {_show(value)}",
-                   "pipeline")
+        raise _bad(f"invalid pipeline: expected an object with exactly the fields {', '.join(fields)}, "
+                   f"got {_show(value)}", "pipeline")
     for name in ("run_id", "stage"):
         if not isinstance(value[name], str) or len(value[name]) > MAX_NAME_CHARS:
             raise _bad(f"invalid pipeline: '{name}' must be a string of at most {MAX_NAME_CHARS} characters",

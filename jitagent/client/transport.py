@@ -5,11 +5,12 @@ transports hand it to an :class:`~jitagent.client.handlers.OpenAIServer` and wra
 ``httpx2.Response`` whose body streams as the engine produces tokens (httpx2's own
 ``ASGITransport`` would buffer the whole body first).
 
-The engine belongs to one event loop at a time (its stepping task and its streams live there).
-:class:`EngineHost` decides which: the loop of the caller when nothing is in flight elsewhere, so
-an async application pays no thread hop; a background thread's loop for synchronous callers
-with no loop of their own. A call from any other thread or loop is run on the engine's loop
-(``run_coroutine_threadsafe``, one hop per token); that is how the synchronous client works.
+:class:`EngineHost` decides on which event loop a client's calls are handled: the loop of the
+caller when none of the client's calls is in flight elsewhere, so an async application pays no
+thread hop; a background thread's loop for synchronous callers with no loop of their own. A call
+from any other thread or loop is run on that loop (``run_coroutine_threadsafe``, one hop per
+token); that is how the synchronous client works. The engines themselves serve callers on any
+loop (several clients may share one engine), so a host knows only its own client's calls.
 """
 
 from __future__ import annotations
@@ -46,23 +47,20 @@ class EngineHost:
         loop = self._loop
         return loop if loop is not None and loop.is_running() and not loop.is_closed() else None
 
-    def acquire(self, caller: asyncio.AbstractEventLoop | None) -> tuple[asyncio.AbstractEventLoop, asyncio.AbstractEventLoop | None]:
-        """Claim a loop for one call from ``caller`` (``None``: a synchronous caller).
-
-        Returns (the loop to run the call on, the loop the engine leaves behind, whose stepping
-        task must end before the call starts, or ``None``); pair with :meth:`release`.
-        """
+    def acquire(self, caller: asyncio.AbstractEventLoop | None) -> asyncio.AbstractEventLoop:
+        """Claim a loop for one call from ``caller`` (``None``: a synchronous caller): the loop to
+        run the call on; pair with :meth:`release`."""
         with self._lock:
-            current, previous = self.loop, None
+            current = self.loop
             if current is None:
                 target = caller or self._background_loop()
             elif caller is None or caller is current or self._live:
                 target = current   # stay: a sync caller waits on it from its own thread; busy ones are bridged
             else:
-                target, previous = caller, current   # idle elsewhere: follow the async caller
+                target = caller    # idle elsewhere: follow the async caller
             self._loop = target
             self._live += 1
-            return target, previous
+            return target
 
     def release(self) -> None:
         with self._lock:
@@ -73,7 +71,8 @@ class EngineHost:
             loop = asyncio.new_event_loop()
             ready = threading.Event()
             loop.call_soon(ready.set)
-            self._thread = threading.Thread(target=loop.run_forever, name="jitagent-engine", daemon=True)
+            self._thread = threading.Thread(target=_run_until_stopped, args=(loop,), name="jitagent-engine",
+                                            daemon=True)
             self._thread.start()
             ready.wait()
             self._thread_loop = loop
@@ -90,14 +89,43 @@ class EngineHost:
         """Run ``coro`` on ``loop`` (running in another thread) and wait for it."""
         return asyncio.run_coroutine_threadsafe(coro, loop).result()
 
-    async def aclose(self) -> None:
-        """Stop the background thread, if one was started."""
-        loop, thread = self._thread_loop, self._thread
-        if loop is None or thread is None:
-            return
-        self._thread_loop = self._thread = None
+    def stop(self) -> threading.Thread | None:
+        """Stop the background thread, if one was started, without waiting (from any thread, at
+        garbage collection too): what is left on its loop is cancelled, then the loop is closed
+        (its selector's file descriptors with it). Returns the thread, which ends soon after."""
+        with self._lock:
+            loop, thread = self._thread_loop, self._thread
+            self._thread_loop = self._thread = None
+        if loop is None:
+            return None
         loop.call_soon_threadsafe(loop.stop)
-        await asyncio.to_thread(thread.join)
+        return thread
+
+    def close(self) -> None:
+        """:meth:`stop`, then wait until the thread has ended (unless called on it)."""
+        thread = self.stop()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
+
+    async def aclose(self) -> None:
+        """:meth:`close` for a caller on an event loop."""
+        thread = self.stop()
+        if thread is not None:
+            await asyncio.to_thread(thread.join)
+
+
+def _run_until_stopped(loop: asyncio.AbstractEventLoop) -> None:
+    """A background loop's thread: run it until it is stopped, then end what is left on it as
+    ``asyncio.run`` does (a simulated engine stepping there hands its other callers on) and close it."""
+    try:
+        loop.run_forever()
+    finally:
+        tasks = asyncio.all_tasks(loop)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+        loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()
 
 
@@ -210,11 +238,9 @@ class InProcessTransport(httpx2.AsyncBaseTransport):
         body = await request.aread()
         # Read here: the engine's loop may run the call in another context.
         scope, parent = current_scope(), otel_context.get_current()
-        loop, previous = self.host.acquire(asyncio.get_running_loop())
+        loop = self.host.acquire(asyncio.get_running_loop())
         released = False
         try:
-            if previous is not None:
-                await self.host.call(previous, self.server.backend.engine.wait_idle())
             handling = self.server.handle(request.method, _api_path(request, self.root), body, scope, parent)
             try:
                 async with asyncio.timeout(_read_timeout(request)):
@@ -251,7 +277,7 @@ class SyncInProcessTransport(httpx2.BaseTransport):
             running = asyncio.get_running_loop()
         except RuntimeError:
             running = None
-        loop, _ = self.host.acquire(None)
+        loop = self.host.acquire(None)
         released = False
         try:
             if loop is running:

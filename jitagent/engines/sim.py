@@ -11,8 +11,13 @@ request beyond its tokens (for telemetry): the logging costs nothing when nobody
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
+import functools
 import itertools
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from typing import Any, TypeVar
 from dataclasses import dataclass, field
 
 from jitagent.engines.core import EngineCore, Step
@@ -25,6 +30,10 @@ from jitagent.scheduling.request import PipelineContext, RequestState
 from jitagent.slo import SLO, InfeasibleSLOError, is_finite_number
 
 __all__ = ["SimConfig", "SimEngine", "RequestLog", "DEFAULT_PROFILE"]
+
+_T = TypeVar("_T")
+_MOVED = EngineDeadError("the engine's loop ended")   # a sentinel: the caller's loop carries the engine on
+_LIVENESS_S = 0.5   # how often a call served on another thread's loop checks that the loop still exists
 
 DEFAULT_PROFILE = "llama-3.1-8b-a100"
 _LLAMA_31_MAX_MODEL_LEN = 131072
@@ -126,6 +135,19 @@ class SimEngine:
     """The simulated engine in real time, for clients: one asyncio task steps the core while
     there is work, and each request's tokens arrive on its own stream.
 
+    It may be called from any event loop or thread, as the vLLM engine may. It steps on one loop at
+    a time: the loop of the call that finds it idle (its stepping task ends once nothing is live,
+    so the next call may find it idle elsewhere). A call from another loop meanwhile has its
+    request taken on the engine's loop (one thread hop) and its tokens handed to its own loop
+    (``call_soon_threadsafe``, which wakes that loop); if the engine's loop ends (``asyncio.run``
+    returning cancels the stepping task), the callers left on other loops carry the engine on,
+    on theirs. Work left on a loop that stopped or closed without ending it is given up (aborted).
+    Why serve rather than refuse: a ``SimEngine`` shared by an async application and a thread
+    running its own loop (two clients on one engine, or one client's async and sync faces) is an
+    ordinary thing to write, and a client's ``EngineHost`` knows only its own calls; the engine
+    alone knows where it steps. (An ``asyncio.Queue`` fed from another thread does not wake its
+    reader: a stream could wait forever with nothing left in the engine.)
+
     Args:
         config: profile and engine settings.
         policy: the scheduling policy (instance or name); ``"fcfs"`` by default.
@@ -141,9 +163,10 @@ class SimEngine:
         self.config = config or SimConfig()
         self.core = self.config.build_core(policy)
         self.time_scale = time_scale
-        self._streams: dict[RequestState, asyncio.Queue[int | None | Exception]] = {}
+        self._streams: dict[RequestState, _Stream] = {}
         self._logs: dict[RequestState, RequestLog] = {}
-        self._loop_task: asyncio.Task[None] | None = None
+        self._loop_task: asyncio.Task[None] | None = None   # its loop is the one the engine steps on
+        self._binding = threading.Lock()   # callers on two threads must not both start a stepping task
         self._ids = itertools.count()
 
     def now(self) -> float:
@@ -152,7 +175,7 @@ class SimEngine:
 
     async def generate(self, prompt_len: int, max_tokens: int, output_len: int, *, slo: SLO | None = None,
                        request_class: str = "default", pipeline: PipelineContext | None = None,
-                       request_id: str | None = None, log: RequestLog | None = None) -> AsyncIterator[int]:
+                       request_id: str | None = None, log: RequestLog | None = None) -> AsyncGenerator[int, None]:
         """Serve one request, yielding the 1-based index of each output token as it is delivered.
 
         ``log``, when given, is filled in with what the engine sees of the request as it runs.
@@ -163,6 +186,130 @@ class SimEngine:
         :class:`~jitagent.engines.errors.EngineDeadError` when the engine is closed meanwhile.
         Closing the iterator or cancelling the consuming task aborts the request in the engine.
         """
+        stream = _Stream()   # read here, on the caller's loop, wherever the engine steps
+        req = await self._on_engine(self._admit, prompt_len, max_tokens, output_len, slo, request_class, pipeline,
+                                    request_id, log, stream)
+        try:
+            while (item := await stream.get()) is not None:
+                if item is _MOVED:   # the loop the engine stepped on ended: step on this one
+                    await self._on_engine(_nothing)
+                    continue
+                if isinstance(item, Exception):
+                    raise item
+                yield item
+        finally:
+            self._soon(self._drop, req)
+
+    async def aclose(self) -> None:
+        """Abort everything in flight (its callers get :class:`EngineDeadError`) and stop the
+        stepping task, on whichever loop it runs. A later :meth:`generate` starts the engine again."""
+        home = self._home()
+        if home is not None and home is not asyncio.get_running_loop():
+            with contextlib.suppress(EngineDeadError):   # that loop stopped: its work was given up
+                await _hop(self.aclose(), home)
+            return
+        task = self._stop()
+        if task is not None:
+            await asyncio.gather(task, return_exceptions=True)
+
+    def close(self) -> None:
+        """:meth:`aclose` for synchronous code: from any thread; on the engine's own loop the
+        stepping task ends at the loop's next turn."""
+        home = self._home()
+        if home is not None and home is not _running_loop():
+            with contextlib.suppress(EngineDeadError, concurrent.futures.CancelledError):
+                asyncio.run_coroutine_threadsafe(self.aclose(), home).result()
+        else:
+            self._stop()
+
+    async def wait_idle(self) -> None:
+        """Wait until the stepping task has ended (it ends once nothing is live), on whichever loop it runs."""
+        home = self._home()
+        if home is not None and home is not asyncio.get_running_loop():
+            await _hop(self.wait_idle(), home)
+        elif (task := self._loop_task) is not None and not task.done():
+            await asyncio.gather(task, return_exceptions=True)
+
+    # -- where the engine steps ----------------------------------------------------------------
+
+    async def _on_engine(self, function: Callable[..., _T], *args: Any) -> _T:
+        """``function(*args)`` on the loop the engine steps on (this one if it is idle: it then
+        starts stepping here). Should that loop close first, the engine is idle: so here."""
+        home = self._bind()
+        if home is None:
+            return function(*args)
+        try:
+            return await _hop(self._on_engine(function, *args), home)   # binds again there: it may have moved
+        except EngineDeadError:
+            return await self._on_engine(function, *args)
+
+    def _soon(self, function: Callable[..., None], *args: Any) -> None:
+        """``function(*args)`` on the loop the engine steps on, without waiting (from a ``finally``,
+        which may run anywhere, even at garbage collection)."""
+        with self._binding:
+            home = self._home_locked()
+            if home is None:   # idle: nobody else touches the core while the lock is held
+                function(*args)
+                return
+        if home is _running_loop():
+            function(*args)
+            return
+        try:
+            home.call_soon_threadsafe(function, *args)
+        except RuntimeError:   # it closed meanwhile: the engine is idle now
+            self._soon(function, *args)
+
+    def _bind(self) -> asyncio.AbstractEventLoop | None:
+        """``None`` when the engine steps on the running loop, starting it here if it was idle;
+        else the other loop it steps on."""
+        here = asyncio.get_running_loop()
+        with self._binding:
+            home = self._home_locked()
+            if home is None:
+                self._loop_task = here.create_task(self._run(), name="jitagent-sim-engine")
+            return None if home is None or home is here else home
+
+    def _home(self) -> asyncio.AbstractEventLoop | None:
+        with self._binding:
+            return self._home_locked()
+
+    def _home_locked(self) -> asyncio.AbstractEventLoop | None:
+        """The loop the engine steps on, ``None`` when idle. Work left on a loop that stopped with
+        the engine stepping on it, or on a loop that has closed, is given up (see :meth:`_fail`):
+        nobody there reads it. A stepping task given up sees it is no longer the engine's and ends."""
+        task = self._loop_task
+        home = task.get_loop() if task is not None and not task.done() else None
+        if home is not None and home.is_running():
+            return home
+        self._loop_task = None
+        if self._streams:
+            self._fail("the event loop of this call stopped while the simulated engine served it",
+                       lambda stream: stream.loop is home or stream.loop.is_closed())
+        return None
+
+    def _stop(self) -> asyncio.Task[None] | None:
+        """On the engine's loop: fail everything in flight and cancel the stepping task (returned)."""
+        self._fail("the simulated engine was closed", lambda stream: True)
+        with self._binding:
+            task, self._loop_task = self._loop_task, None
+        if task is None or task.done():
+            return None
+        task.cancel()
+        return task
+
+    def _fail(self, why: str, which: Callable[[_Stream], bool]) -> None:
+        """Abort the requests whose streams ``which`` picks; their callers get :class:`EngineDeadError`."""
+        for req, stream in list(self._streams.items()):
+            if which(stream):
+                del self._streams[req]
+                self._logs.pop(req, None)
+                self.core.abort(req)
+                stream.tell(EngineDeadError(why))
+
+    def _admit(self, prompt_len: int, max_tokens: int, output_len: int, slo: SLO | None, request_class: str,
+               pipeline: PipelineContext | None, request_id: str | None, log: RequestLog | None,
+               stream: _Stream) -> RequestState:
+        """On the engine's loop: take a request (ValueError if it can never be served)."""
         req = RequestState(request_id or f"sim-{next(self._ids)}", self.now(), prompt_len, max_tokens,
                            slo=slo, request_class=request_class, pipeline=pipeline)
         self.core.add_request(req, output_len)
@@ -170,40 +317,14 @@ class SimEngine:
             log.request = req
             log.estimated_output_tokens = self._estimate(req)
             self._logs[req] = log
-        stream: asyncio.Queue[int | None | Exception] = asyncio.Queue()
         self._streams[req] = stream
-        self._ensure_running()
-        try:
-            while (item := await stream.get()) is not None:
-                if isinstance(item, Exception):
-                    raise item
-                yield item
-        finally:
-            self._streams.pop(req, None)
-            self._logs.pop(req, None)
-            self.core.abort(req)  # a no-op once finished
+        return req
 
-    async def aclose(self) -> None:
-        """Abort everything in flight (its callers get :class:`EngineDeadError`) and stop the
-        stepping task. A later :meth:`generate` starts the engine again."""
-        for req in list(self._streams):
-            self.core.abort(req)
-            self._streams.pop(req).put_nowait(EngineDeadError("the simulated engine was closed"))
-        task, self._loop_task = self._loop_task, None
-        if task is not None and not task.done():  # a task whose loop has closed is done already
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-
-    async def wait_idle(self) -> None:
-        """Wait until the stepping task has ended (it ends once nothing is live), e.g. before the
-        engine is driven from another event loop."""
-        task = self._loop_task
-        if task is not None and not task.done():
-            await asyncio.gather(task, return_exceptions=True)
-
-    def _ensure_running(self) -> None:
-        if self._loop_task is None or self._loop_task.done():
-            self._loop_task = asyncio.create_task(self._run(), name="jitagent-sim-engine")
+    def _drop(self, req: RequestState) -> None:
+        """On the engine's loop: forget a request's caller, aborting the request unless it has ended."""
+        self._streams.pop(req, None)
+        self._logs.pop(req, None)
+        self.core.abort(req)  # a no-op once finished
 
     def _estimate(self, req: RequestState) -> float | None:
         policy = self.core.policy
@@ -223,7 +344,29 @@ class SimEngine:
                 log.preempted_at.append(began)
 
     async def _run(self) -> None:
-        while self.core.num_live:
+        try:
+            await self._step_while_live()
+        finally:
+            self._leave()
+
+    def _leave(self) -> None:
+        """The stepping task ends: if work is left (its loop is ending and cancelled it), the callers
+        on other loops are told to carry the engine on (:data:`_MOVED`); those on this loop are
+        being cancelled with it."""
+        here = asyncio.get_running_loop()
+        with self._binding:
+            if self._loop_task is not asyncio.current_task():   # closed, or given up
+                return
+            self._loop_task = None
+            if not self.core.num_live:
+                return
+        for stream in self._streams.values():
+            if stream.loop is not here:
+                stream.tell(_MOVED)
+
+    async def _step_while_live(self) -> None:
+        me = asyncio.current_task()
+        while self._loop_task is me and self.core.num_live:   # not me: given up (see _home_locked)
             began = self.now()
             step = self.core.begin_step(began)
             if step is None or step.idle:
@@ -232,21 +375,80 @@ class SimEngine:
                     self._log_step(step, began, self.now())
                 continue
             await asyncio.sleep(step.duration * self.time_scale)
+            if self._loop_task is not me:
+                return
             now = self.now()
             if self._logs:
                 self._log_step(step, began, now)
             result = self.core.end_step(step, now)
             for req in result.emitted:
-                stream = self._streams.get(req)
-                if stream is not None:
-                    stream.put_nowait(req.num_generated)
+                self._tell(req, req.num_generated)
             for req in result.finished:
-                stream = self._streams.get(req)
-                if stream is not None:
-                    stream.put_nowait(None)
+                self._tell(req, None)
             for req in result.rejected:
-                stream = self._streams.get(req)
-                if stream is not None:
-                    stream.put_nowait(InfeasibleSLOError(
-                        f"request {req.id} was refused by the scheduler: it cannot meet its SLO "
-                        f"({req.slo}) at the current load"))
+                self._tell(req, InfeasibleSLOError(f"request {req.id} was refused by the scheduler: it cannot "
+                                                   f"meet its SLO ({req.slo}) at the current load"))
+
+    def _tell(self, req: RequestState, item: int | None | Exception) -> None:
+        """Hand ``item`` to the request's caller; a caller whose loop has closed is given up."""
+        stream = self._streams.get(req)
+        if stream is not None and not stream.tell(item):
+            del self._streams[req]
+            self._logs.pop(req, None)
+            self.core.abort(req)
+
+
+def _nothing() -> None:
+    """Run on the engine's loop to make sure it steps somewhere."""
+
+
+class _Stream(asyncio.Queue[int | None | Exception]):
+    """One request's output for its caller, and the loop the caller reads it on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.loop = asyncio.get_running_loop()
+
+    def tell(self, item: int | None | Exception) -> bool:
+        """Put ``item`` from any thread; ``False`` if the caller's loop has closed."""
+        try:
+            if self.loop is _running_loop():
+                self.put_nowait(item)
+            else:
+                self.loop.call_soon_threadsafe(self.put_nowait, item)
+        except RuntimeError:   # closed: nobody is left to tell
+            return False
+        return True
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+async def _hop(awaitable: Awaitable[_T], loop: asyncio.AbstractEventLoop) -> _T:
+    """Await ``awaitable`` (a coroutine) on ``loop``, which runs in another thread.
+
+    Raises :class:`EngineDeadError`, rather than hang or pass a cancellation on to a caller that
+    nobody cancelled, if that loop has closed or closes before running the work (checked every
+    :data:`_LIVENESS_S`), or cancels the work (as ``asyncio.run`` does to what is left on its
+    loop as it ends).
+    """
+    try:
+        future = asyncio.run_coroutine_threadsafe(awaitable, loop)  # type: ignore[arg-type]
+    except RuntimeError:   # closed
+        awaitable.close()  # type: ignore[attr-defined]
+        raise EngineDeadError("the event loop the simulated engine was stepping on has closed") from None
+    waiting = asyncio.wrap_future(future)
+    try:
+        while not (await asyncio.wait([waiting], timeout=_LIVENESS_S))[0]:
+            if loop.is_closed():
+                raise EngineDeadError("the event loop the simulated engine was stepping on closed during the call")
+    except BaseException:
+        waiting.cancel()   # cancelled here, or given up: cancel it there
+        raise
+    if waiting.cancelled():
+        raise EngineDeadError("the event loop the simulated engine was stepping on stopped during the call")
+    return waiting.result()

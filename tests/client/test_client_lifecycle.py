@@ -1,0 +1,151 @@
+"""Client lifecycles: one ``SimEngine`` shared by clients on several event loops, and every way of
+closing a client (``await client.close()``, ``client.sync.close()``, ``with client.sync:``,
+garbage collection) giving back the engine thread and its file descriptors. After each, the
+engine holds no request and serves the next call normally.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import os
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from jitagent.client import JITClient
+from jitagent.engines.errors import EngineDeadError
+from jitagent.engines.sim import SimEngine
+
+MESSAGES = [{"role": "user", "content": "Plan the next stage."}]
+TIME_SCALE = 0.01
+
+
+async def _stream_text(client: JITClient, max_tokens: int) -> str:
+    stream = await client.chat.completions.create(model=client.served_model, messages=MESSAGES, stream=True,
+                                                  max_tokens=max_tokens, seed=7)
+    return "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+
+
+def _on_a_thread_loop(work: Callable[[], Any]) -> Any:
+    """``asyncio.run(work())`` on a thread of its own (a second event loop), returning its result."""
+    result: list[Any] = []
+    thread = threading.Thread(target=lambda: result.append(asyncio.run(work())))
+    thread.start()
+    return thread, result
+
+
+@pytest.mark.parametrize("first, thread_tokens, main_tokens", [
+    ("thread", 60, 20),    # the engine steps on the thread's loop; the main loop's stream is served from there
+    ("main", 60, 20),      # and the other way round
+    ("thread", 20, 150),   # the thread's loop ends first: the main loop's stream carries the engine on
+])
+def test_two_clients_on_one_engine_stream_from_two_loops(first: str, thread_tokens: int, main_tokens: int) -> None:
+    """Finding 3: one stream in a thread's ``asyncio.run`` and one on the main loop, on one engine,
+    at the same time: both end with all their tokens, and the engine then serves either loop."""
+    engine = SimEngine(time_scale=TIME_SCALE)
+
+    async def in_thread(max_tokens: int) -> str:
+        client = JITClient(engine=engine, max_retries=0)
+        try:
+            return await asyncio.wait_for(_stream_text(client, max_tokens), 30)
+        finally:
+            await client.close()
+
+    async def main() -> None:
+        client = JITClient(engine=engine, max_retries=0)
+        try:
+            if first == "thread":
+                thread, result = _on_a_thread_loop(lambda: in_thread(thread_tokens))
+                while engine.core.num_live == 0:   # the engine now steps on the thread's loop
+                    await asyncio.sleep(0.001)
+                mine = await asyncio.wait_for(_stream_text(client, main_tokens), 30)
+            else:
+                task = asyncio.create_task(_stream_text(client, main_tokens))
+                while engine.core.num_live == 0:   # the engine now steps on this loop
+                    await asyncio.sleep(0.001)
+                thread, result = _on_a_thread_loop(lambda: in_thread(thread_tokens))
+                mine = await asyncio.wait_for(task, 30)
+            await asyncio.wait_for(asyncio.to_thread(thread.join), 30)
+            assert len(mine.split()) == main_tokens and len(result[0].split()) == thread_tokens
+            assert engine.core.num_live == 0 and engine.core.free_blocks == engine.core.limits.num_blocks
+            thread, result = _on_a_thread_loop(lambda: in_thread(5))   # then each loop is served again
+            await asyncio.to_thread(thread.join)
+            assert len(result[0].split()) == 5
+            assert len((await _stream_text(client, 5)).split()) == 5
+        finally:
+            await client.close()
+
+    asyncio.run(main())
+    assert engine.core.num_live == 0
+
+
+# -- closing ------------------------------------------------------------------------------------
+
+def _fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def _engine_threads() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if t.name == "jitagent-engine"}
+
+
+def _sync_call(sync: Any) -> None:
+    reply = sync.chat.completions.create(model="meta-llama/Llama-3.1-8B", messages=MESSAGES, max_tokens=3)
+    assert reply.choices[0].message.content
+
+
+def _use_synchronously(client: JITClient, how: str) -> None:
+    """Use ``client`` only synchronously (no event loop in this thread), closing it as ``how`` says."""
+    if how == "with client.sync":
+        with client.sync as sync:
+            _sync_call(sync)
+            with sync.chat.completions.create(model=client.served_model, messages=MESSAGES, stream=True,
+                                              max_tokens=50) as stream:
+                next(iter(stream))   # left in flight: closing the client aborts it
+    elif how.startswith("langchain"):
+        pytest.importorskip("langchain_openai")
+        assert client.chat_model(max_tokens=3).invoke("Plan the next stage.").content
+    else:
+        _sync_call(client.sync)
+    if how == "sync close":
+        client.sync.close()
+
+
+@pytest.mark.parametrize("how", ["sync close", "with client.sync", "garbage collection",
+                                 "langchain invoke, garbage collection"])
+def test_every_way_of_closing_gives_back_the_engine_thread_and_fds(how: str) -> None:
+    """Finding 6: a client used only synchronously starts a thread whose event loop holds 3 file
+    descriptors (epoll and a socket pair); ``client.sync.close()``, ``with client.sync:`` and
+    garbage collection each give them back (as ``await client.close()`` does), and the engine
+    holds nothing and serves the next call."""
+    gc.collect()
+    fds, threads = _fds(), _engine_threads()
+    client = JITClient(time_scale=TIME_SCALE, max_retries=0)
+    engine = client.engine
+    _use_synchronously(client, how)
+    started = _engine_threads() - threads
+    if "garbage collection" in how:
+        assert len(started) == 1 and _fds() == fds + 3   # the reproducer: still held while the client lives
+        del client
+        gc.collect()
+    for thread in started:
+        thread.join(10)
+        assert not thread.is_alive()
+    assert _fds() == fds and not _engine_threads() - threads
+    assert engine.core.num_live == 0 and engine.core.free_blocks == engine.core.limits.num_blocks
+    again = JITClient(engine=engine, max_retries=0)   # the engine serves on, and gives back again
+    _use_synchronously(again, "sync close")
+    assert _fds() == fds and not _engine_threads() - threads
+
+
+def test_async_close_after_sync_use_gives_back_the_thread() -> None:
+    """``await client.close()`` (the path that worked before) still does, after sync calls."""
+    fds, threads = _fds(), _engine_threads()
+    client = JITClient(time_scale=TIME_SCALE, max_retries=0)
+    _sync_call(client.sync)
+    asyncio.run(client.close())
+    assert _fds() == fds and not _engine_threads() - threads
