@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["stop_output_handler"]
+__all__ = ["stop_output_handler", "served_model_config"]
 
 
 def stop_output_handler(llm: Any) -> None:
@@ -14,3 +14,9 @@ def stop_output_handler(llm: Any) -> None:
     handler = getattr(llm, "output_handler", None)
     if handler is not None:
         handler.cancel()
+
+
+def served_model_config(scope: Any) -> Any:
+    """The ``ModelConfig`` of the model that ``vllm serve``'s app serves, from an ASGI request's
+    scope (vLLM keeps its config in the app's state)."""
+    return scope["app"].state.vllm_config.model_config

@@ -1,9 +1,10 @@
 """``vllm serve`` with jitagent's scheduler: the command line, and a server started for a ``with`` block.
 
-The server is vLLM's own OpenAI-compatible server, unmodified; jitagent adds three flags:
+The server is vLLM's own OpenAI-compatible server, unmodified; jitagent adds four flags:
 ``--scheduler-cls jitagent_vllm.JITScheduler``, ``--additional-config`` with the scheduler's
-settings, and ``--logits-processors jitagent_vllm:RequestArgsValidator`` so that bad SLO data is a
-400 at the door. Clients send each request's SLO in ``vllm_xargs`` (see
+settings, ``--logits-processors jitagent_vllm:RequestArgsValidator`` so that bad SLO data is a
+400 at the door, and ``--middleware jitagent_vllm.TokenIdValidator`` so that a prompt id outside
+the vocabulary is a 400 too (vLLM does not check ids without a tokenizer). Clients send each request's SLO in ``vllm_xargs`` (see
 :mod:`jitagent_vllm.request_args`), e.g. with the plain OpenAI client::
 
     client.completions.create(model=..., prompt=..., extra_body={"vllm_xargs": {
@@ -43,7 +44,8 @@ def serve_command(model: str, *, policy: str = "jit", host: str = "127.0.0.1", p
     command = [*_vllm_serve(), path, "--served-model-name", model, "--host", host, "--port", str(port),
                "--scheduler-cls", "jitagent_vllm.JITScheduler",
                "--additional-config", settings.model_dump_json(exclude_defaults=True).join(['{"jitagent": ', "}"]),
-               "--logits-processors", "jitagent_vllm:RequestArgsValidator"]
+               "--logits-processors", "jitagent_vllm:RequestArgsValidator",
+               "--middleware", "jitagent_vllm.TokenIdValidator"]
     if not has_weights(path):
         command += ["--load-format", "dummy", "--skip-tokenizer-init", "--enforce-eager"]
     if on_cpu():

@@ -30,6 +30,7 @@ def test_the_command_line_names_the_scheduler_and_binds_loopback() -> None:
     command = serve_command(MODEL, policy="edf", port=9000, api_key="secret")
     assert command[command.index("--scheduler-cls") + 1] == "jitagent_vllm.JITScheduler"
     assert json.loads(command[command.index("--additional-config") + 1]) == {"jitagent": {"policy": "edf"}}
+    assert command[command.index("--middleware") + 1] == "jitagent_vllm.TokenIdValidator"
     assert command[command.index("--host") + 1] == "127.0.0.1"
     assert command[command.index("--api-key") + 1] == "secret"
     with pytest.raises(ValueError, match="unknown policy"):
@@ -62,13 +63,13 @@ def test_an_infeasible_request_that_asked_to_be_refused_is_an_error(client: open
     assert client.completions.create(model=MODEL, prompt=PROMPT, max_tokens=4).usage.completion_tokens >= 1
 
 
+@pytest.mark.parametrize("prompt, bad", [([[32000]], 32000), ([5, 6, 2**40], 2**40), ([[5, 6], [7, 32001]], 32001)])
 @pytest.mark.parametrize("stream", [False, True])
-def test_a_prompt_id_outside_the_vocabulary_is_refused_and_the_server_serves_on(client: openai.OpenAI,
-                                                                                 stream: bool) -> None:
+def test_a_prompt_id_outside_the_vocabulary_is_a_400_and_the_server_serves_on(client: openai.OpenAI, prompt: list,
+                                                                               bad: int, stream: bool) -> None:
     """Without a tokenizer vLLM does not check prompt ids, and one past the vocabulary used to kill
-    the engine (and with it the server). The scheduler refuses it; vLLM's front end reports every
-    request the scheduler ends with an error as a 500 (an error event in a stream)."""
-    with pytest.raises(openai.APIError, match="Internal server error"):
-        reply = client.completions.create(model=MODEL, prompt=[[32000]], max_tokens=2, stream=stream)
-        list(reply) if stream else None
+    the engine, and with it the server."""
+    with pytest.raises(openai.BadRequestError, match=f"token id {bad} .*vocabulary size 32000"):
+        client.completions.create(model=MODEL, prompt=prompt, max_tokens=2, stream=stream)
     assert client.completions.create(model=MODEL, prompt=PROMPT, max_tokens=4).usage.completion_tokens >= 1
+    assert client.completions.create(model=MODEL, prompt=[PROMPT, PROMPT[:5]], max_tokens=2).usage.prompt_tokens == 105
