@@ -21,7 +21,7 @@ import time
 from dataclasses import fields
 from pathlib import Path
 
-from jitagent.bench.soak import SoakConfig, SoakResult, soak
+from jitagent.bench.soak import ClientSoakConfig, ClientSoakResult, SoakConfig, SoakResult, client_soak, soak
 
 _MB = 1 << 20
 
@@ -35,10 +35,23 @@ def _report(result: SoakResult, wall_s: float) -> str:
              f"  outcomes: {outcomes}",
              f"  cancelled while: {cancelled}",
              f"  left behind: {', '.join(f'{k} {v}' for k, v in result.leftovers.items())}",
-             "  requests   simulated s   live (peak)   engine+policy+driver MB now (peak)   peak RSS MB"]
+             "  requests   simulated s   live (peak)   engine+policy+driver MB now (peak)   peak RSS MB   classes"]
     for c in result.checkpoints:
         lines.append(f"  {c.requests!s:>8}   {c.simulated_s:11.0f}   {c.live:4d} ({c.peak_live:4d})   "
-                     f"{c.memory_bytes / _MB:22.2f} ({c.peak_memory_bytes / _MB:.2f})   {c.peak_rss_bytes / _MB:11.1f}")
+                     f"{c.memory_bytes / _MB:22.2f} ({c.peak_memory_bytes / _MB:.2f})   {c.peak_rss_bytes / _MB:11.1f}"
+                     f"   {c.estimator_classes:7d}")
+    return "\n".join(lines)
+
+
+def _client_report(result: ClientSoakResult, wall_s: float) -> str:
+    lines = [f"client soak, {result.config['policy']}: {result.calls} calls in {wall_s:.1f} s "
+             f"({result.sync_calls} by short-lived sync clients; every call its own request class)",
+             f"  outcomes: {', '.join(f'{k} {v}' for k, v in result.outcomes.items())}",
+             f"  left behind: {', '.join(f'{k} {v}' for k, v in result.leftovers.items())}",
+             "     calls   engine+policy MB   estimator classes   threads   fds   RSS MB"]
+    for c in result.checkpoints:
+        lines.append(f"  {c.requests!s:>8}   {c.engine_bytes / _MB:16.2f}   {c.estimator_classes:17d}   "
+                     f"{c.threads:7d}   {c.fds:3d}   {c.rss_bytes / _MB:6.1f}")
     return "\n".join(lines)
 
 
@@ -54,15 +67,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=defaults["seed"])
     parser.add_argument("--num-blocks", type=int, default=None,
                         help="KV cache blocks of 16 tokens (default: what the GPU holds; fewer: preemptions)")
+    parser.add_argument("--unique-classes", action="store_true",
+                        help="every request names a request class of its own")
+    parser.add_argument("--client", action="store_true",
+                        help="instead: calls through JITClient in real time, --sync-share of them by short-lived "
+                             "sync clients, every call its own request class")
+    parser.add_argument("--sync-share", type=float, default=0.1)
     parser.add_argument("--out", type=Path, default=Path("soak-out"))
     args = parser.parse_args(argv)
     checkpoints = tuple(sorted({min(10_000, args.requests), args.requests}))
     runs = []
     for policy in args.policies.split(","):
+        started = time.perf_counter()
+        if args.client:
+            client_result = client_soak(ClientSoakConfig(policy=policy, requests=args.requests, seed=args.seed,
+                                                         sync_share=args.sync_share, checkpoints=checkpoints))
+            wall_s = time.perf_counter() - started
+            print(_client_report(client_result, wall_s), flush=True)
+            runs.append({**client_result.to_json(), "wall_s": wall_s})
+            continue
         config = SoakConfig(policy=policy, workload=args.workload, rate=args.rate, requests=args.requests,
                             cancel_share=args.cancel_share, timeout_s=args.timeout_s, seed=args.seed,
-                            num_blocks=args.num_blocks, checkpoints=checkpoints)
-        started = time.perf_counter()
+                            num_blocks=args.num_blocks, checkpoints=checkpoints, unique_classes=args.unique_classes)
         result = soak(config)  # AssertionError if a request has no outcome or anything is left behind
         wall_s = time.perf_counter() - started
         print(_report(result, wall_s), flush=True)

@@ -86,6 +86,7 @@ class SoakConfig:
     profile: str = DEFAULT_PROFILE
     num_blocks: int | None = None      # KV cache blocks (16 tokens each); None: what the profile's GPU holds
     sample_every: int = 1000
+    unique_classes: bool = False       # every request names a request class of its own (callers choose it)
 
     def __post_init__(self) -> None:
         if self.requests < 1 or not all(0 < c <= self.requests for c in self.checkpoints):
@@ -112,6 +113,7 @@ class Checkpoint:
     memory_bytes: int                  # retained by the engine, its policy and the driver now
     peak_memory_bytes: int             # the most of that in any sample so far
     peak_rss_bytes: int                # the process's peak resident memory so far
+    estimator_classes: int = 0         # request classes whose samples the policy keeps (JIT's estimator)
 
 
 @dataclass
@@ -149,7 +151,7 @@ def policy_queues(policy: Policy) -> dict[str, int]:
     """How many requests the policy's queues still hold (the built-in policies' own bookkeeping)."""
     if isinstance(policy, JIT):
         return {name: len(getattr(policy, name))
-                for name in ("_waiting", "_admission", "_best_effort", "_newcomers", "_to_reject")}
+                for name in ("_waiting", "_admission", "_best_effort", "_demoted", "_newcomers", "_to_reject")}
     if isinstance(policy, QueuePolicy):
         policy._peek()  # ended requests are dropped lazily, when they reach the head
         return {"_fifo": len(policy._fifo), "_heap": len(policy._heap)}
@@ -224,6 +226,9 @@ class _Soak:
             rejecting = self.rejecting[slo] = slo.model_copy(update={"on_infeasible": "reject"})
         return rejecting
 
+    def _class(self, request_class: str) -> str:
+        return f"{request_class}#{self.issued}" if self.config.unique_classes else request_class
+
     def _issue(self, req: RequestState, output_len: int, now: float) -> None:
         self.issued += 1
         try:
@@ -247,7 +252,7 @@ class _Soak:
         if isinstance(arrival, SingleArrival):
             call = arrival.call
             req = RequestState(f"r{self.issued}", now, call.prompt_len, call.max_tokens, slo=self._slo(arrival.slo),
-                               request_class=call.request_class)
+                               request_class=self._class(call.request_class))
             self._issue(req, call.output_len, now)
         else:
             run = _Run(arrival, f"{arrival.run_id}@{now:.3f}", now, now + arrival.slo.deadline_s,
@@ -264,7 +269,7 @@ class _Soak:
             if self.issued >= self.config.requests or run.over:  # over: a call of this round was refused
                 break
             req = RequestState(f"{run.run_id}/{index}/{j}", now, call.prompt_len, call.max_tokens, slo=run.slo,
-                               request_class=call.request_class, pipeline=context)
+                               request_class=self._class(call.request_class), pipeline=context)
             run.calls.add(req)
             self.run_of[req] = run
             self._issue(req, call.output_len, now)
@@ -347,7 +352,13 @@ class _Soak:
     def checkpoint(self, label: int | str, now: float) -> None:
         held = self._memory()
         self.checkpoints.append(Checkpoint(label, now, time.perf_counter() - self.started, self.core.num_live,
-                                           self.peak_live, held, self.peak_memory, _peak_rss()))
+                                           self.peak_live, held, self.peak_memory, _peak_rss(),
+                                           _estimator_classes(self.core.policy)))
+
+
+def _estimator_classes(policy: Policy) -> int:
+    estimator = getattr(policy, "estimator", None)
+    return len(getattr(estimator, "_classes", ()))
 
 
 def _peak_rss() -> int:
@@ -369,5 +380,155 @@ def soak(config: SoakConfig) -> SoakResult:
                         driver.checkpoints, leftovers)
     assert driver.issued == config.requests, f"issued {driver.issued} of {config.requests} requests"
     assert sum(result.outcomes.values()) == driver.issued, f"outcomes {result.outcomes} for {driver.issued} requests"
+    assert not any(leftovers.values()), f"left behind: {leftovers}"
+    return result
+
+
+# -- the client soak ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ClientSoakConfig:
+    """Calls through :class:`~jitagent.client.JITClient` on one simulated engine, in real time.
+
+    Every call names a request class of its own (the field is the caller's to choose). Most calls
+    are made by one long-lived async client, ``concurrency`` at a time; ``sync_share`` of them are
+    made by a new client used only synchronously, from a worker thread (as a synchronous
+    application or LangChain's ``invoke`` does), on the same engine, and closed in turn by
+    ``client.sync.close()``, by ``with client.sync:``, or by dropping it to the garbage collector.
+    ``time_scale`` 0 runs the engine's steps without waiting: what is measured is the client's
+    and the engine's bookkeeping, not the model.
+    """
+
+    policy: str = "jit"
+    requests: int = 100_000
+    sync_share: float = 0.1
+    concurrency: int = 32
+    max_tokens: int = 8
+    time_scale: float = 0.0
+    checkpoints: tuple[int, ...] = (10_000, 100_000)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.requests < 1 or not all(0 < c <= self.requests for c in self.checkpoints):
+            raise ValueError("requests must be positive and every checkpoint within 1..requests")
+        if not 0 <= self.sync_share <= 1:
+            raise ValueError(f"sync_share must be in [0, 1], got {self.sync_share}")
+        if self.concurrency < 1 or self.max_tokens < 1:
+            raise ValueError("concurrency and max_tokens must be at least 1")
+
+
+@dataclass
+class ClientCheckpoint:
+    """The client soak after ``requests`` calls ended (``"end"``: once every client was closed)."""
+
+    requests: int | str
+    wall_s: float
+    engine_bytes: int          # retained by the engine (its core, policy and estimator) and its streams
+    estimator_classes: int     # request classes whose samples the policy keeps (JIT's estimator)
+    threads: int               # the process's threads
+    fds: int                   # the process's open file descriptors
+    rss_bytes: int             # the process's resident memory now
+
+
+@dataclass
+class ClientSoakResult:
+    config: dict[str, Any]
+    calls: int
+    sync_calls: int
+    outcomes: dict[str, int]
+    checkpoints: list[ClientCheckpoint]
+    leftovers: dict[str, int] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+_CLOSINGS = ("sync close", "with client.sync", "garbage collection")
+
+
+def _rss() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * resource.getpagesize()
+
+
+def client_soak(config: ClientSoakConfig) -> ClientSoakResult:
+    """Run the client soak (see :class:`ClientSoakConfig`); raises AssertionError if a call is left
+    without an outcome, or the engine, a thread or a file descriptor is left behind."""
+    import asyncio
+    import os
+    import threading
+
+    import openai
+
+    from jitagent.client import JITClient
+    from jitagent.engines.sim import SimEngine
+
+    started = time.perf_counter()
+    engine = SimEngine(SimConfig(), policy=config.policy, time_scale=config.time_scale)
+    rng = random.Random(config.seed)
+    outcomes: Counter[str] = Counter()
+    checkpoints: list[ClientCheckpoint] = []
+    threads_before = threading.active_count()
+    fds_before = len(os.listdir("/proc/self/fd"))
+    slo = {"kind": "deadline", "deadline_s": 60.0}
+
+    def body(n: int) -> dict[str, Any]:
+        return {"model": "meta-llama/Llama-3.1-8B", "messages": [{"role": "user", "content": f"call {n}"}],
+                "max_tokens": config.max_tokens, "extra_body": {"slo": slo, "request_class": f"caller-{n}"}}
+
+    def sync_call(n: int) -> None:
+        client = JITClient(engine=engine, max_retries=0)
+        how = _CLOSINGS[n % len(_CLOSINGS)]
+        if how == "with client.sync":
+            with client.sync as sync:
+                sync.chat.completions.create(**body(n))
+        else:
+            client.sync.chat.completions.create(**body(n))
+            if how == "sync close":
+                client.sync.close()
+        del client   # "garbage collection": nothing else holds it
+
+    def checkpoint(label: int | str) -> None:
+        gc.collect()
+        checkpoints.append(ClientCheckpoint(
+            label, time.perf_counter() - started, retained_bytes([engine.core, engine._streams, engine._logs]),
+            _estimator_classes(engine.core.policy), threading.active_count(), len(os.listdir("/proc/self/fd")),
+            _rss()))
+
+    async def main() -> None:
+        client = JITClient(engine=engine, max_retries=0)
+        done = 0
+
+        async def one(n: int) -> None:
+            nonlocal done
+            try:
+                if rng.random() < config.sync_share:
+                    outcomes["sync"] += 1
+                    await asyncio.to_thread(sync_call, n)
+                else:
+                    await client.chat.completions.create(**body(n))
+                outcomes["finished"] += 1
+            except openai.APIStatusError as exc:
+                outcomes[f"http {exc.status_code}"] += 1
+            done += 1
+            if done in config.checkpoints:
+                checkpoint(done)
+
+        issued = 0
+        while issued < config.requests:
+            batch = min(config.concurrency, config.requests - issued)
+            await asyncio.gather(*(one(issued + i) for i in range(batch)))
+            issued += batch
+        await client.close()
+
+    asyncio.run(main())
+    checkpoint("end")
+    calls = outcomes["finished"] + sum(n for k, n in outcomes.items() if k.startswith("http"))
+    end = checkpoints[-1]
+    leftovers = {"live": engine.core.num_live, "blocks_in_use": engine.core.limits.num_blocks - engine.core.free_blocks,
+                 "streams": len(engine._streams), "threads": max(0, end.threads - threads_before),
+                 "fds": max(0, end.fds - fds_before), **policy_queues(engine.core.policy)}
+    result = ClientSoakResult(asdict(config), calls, outcomes.pop("sync", 0), dict(outcomes), checkpoints, leftovers)
+    assert calls == config.requests, f"{calls} calls ended of {config.requests}: {outcomes}"
     assert not any(leftovers.values()), f"left behind: {leftovers}"
     return result

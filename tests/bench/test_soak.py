@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from jitagent.bench.soak import OUTCOMES, SoakConfig, soak
+from jitagent.bench.soak import OUTCOMES, ClientSoakConfig, SoakConfig, client_soak, soak
 
 
 @pytest.mark.parametrize("policy, num_blocks", [("fcfs", None), ("jit", None), ("fcfs", 2048)],
@@ -37,3 +37,23 @@ def test_soak_config_is_checked() -> None:
         SoakConfig(cancel_share=1.5)
     with pytest.raises(ValueError, match="timeout_s"):
         SoakConfig(timeout_s=0)
+
+
+def test_unique_request_classes_keep_the_estimator_bounded() -> None:
+    # Issue 14, finding 5: the request class is the caller's to choose; one of its own per request
+    # must not grow the policy's memory with the number of requests.
+    result = soak(SoakConfig(policy="jit", requests=2000, checkpoints=(1000, 2000), sample_every=250, timeout_s=30,
+                             cancel_within_s=15, unique_classes=True))
+    assert sum(result.outcomes.values()) == 2000 and result.outcomes["finished"] > 300
+    assert not any(result.leftovers.values())
+    assert [c.estimator_classes for c in result.checkpoints] == [256, 256, 256]   # the estimator's limit
+
+
+def test_a_small_client_soak_with_sync_clients_leaves_nothing_behind() -> None:
+    """Calls with request classes of their own, a tenth by short-lived sync clients closed every
+    way (sync close, ``with client.sync``, garbage collection): every call answered, and no thread,
+    file descriptor, request or policy entry is left; the estimator stays within its class limit."""
+    result = client_soak(ClientSoakConfig(requests=400, checkpoints=(200, 400), sync_share=0.1, concurrency=16))
+    assert result.calls == 400 and result.outcomes == {"finished": 400} and result.sync_calls > 10
+    assert not any(result.leftovers.values())
+    assert all(c.estimator_classes <= 256 for c in result.checkpoints)
