@@ -15,18 +15,27 @@ import argparse
 import json
 import logging
 import math
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+
+from jitagent.bench.inputs import check_output, open_input, printable
 
 if TYPE_CHECKING:
+    from jitagent.bench.suite import BenchConfig
     from jitagent.scheduling.goodput import RequestRecord
 
 __all__ = ["main"]
 
 _GRAPHS = "langgraph"   # the workload of real LangGraph graphs (jitagent-langgraph)
+_Number = TypeVar("_Number", int, float)
+_MAX_FACTOR = 1e6       # --slo-scale, --decode-weight: far beyond use, far from overflowing a float
+_MAX_TIME_SCALE = 10.0  # --time-scale: wall seconds per modelled second (a run's sleeps grow with it)
+_MAX_WIDTH = 1000       # jitagent trace view --width
+_MAX_PROFILE_BYTES = 1 << 20   # a fitted profile is about 2 KB
 
 
 class _Parser(argparse.ArgumentParser):
@@ -60,6 +69,17 @@ def _positive_int(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"{text!r} must be a whole number >= 1")
     return int(text)
+
+
+def _at_most(parse: Callable[[str], _Number], most: _Number) -> Callable[[str], _Number]:
+    """``parse``, refusing values above ``most``: a flag that multiplies (goodput, SLOs, time) must
+    not carry its product past what a float holds, nor a width past what a terminal shows."""
+    def bounded(text: str) -> _Number:
+        value = parse(text)
+        if value > most:
+            raise argparse.ArgumentTypeError(f"{text!r} must be at most {most:g}")
+        return value
+    return bounded
 
 
 def _float_list(text: str) -> tuple[float, ...]:
@@ -97,14 +117,14 @@ def _build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--tightness", type=_float_list,
                        help="with --workload langgraph: a run's deadline is one of these times its graph's "
                             "unloaded latency (default: 1.5,2,3)")
-    bench.add_argument("--time-scale", type=_positive_float,
+    bench.add_argument("--time-scale", type=_at_most(_positive_float, _MAX_TIME_SCALE),
                        help="with --workload langgraph: wall seconds per modelled second (default: 0.1)")
     bench.add_argument("--engine", default="sim", choices=["sim", "vllm"],
                        help="the simulated engine in virtual time (default), or a real vLLM engine in real time "
                             "(needs jitagent-vllm)")
     bench.add_argument("--model", default="tiny-random-llama",
                        help="with --engine vllm: model folder, hub name or built-in name (default: tiny-random-llama)")
-    bench.add_argument("--slo-scale", type=_positive_float,
+    bench.add_argument("--slo-scale", type=_at_most(_positive_float, _MAX_FACTOR),
                        help="multiply every SLO and tool gap by this (default: 1; with --engine vllm, measured "
                             "from the engine's unloaded speed, see docs/vllm.md)")
     bench.add_argument("--profile", default=None,
@@ -122,7 +142,7 @@ def _build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--seed", type=_seed_list, default=(0,), help="seed, or comma-separated seeds (default: 0)")
     bench.add_argument("--arrivals", choices=["poisson", "trace"], default="poisson",
                        help="Poisson arrivals or the trace's own timestamps rescaled (default: poisson)")
-    bench.add_argument("--decode-weight", type=_positive_float, default=1.0,
+    bench.add_argument("--decode-weight", type=_at_most(_positive_float, _MAX_FACTOR), default=1.0,
                        help="weight of an output token against a prompt token in goodput (default: 1; 8 as JITServe)")
     bench.add_argument("--warmup", type=_non_negative_float, help="seconds not scored at the start (default: 5%%, max 60)")
     bench.add_argument("--capacity", action="store_true", help="also search each policy's capacity (rate at >= 90%% attainment)")
@@ -169,7 +189,8 @@ def _build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--missed", action="store_true", help="only runs that missed their deadline")
         sub.add_argument("--calls", action="store_true", help="also calls made outside any run")
         sub.add_argument("--limit", type=_positive_int, default=5, help="timelines shown (default: 5)")
-    view.add_argument("--width", type=_positive_int, default=40, help="bar width in characters (default: 40)")
+    view.add_argument("--width", type=_at_most(_positive_int, _MAX_WIDTH), default=40,
+                      help=f"bar width in characters (default: 40, at most {_MAX_WIDTH})")
     plot.add_argument("--out", type=Path, default=Path("timeline.png"), help="PNG to write (default: timeline.png)")
     return parser
 
@@ -193,15 +214,52 @@ def _cost(args: argparse.Namespace) -> None:
 def _trace(args: argparse.Namespace) -> None:
     from jitagent.telemetry import build_timelines, format_timelines, plot_timelines, read_spans, select_timelines
 
+    if args.view == "plot":
+        check_output(args.out, "a picture")
     timelines = select_timelines(build_timelines(read_spans(args.file)), run=args.run, missed=args.missed,
                                  calls=args.calls)
     if args.view == "view":
         print(format_timelines(timelines, args.limit, args.width))
         return
     if not timelines:
-        raise ValueError(f"{args.file}: no timeline matches")
+        raise ValueError(f"{printable(str(args.file))}: no timeline matches")
     plot_timelines(timelines[:args.limit], args.out)
     print(f"wrote {args.out} ({min(len(timelines), args.limit)} of {len(timelines)} timelines)")
+
+
+def _check_paths(args: argparse.Namespace) -> None:
+    """Refuse, before any work, a profile that is not a regular file of a profile's size and
+    outputs that would land on something other than a regular file (a FIFO would block)."""
+    from jitagent.bench.workloads import MAX_DURATION_S
+    from jitagent.engines.latency import list_profiles
+
+    if args.duration > MAX_DURATION_S:
+        raise ValueError(f"--duration ({args.duration:g} s) must be at most {MAX_DURATION_S:g} s")
+    if args.profile is not None and args.profile not in dict(list_profiles()) and os.path.lexists(args.profile):
+        open_input(args.profile, "profile", _MAX_PROFILE_BYTES).close()
+    outputs = ["results.json", "goodput.png", *(["records.jsonl"] if args.records else [])]
+    for name in outputs:
+        check_output(args.out / name, name)
+    if args.trace is not None:
+        check_output(args.trace, "spans")
+
+
+def _note_nothing_scored(runs: list[dict[str, Any]], capacity: dict[str, float | None] | None,
+                         config: BenchConfig) -> None:
+    """One line on stderr per rate and seed whose runs scored no request (their attainment is
+    shown as ``-``), and per policy whose capacity search found nothing to score."""
+    from jitagent.bench.runner import default_warmup
+
+    warmup = default_warmup(config.duration) if config.warmup is None else config.warmup
+    empty = sorted({(run["rate"], run["seed"]) for run in runs if run["num_scored"] == 0})
+    for rate, seed in empty:
+        print(f"jitagent bench: note: nothing was scored at rate {rate:g}, seed {seed}: no request arrived between "
+              f"the warm-up's end ({warmup:g} s) and the window's end ({config.duration:g} s); raise --rate or "
+              "--duration", file=sys.stderr)
+    for policy, rate in (capacity or {}).items():
+        if rate is None:
+            print(f"jitagent bench: note: no capacity for {policy}: a rate it probed scored nothing in "
+                  f"{config.duration:g} s; raise --duration", file=sys.stderr)
 
 
 def _write_trace(path: Path, records: list[RequestRecord], model: str) -> int:
@@ -281,6 +339,7 @@ def _bench(args: argparse.Namespace) -> None:
     from jitagent.scheduling.policies import make_policy
 
     graph_bench = _graph_bench(args)
+    _check_paths(args)
     for name in args.policies:  # unknown names fail here, before any work
         if graph_bench is not None:
             graph_bench.parse_side(name)  # a policy, maybe with +jit_slo or +plain
@@ -302,7 +361,7 @@ def _bench(args: argparse.Namespace) -> None:
     else:
         # Build one workload up front so that a bad file or name fails fast, with its own message.
         build_workload(args.workload, rate=rates[0], duration=min(args.duration, 1.0), seed=args.seed[0],
-                       arrivals=args.arrivals)
+                       arrivals=args.arrivals).with_slo_scale(args.slo_scale or 1.0)
     if args.warmup is not None and args.warmup >= args.duration:
         raise ValueError(f"--warmup ({args.warmup:g} s) must be shorter than --duration ({args.duration:g} s)")
     if args.trace is not None:
@@ -341,6 +400,7 @@ def _bench(args: argparse.Namespace) -> None:
     if result.capacity is not None:
         print()
         print(format_capacity(result.capacity, target=config.capacity_target))
+    _note_nothing_scored(result.runs, result.capacity, config)
     (args.out / "results.json").write_text(json.dumps({**result.to_dict(), **results}, indent=1) + "\n")
     written = ["results.json"]
     if args.records:
@@ -376,8 +436,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             _print_list()
         else:
             _bench(args)
+    except BrokenPipeError:  # the reader left (| head): stop quietly, as other commands do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except (ValueError, OSError, SDKMissingError) as exc:
-        print(f"jitagent {args.command}: error: {exc}", file=sys.stderr)
+        print(f"jitagent {args.command}: error: {printable(str(exc))}", file=sys.stderr)  # one line, always
         return 2
     return 0
 

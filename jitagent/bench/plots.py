@@ -5,13 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from jitagent.bench.inputs import plot_label
+
 __all__ = ["plot_results"]
 
 
 def plot_results(runs: list[dict[str, Any]], path: Path, title: str) -> Path:
     """Write a PNG with two panels (goodput, attainment) against arrival rate; mean ± sd over seeds.
 
-    With a single rate the panels are bar charts, one bar per policy.
+    With a single rate the panels are bar charts, one bar per policy. A run that scored nothing
+    (attainment ``None``) leaves a gap.
     """
     import matplotlib
 
@@ -28,15 +31,16 @@ def plot_results(runs: list[dict[str, Any]], path: Path, title: str) -> Path:
         for i, policy in enumerate(policies):
             means, sds = [], []
             for rate in rates:
-                values = [scale * r[key] for r in runs if r["policy"] == policy and r["rate"] == rate]
+                values = [scale * r[key] for r in runs
+                          if r["policy"] == policy and r["rate"] == rate and r[key] is not None]
                 means.append(np.mean(values) if values else np.nan)
                 sds.append(np.std(values) if values else 0.0)
             if len(rates) == 1:
-                ax.bar(i, means[0], yerr=sds[0], label=policy, capsize=4)
+                ax.bar(i, means[0], yerr=sds[0], label=plot_label(policy), capsize=4)
             else:
-                ax.errorbar(rates, means, yerr=sds, marker="o", capsize=3, label=policy)
+                ax.errorbar(rates, means, yerr=sds, marker="o", capsize=3, label=plot_label(policy))
         if len(rates) == 1:
-            ax.set_xticks(range(len(policies)), policies)
+            ax.set_xticks(range(len(policies)), [plot_label(p) for p in policies])
             ax.set_xlabel(f"policy (rate {rates[0]:g} req/s)")
         else:
             ax.set_xlabel("arrival rate (requests or runs per second)")
@@ -44,7 +48,7 @@ def plot_results(runs: list[dict[str, Any]], path: Path, title: str) -> Path:
         ax.grid(alpha=0.3)
     axes[1].axhline(90, color="grey", linestyle=":", linewidth=1)
     axes[0].legend()
-    fig.suptitle(title)
+    fig.suptitle(plot_label(title))
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

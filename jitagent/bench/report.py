@@ -30,6 +30,12 @@ def _cell(values: list[float | None], fmt: str, show_sd: bool) -> str:
     return f"{mean:{fmt}}±{sd:{fmt}}" if show_sd else f"{mean:{fmt}}"
 
 
+def _percent_cell(shares: list[float | None], show_sd: bool) -> str:
+    """Shares in [0, 1] as a percentage; ``-`` where nothing was scored (``None``)."""
+    cell = _cell([None if share is None else 100 * share for share in shares], ".1f", show_sd)
+    return cell if cell == "-" else cell + "%"
+
+
 def _render(header: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
     lines = ["  ".join(h.rjust(w) if i else h.ljust(w) for i, (h, w) in enumerate(zip(header, widths)))]
@@ -57,7 +63,7 @@ def format_table(runs: list[dict[str, Any]], baseline: str = "fcfs") -> str:
             policy, f"{rate:g}",
             _cell([r["service_goodput"] for r in group], ".0f", show_sd),
             ratio,
-            _cell([100 * r["slo_attainment"] for r in group], ".1f", show_sd) + "%",
+            _percent_cell([r["slo_attainment"] for r in group], show_sd),
             _cell([r["request_goodput"] for r in group], ".2f", show_sd),
             _cell([r["ttft_s"]["p90"] for r in group], ".2f", False),
             _cell([r["tpot_s"]["p90"] for r in group], ".3f", False),
@@ -77,7 +83,7 @@ def _family_attainment(run: dict[str, Any], family: str) -> float | None:
         if _family(cls) == family:
             met += figures["num_met"]
             scored += figures["num_scored"]
-    return 100 * met / scored if scored else None
+    return met / scored if scored else None
 
 
 def format_class_table(runs: list[dict[str, Any]]) -> str:
@@ -86,19 +92,20 @@ def format_class_table(runs: list[dict[str, Any]]) -> str:
     groups = _groups(runs)
     rows = []
     for (rate, policy), group in sorted(groups.items(), key=lambda kv: kv[0][0]):
-        cells = [_cell([_family_attainment(r, f) for r in group], ".1f", False) for f in families]
-        rows.append([policy, f"{rate:g}", *(c + "%" if c != "-" else c for c in cells)])
+        cells = [_percent_cell([_family_attainment(r, f) for r in group], False) for f in families]
+        rows.append([policy, f"{rate:g}", *cells])
     return _render(["policy", "rate", *(f"{f} attained" for f in families)], rows)
 
 
-def format_capacity(capacity: dict[str, float], baseline: str = "fcfs", target: float = 0.9) -> str:
-    """Capacity per policy, and the GPUs it saves against ``baseline`` (1 - base / policy)."""
+def format_capacity(capacity: dict[str, float | None], baseline: str = "fcfs", target: float = 0.9) -> str:
+    """Capacity per policy (``-`` where the search had nothing to score), and the GPUs it saves
+    against ``baseline`` (1 - base / policy)."""
     header = ["policy", f"capacity (req/s at >= {target:.0%})", "resource saving"]
     base = capacity.get(baseline)
     rows = []
     for policy, rate in capacity.items():
-        saving = f"{1 - base / rate:.0%}" if base and rate > 0 else "-"
-        rows.append([policy, f"{rate:.3g}", saving])
+        saving = f"{1 - base / rate:.0%}" if base and rate else "-"
+        rows.append([policy, "-" if rate is None else f"{rate:.3g}", saving])
     return _render(header, rows)
 
 

@@ -58,7 +58,7 @@ class BenchConfig:
 class BenchResult:
     config: BenchConfig
     runs: list[dict[str, Any]]
-    capacity: dict[str, float] | None
+    capacity: dict[str, float | None] | None   # None for a policy whose search had nothing to score
     capacity_probes: dict[str, list[tuple[float, float]]] | None
     records: list[RequestRecord]
     wall_s: float
@@ -117,19 +117,31 @@ def _grid_run(task: int, config: BenchConfig, policy: str, rate: float, seed: in
 _CAPACITY_PROBES_EXPECTED = 8
 
 
-def _capacity_search(task: int, config: BenchConfig, policy: str) -> tuple[str, float, list[tuple[float, float]]]:
-    probes_done = 0
+class _NothingScored(Exception):
+    """A capacity probe whose runs scored no request: attainment there is undefined."""
+
+
+def _capacity_search(task: int, config: BenchConfig, policy: str) -> tuple[str, float | None, list[tuple[float, float]]]:
+    """The policy's capacity and its probes; ``None`` when a probed rate scored nothing in any seed
+    (so few arrivals in the window that attainment is undefined), with the probes before it."""
+    probes: list[tuple[float, float]] = []
 
     def attainment_at(rate: float) -> float:
-        nonlocal probes_done
         scores = [_simulate(config, policy, rate, seed, None).summary.slo_attainment for seed in config.seeds]
-        probes_done += 1
-        _report(task, probes_done / max(_CAPACITY_PROBES_EXPECTED, probes_done + 1))
-        return statistics.fmean(scores)
+        present = [score for score in scores if score is not None]
+        if not present:
+            raise _NothingScored(rate)
+        probes.append((rate, statistics.fmean(present)))
+        _report(task, len(probes) / max(_CAPACITY_PROBES_EXPECTED, len(probes) + 1))
+        return probes[-1][1]
 
-    result = find_capacity(attainment_at, target=config.capacity_target, start=config.rates[0])
+    try:
+        capacity: float | None = find_capacity(attainment_at, target=config.capacity_target,
+                                               start=config.rates[0]).capacity
+    except _NothingScored:
+        capacity = None
     _report(task, 1.0)
-    return policy, result.capacity, [(probe.rate, probe.attainment) for probe in result.probes]
+    return policy, capacity, probes
 
 
 # -- orchestration --------------------------------------------------------------------------------
@@ -162,7 +174,7 @@ def run_bench(config: BenchConfig, jobs: int | None = None, progress: bool = Tru
 
     runs: list[dict[str, Any]] = []
     records: list[RequestRecord] = []
-    capacity: dict[str, float] = {}
+    capacity: dict[str, float | None] = {}
     probes: dict[str, list[tuple[float, float]]] = {}
     for fn, output in zip((fn for fn, _ in tasks), outputs):
         if fn is _capacity_search:

@@ -5,20 +5,23 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from jitagent.bench.inputs import plot_label
 from jitagent.telemetry import names
-from jitagent.telemetry.timeline import Timeline
+from jitagent.telemetry.timeline import MAX_INDENT, Row, Timeline
 
 __all__ = ["plot_timelines"]
 
 _COLOURS = {True: "tab:green", False: "tab:red", None: "tab:grey"}
 _MARKERS = {names.EVENT_FIRST_TOKEN: ("o", "first token"), names.EVENT_PREEMPTED: ("x", "preempted"),
             names.EVENT_ADMITTED: (">", "admitted")}
+MAX_ROWS = 60   # spans drawn per timeline; the rest are counted in a last row
 
 
 def plot_timelines(timelines: Sequence[Timeline], path: Path) -> Path:
     """Write a PNG of ``timelines``: each span a bar from its start to its end (green: met its
     deadline, red: missed, grey: none), its deadline a black tick, its slack at the end beside it,
-    and the engine's moments (admission, first token, preemption) as markers."""
+    and the engine's moments (admission, first token, preemption) as markers. A timeline of more
+    than :data:`MAX_ROWS` spans shows its first ones and says how many more there are."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display on servers and CI
@@ -26,12 +29,12 @@ def plot_timelines(timelines: Sequence[Timeline], path: Path) -> Path:
 
     if not timelines:
         raise ValueError("no timeline to plot")
-    heights = [0.8 + 0.28 * len(t.rows) for t in timelines]
+    heights = [0.8 + 0.28 * min(len(t.rows), MAX_ROWS + 1) for t in timelines]
     fig, axes = plt.subplots(len(timelines), 1, figsize=(11, sum(heights)), squeeze=False,
                              gridspec_kw={"height_ratios": heights})
     seen: set[str] = set()
     for ax, timeline in zip(axes[:, 0], timelines):
-        rows = timeline.rows
+        rows = _drawn_rows(timeline.rows)
         for y, row in enumerate(rows):
             ax.barh(y, max(row.end - row.start, 1e-4), left=row.start, height=0.6, color=_COLOURS[row.met],
                     alpha=0.85)
@@ -46,10 +49,11 @@ def plot_timelines(timelines: Sequence[Timeline], path: Path) -> Path:
                     ax.plot(at, y, marker, color="black", markersize=4,
                             label=label if label not in seen else None, fillstyle="none")
                     seen.add(label)
-        ax.set_yticks(range(len(rows)), ["· " * r.depth + r.label for r in rows], fontsize=8)  # dots: depth
+        ax.set_yticks(range(len(rows)), [plot_label("· " * min(r.depth, MAX_INDENT) + r.label) for r in rows],
+                      fontsize=8)  # dots: depth
         ax.invert_yaxis()
         ax.set_xlim(0, timeline.horizon * 1.12 or 1.0)
-        ax.set_title(f"{timeline.title}: " + {True: "met", False: "MISSED", None: "no deadline"}[timeline.met],
+        ax.set_title(f"{plot_label(timeline.title)}: " + {True: "met", False: "MISSED", None: "no deadline"}[timeline.met],
                      fontsize=9, loc="left")
         ax.grid(axis="x", alpha=0.3)
     axes[-1, 0].set_xlabel("seconds from the run's start (black tick: deadline; label: slack at the end)")
@@ -60,3 +64,12 @@ def plot_timelines(timelines: Sequence[Timeline], path: Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def _drawn_rows(rows: Sequence[Row]) -> Sequence[Row]:
+    """The first :data:`MAX_ROWS` rows, and one more counting the others, drawn as a plain bar."""
+    if len(rows) <= MAX_ROWS:
+        return rows
+    last = rows[MAX_ROWS - 1]
+    more = Row(0, f"... {len(rows) - MAX_ROWS} more spans", last.start, last.start, None, None, None, None, ())
+    return [*rows[:MAX_ROWS], more]

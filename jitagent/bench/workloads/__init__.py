@@ -26,8 +26,9 @@ from jitagent.bench.workloads.build import (
     describe_workloads,
 )
 from jitagent.bench.workloads.build import CHAT_SLO as CHAT_SLO
-from jitagent.bench.workloads.build import DEFAULT_DEADLINE_PER_ROUND_S as DEFAULT_DEADLINE_PER_ROUND_S
 from jitagent.bench.workloads.build import MAX_ARRIVALS as MAX_ARRIVALS
+from jitagent.bench.workloads.build import MAX_CALLS as MAX_CALLS
+from jitagent.bench.workloads.build import MAX_DURATION_S as MAX_DURATION_S
 from jitagent.bench.workloads.build import TOOL_SLO as TOOL_SLO
 from jitagent.bench.workloads.model import (
     Arrival,
@@ -37,7 +38,12 @@ from jitagent.bench.workloads.model import (
     SingleArrival,
     Workload,
 )
+from jitagent.bench.workloads.schema import DEFAULT_DEADLINE_PER_ROUND_S as DEFAULT_DEADLINE_PER_ROUND_S
 from jitagent.bench.workloads.schema import DEFAULT_MAX_TOKENS as DEFAULT_MAX_TOKENS
+from jitagent.bench.workloads.schema import MAX_PARALLELISM as MAX_PARALLELISM
+from jitagent.bench.workloads.schema import MAX_TOKEN_COUNT as MAX_TOKEN_COUNT
+from jitagent.bench.workloads.schema import MAX_TOOL_GAP_S as MAX_TOOL_GAP_S
+from jitagent.bench.workloads.schema import MAX_WORKLOAD_FILE_BYTES as MAX_WORKLOAD_FILE_BYTES
 from jitagent.bench.workloads.schema import DEFAULT_TIGHTNESS as DEFAULT_TIGHTNESS
 from jitagent.bench.workloads.schema import MAX_STAGE_ROUNDS as MAX_STAGE_ROUNDS
 from jitagent.bench.workloads.schema import WORKLOAD_FILE_SUFFIXES as WORKLOAD_FILE_SUFFIXES

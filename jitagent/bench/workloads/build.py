@@ -47,6 +47,7 @@ from jitagent.bench.workloads.model import (
     Workload,
 )
 from jitagent.bench.workloads.schema import (
+    DEFAULT_DEADLINE_PER_ROUND_S,
     DEFAULT_MAX_TOKENS,
     DEFAULT_TIGHTNESS,
     WORKLOAD_FILE_SUFFIXES,
@@ -60,11 +61,12 @@ from jitagent.slo import DeadlineSLO, PipelineSLO, StreamSLO
 BUILTIN_WORKLOADS: tuple[str, ...] = ("chat", "tool", "pipeline", "mixed")
 ARRIVAL_PROCESSES: tuple[str, ...] = ("poisson", "trace")
 
-DEFAULT_DEADLINE_PER_ROUND_S = 10.0
 CHAT_SLO = StreamSLO(ttft_s=1.0, tpot_s=0.1)
 TOOL_SLO = DeadlineSLO(deadline_s=10.0)
-# Far above any benchmark run; keeps a typo in rate or duration from exhausting memory.
+# Far above any benchmark run; keep a typo in rate or duration from exhausting memory.
 MAX_ARRIVALS = 10_000_000
+MAX_CALLS = 10_000_000       # LLM calls, every call of every pipeline run counted
+MAX_DURATION_S = 1e7         # about 116 days; below it float seconds resolve 2 ns, so step times add up
 
 
 @dataclass(frozen=True)
@@ -118,7 +120,15 @@ class _PipelineSource:
         which = rng.integers(0, len(self.apps), n).tolist()
         tight = rng.integers(0, len(self.tightness), n).tolist()
         u = _Uniforms(rng)
-        shapes = [self.apps[a][0].sample_rounds(u) for a in which]
+        shapes = []
+        calls = 0
+        for a in which:
+            shape = self.apps[a][0].sample_rounds(u)
+            calls += sum(width for _, width, _, _ in shape)
+            if calls > MAX_CALLS:  # before the calls' token counts are drawn
+                raise ValueError(f"the workload's pipeline runs make more than {MAX_CALLS} calls; "
+                                 "lower the rate or the duration")
+            shapes.append(shape)
         # Token counts: one vectorised draw per (app, stage), handed out in order.
         needed: Counter[tuple[int, int]] = Counter()
         for a, shape in zip(which, shapes):
@@ -251,6 +261,8 @@ def build_workload(
     """
     rate = _positive_finite("rate", rate, "a positive finite number")
     duration = _positive_finite("duration", duration, "a positive finite number of seconds")
+    if duration > MAX_DURATION_S:
+        raise ValueError(f"duration must be at most {MAX_DURATION_S:g} s, got {duration:g}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     if rate * duration > MAX_ARRIVALS:

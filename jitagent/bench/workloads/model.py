@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 from jitagent.slo import DeadlineSLO, PipelineSLO, StreamSLO
@@ -80,7 +81,11 @@ class Workload:
 
     def with_slo_scale(self, factor: float) -> Workload:
         """This workload with every SLO time budget and every tool gap multiplied by ``factor``
-        (arrival times unchanged): the same traffic for an engine ``factor`` times slower."""
+        (arrival times unchanged): the same traffic for an engine ``factor`` times slower.
+
+        Raises:
+            ValueError: when a budget or a gap so multiplied is not a positive finite number.
+        """
         if factor == 1.0:
             return self
         arrivals: list[Arrival] = []
@@ -88,6 +93,13 @@ class Workload:
             if isinstance(arrival, SingleArrival):
                 arrivals.append(replace(arrival, slo=arrival.slo.scaled(factor)))
             else:
-                rounds = tuple(replace(r, gap_s=r.gap_s * factor) for r in arrival.rounds)
+                rounds = tuple(replace(r, gap_s=_scaled_gap(r.gap_s, factor)) for r in arrival.rounds)
                 arrivals.append(replace(arrival, slo=arrival.slo.scaled(factor), rounds=rounds))
         return replace(self, arrivals=tuple(arrivals))
+
+
+def _scaled_gap(gap_s: float, factor: float) -> float:
+    scaled = gap_s * factor
+    if not math.isfinite(scaled):
+        raise ValueError(f"{factor:g} x a tool gap of {gap_s:g} s is {scaled:g} s, not a finite number of seconds")
+    return scaled

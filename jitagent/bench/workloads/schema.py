@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import os
 from collections import Counter
 from collections.abc import Mapping
@@ -22,10 +23,12 @@ from pydantic import (
     Field,
     Tag,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
+from jitagent.bench.inputs import MAX_DEPTH, check_nesting, printable, read_input_text
 from jitagent.bench.workloads.data import _builtin_app_specs, _pipelines_json
 from jitagent.slo import DeadlineSLO, PipelineSLO, StreamSLO, parse_slo
 
@@ -34,11 +37,18 @@ WORKLOAD_FILE_SUFFIXES: tuple[str, ...] = (".yaml", ".yml", ".json")
 DEFAULT_MAX_TOKENS = 4096
 DEFAULT_TIGHTNESS: tuple[float, ...] = (1.0, 2.0, 3.0, 4.0)
 MAX_STAGE_ROUNDS = 8
+DEFAULT_DEADLINE_PER_ROUND_S = 10.0
+# Bounds that keep what a file asks for within what the benchmark can hold: token counts (far above
+# any model's context), calls per pipeline round, a tool gap's mean, and the file itself.
+MAX_TOKEN_COUNT = 10_000_000
+MAX_PARALLELISM = 1024
+MAX_TOOL_GAP_S = 1e6
+MAX_WORKLOAD_FILE_BYTES = 1 << 20
 
 
 _PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 _NonNegativeFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
-_TokenCount = Annotated[int, Field(ge=1)]
+_TokenCount = Annotated[int, Field(ge=1, le=MAX_TOKEN_COUNT)]
 _Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$", max_length=100)]
 _StageName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)]
 _Tightness = Annotated[tuple[_PositiveFloat, ...], Field(min_length=1)]
@@ -101,10 +111,10 @@ _TokenDistribution = Annotated[
 class StageSpec(_Spec):
     """One stage of an application, as in ``pipelines.json``, plus the optional ``max_rounds``."""
 
-    parallelism_samples: Annotated[tuple[Annotated[int, Field(ge=1)], ...], Field(min_length=1)]
+    parallelism_samples: Annotated[tuple[Annotated[int, Field(ge=1, le=MAX_PARALLELISM)], ...], Field(min_length=1)]
     loops_samples: Annotated[tuple[Annotated[int, Field(ge=0)], ...], Field(min_length=1)]
     next_stages: dict[_StageName, Annotated[float, Field(ge=0, le=1)]] = Field(default_factory=dict)
-    tool_gap_s_mean: _NonNegativeFloat = 0.0
+    tool_gap_s_mean: Annotated[_NonNegativeFloat, Field(le=MAX_TOOL_GAP_S)] = 0.0
     prompt_tokens_quantiles: tuple[_TokenCount, ...]
     completion_tokens_quantiles: tuple[_TokenCount, ...]
     max_rounds: Annotated[int, Field(ge=1, le=100)] = MAX_STAGE_ROUNDS
@@ -171,10 +181,19 @@ class SingleClassSpec(_Spec):
     prompt_tokens: _TokenDistribution | None = None
     output_tokens: _TokenDistribution | None = None
     slo: StreamSLO | DeadlineSLO
-    tightness: _Tightness = DEFAULT_TIGHTNESS
+    tightness: _Tightness = Field(DEFAULT_TIGHTNESS, validate_default=True)  # checked against the SLO
     max_tokens: _TokenCount = DEFAULT_MAX_TOKENS
 
     _parse_slo = field_validator("slo", mode="before")(_single_or_deadline)
+
+    @field_validator("tightness")
+    @classmethod
+    def _finite_slos(cls, value: tuple[float, ...], info: ValidationInfo) -> tuple[float, ...]:
+        slo = info.data.get("slo")  # absent when it was invalid: its own error says so
+        if slo is not None:
+            for factor in (min(value), max(value)):
+                slo.scaled(factor)  # ValueError if a budget leaves the floats
+        return value
 
     @model_validator(mode="after")
     def _one_length_source(self) -> SingleClassSpec:
@@ -215,10 +234,30 @@ class PipelineClassSpec(_Spec):
     ]
     deadline_per_round_s: _PositiveFloat | None = None
     slo: PipelineSLO | None = None
-    tightness: _Tightness = DEFAULT_TIGHTNESS
+    tightness: _Tightness = Field(DEFAULT_TIGHTNESS, validate_default=True)  # checked against the SLO
     max_tokens: _TokenCount = DEFAULT_MAX_TOKENS
 
     _parse_slo = field_validator("slo", mode="before")(_pipeline_slo)
+
+    @field_validator("tightness")
+    @classmethod
+    def _finite_deadlines(cls, value: tuple[float, ...], info: ValidationInfo) -> tuple[float, ...]:
+        """The shortest and the longest run's deadline must be positive finite numbers of seconds."""
+        app, slo = info.data.get("app"), info.data.get("slo")
+        if slo is not None:
+            for factor in (min(value), max(value)):
+                slo.scaled(factor)  # ValueError if a budget leaves the floats
+        elif app is not None:  # absent when it was invalid: its own error says so
+            spec = _builtin_app_specs()[app] if isinstance(app, str) else app
+            most_rounds = sum(stage.max_rounds for stage in spec.stage.values())
+            per_round = info.data.get("deadline_per_round_s") or DEFAULT_DEADLINE_PER_ROUND_S
+            for rounds, factor in ((1, min(value)), (most_rounds, max(value))):
+                deadline = per_round * rounds * factor
+                if not (math.isfinite(deadline) and deadline > 0):
+                    raise ValueError(f"a run of {rounds} round{'s' * (rounds > 1)} at {per_round:g} s per round x "
+                                     f"{factor:g} is "
+                                     f"{deadline:g} s, not a positive finite number of seconds")
+        return value
 
     @field_validator("app")
     @classmethod
@@ -280,28 +319,32 @@ class WorkloadFile(_Spec):
 def load_workload_file(path: str | os.PathLike[str]) -> WorkloadFile:
     """Read and validate a workload file (``.yaml``, ``.yml`` or ``.json``).
 
+    Only a regular file of at most :data:`MAX_WORKLOAD_FILE_BYTES` is read, nested at most
+    :data:`~jitagent.bench.inputs.MAX_DEPTH` levels with at most
+    :data:`~jitagent.bench.inputs.MAX_VALUES` values (YAML aliases counted at each use).
+
     Raises:
         ValueError: with a one-line message naming the file and what is wrong, e.g.
             ``load.yaml: classes[1].slo: invalid SLO: ttft_s: must be a positive finite number ...``.
     """
-    where = os.fspath(path)
-    file = Path(where)
+    where = printable(os.fspath(path))
+    file = Path(path)
     if file.suffix.lower() not in WORKLOAD_FILE_SUFFIXES:
         raise ValueError(f"{where}: a workload file must end in {', '.join(WORKLOAD_FILE_SUFFIXES)}")
-    try:
-        text = file.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ValueError(f"{where}: workload file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{where}: cannot read workload file: {exc}") from None
+    text = read_input_text(path, "workload file", MAX_WORKLOAD_FILE_BYTES)
     try:
         data = json.loads(text) if file.suffix.lower() == ".json" else yaml.safe_load(text)
     except json.JSONDecodeError as exc:
         raise ValueError(f"{where}: not valid JSON: {exc}") from None
     except yaml.YAMLError as exc:
         raise ValueError(f"{where}: not valid YAML: {_yaml_problem(exc)}") from None
+    except RecursionError:
+        raise ValueError(f"{where}: nested too deeply (at most {MAX_DEPTH} levels)") from None
+    except ValueError as exc:  # e.g. an integer of more digits than Python converts
+        raise ValueError(f"{where}: cannot parse: {exc}") from None
     if not isinstance(data, dict):
         raise ValueError(f"{where}: expected a mapping at the top level, got {type(data).__name__}")
+    check_nesting(data, where)
     try:
         return WorkloadFile.model_validate(data)
     except ValidationError as exc:
@@ -327,7 +370,7 @@ def _describe(exc: ValidationError) -> str:
         for part in err["loc"]:
             if isinstance(part, int):
                 where += f"[{part}]"
-            elif not part.startswith("<"):  # union tags are "<...>"; names cannot start so
+            elif not (isinstance(part, str) and part.startswith("<")):  # union tags are "<...>"; names cannot start so
                 where += f".{part}" if where else part
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
@@ -338,4 +381,4 @@ def _describe(exc: ValidationError) -> str:
             n = err["ctx"]["min_length"]
             msg = f"must have at least {n} {'entry' if n == 1 else 'entries'}"
         parts.append(f"{where}: {msg}" if where else msg)
-    return "; ".join(parts)
+    return printable("; ".join(parts))  # keys and messages may carry text from the file
