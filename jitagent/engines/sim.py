@@ -187,9 +187,9 @@ class SimEngine:
         Closing the iterator or cancelling the consuming task aborts the request in the engine.
         """
         stream = _Stream()   # read here, on the caller's loop, wherever the engine steps
-        req = await self._on_engine(self._admit, prompt_len, max_tokens, output_len, slo, request_class, pipeline,
-                                    request_id, log, stream)
         try:
+            await self._on_engine(self._admit, prompt_len, max_tokens, output_len, slo, request_class, pipeline,
+                                  request_id, log, stream)
             while (item := await stream.get()) is not None:
                 if item is _MOVED:   # the loop the engine stepped on ended: step on this one
                     await self._on_engine(_nothing)
@@ -197,8 +197,8 @@ class SimEngine:
                 if isinstance(item, Exception):
                     raise item
                 yield item
-        finally:
-            self._soon(self._drop, req)
+        finally:   # also when cancelled while the engine's loop admits it: the drop runs after the admission
+            self._soon(self._drop, stream)
 
     async def aclose(self) -> None:
         """Abort everything in flight (its callers get :class:`EngineDeadError`) and stop the
@@ -318,13 +318,15 @@ class SimEngine:
             log.estimated_output_tokens = self._estimate(req)
             self._logs[req] = log
         self._streams[req] = stream
+        stream.request = req
         return req
 
-    def _drop(self, req: RequestState) -> None:
-        """On the engine's loop: forget a request's caller, aborting the request unless it has ended."""
-        self._streams.pop(req, None)
-        self._logs.pop(req, None)
-        self.core.abort(req)  # a no-op once finished
+    def _drop(self, stream: _Stream) -> None:
+        """On the engine's loop: forget a caller, aborting its request (if admitted) unless it has ended."""
+        if (req := stream.request) is not None:
+            self._streams.pop(req, None)
+            self._logs.pop(req, None)
+            self.core.abort(req)  # a no-op once finished
 
     def _estimate(self, req: RequestState) -> float | None:
         policy = self.core.policy
@@ -403,11 +405,12 @@ def _nothing() -> None:
 
 
 class _Stream(asyncio.Queue[int | None | Exception]):
-    """One request's output for its caller, and the loop the caller reads it on."""
+    """One request's output for its caller, the loop the caller reads it on, and the request."""
 
     def __init__(self) -> None:
         super().__init__()
         self.loop = asyncio.get_running_loop()
+        self.request: RequestState | None = None   # set once the engine has taken it
 
     def tell(self, item: int | None | Exception) -> bool:
         """Put ``item`` from any thread; ``False`` if the caller's loop has closed."""

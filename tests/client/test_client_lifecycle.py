@@ -10,14 +10,12 @@ import asyncio
 import gc
 import os
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from jitagent.client import JITClient
-from jitagent.engines.errors import EngineDeadError
 from jitagent.engines.sim import SimEngine
 
 MESSAGES = [{"role": "user", "content": "Plan the next stage."}]
@@ -33,7 +31,7 @@ async def _stream_text(client: JITClient, max_tokens: int) -> str:
 def _on_a_thread_loop(work: Callable[[], Any]) -> Any:
     """``asyncio.run(work())`` on a thread of its own (a second event loop), returning its result."""
     result: list[Any] = []
-    thread = threading.Thread(target=lambda: result.append(asyncio.run(work())))
+    thread = threading.Thread(target=lambda: result.append(asyncio.run(work())), daemon=True)
     thread.start()
     return thread, result
 
@@ -93,8 +91,8 @@ def _engine_threads() -> set[threading.Thread]:
     return {t for t in threading.enumerate() if t.name == "jitagent-engine"}
 
 
-def _sync_call(sync: Any) -> None:
-    reply = sync.chat.completions.create(model="meta-llama/Llama-3.1-8B", messages=MESSAGES, max_tokens=3)
+def _sync_call(sync: Any, model: str) -> None:
+    reply = sync.chat.completions.create(model=model, messages=MESSAGES, max_tokens=3)
     assert reply.choices[0].message.content
 
 
@@ -102,7 +100,7 @@ def _use_synchronously(client: JITClient, how: str) -> None:
     """Use ``client`` only synchronously (no event loop in this thread), closing it as ``how`` says."""
     if how == "with client.sync":
         with client.sync as sync:
-            _sync_call(sync)
+            _sync_call(sync, client.served_model)
             with sync.chat.completions.create(model=client.served_model, messages=MESSAGES, stream=True,
                                               max_tokens=50) as stream:
                 next(iter(stream))   # left in flight: closing the client aborts it
@@ -110,7 +108,7 @@ def _use_synchronously(client: JITClient, how: str) -> None:
         pytest.importorskip("langchain_openai")
         assert client.chat_model(max_tokens=3).invoke("Plan the next stage.").content
     else:
-        _sync_call(client.sync)
+        _sync_call(client.sync, client.served_model)
     if how == "sync close":
         client.sync.close()
 
@@ -146,6 +144,6 @@ def test_async_close_after_sync_use_gives_back_the_thread() -> None:
     """``await client.close()`` (the path that worked before) still does, after sync calls."""
     fds, threads = _fds(), _engine_threads()
     client = JITClient(time_scale=TIME_SCALE, max_retries=0)
-    _sync_call(client.sync)
+    _sync_call(client.sync, client.served_model)
     asyncio.run(client.close())
     assert _fds() == fds and not _engine_threads() - threads

@@ -1,6 +1,7 @@
 """SimEngine in real time: tokens stream as steps end, cancellation frees the engine."""
 
 import asyncio
+import threading
 
 import pytest
 
@@ -116,3 +117,51 @@ def test_config_validation():
         SimConfig(profile="nope").resolve()
     profile, limits = SimConfig(preset="jitserve").resolve()
     assert limits.max_num_seqs == 32 and limits.token_budget == 2048
+
+
+def test_callers_on_another_loop_are_served_and_their_aborts_reach_the_engine():
+    """The engine steps on the main loop; a thread's own loop takes one request whole, breaks one
+    off after two tokens and has one cancelled while waiting: every request ends, and the
+    engine, idle, then steps on the thread's next loop (and closes from there)."""
+    async def in_thread(engine):
+        whole = [t async for t in engine.generate(prompt_len=10, max_tokens=10, output_len=10)]
+        broken = engine.generate(prompt_len=10, max_tokens=500, output_len=500)
+        first = [await anext(broken), await anext(broken)]
+        await broken.aclose()
+        waiting = asyncio.create_task(anext(engine.generate(prompt_len=10, max_tokens=500, output_len=500)))
+        await asyncio.sleep(0.005)
+        waiting.cancel()
+        await asyncio.gather(waiting, return_exceptions=True)
+        return whole, first
+
+    async def main():
+        engine = SimEngine(policy="fcfs", **FAST)
+        mine = asyncio.create_task(_tokens(engine.generate(prompt_len=10, max_tokens=200, output_len=200)))
+        while engine.core.num_live == 0:
+            await asyncio.sleep(0.001)
+        whole, first = await _on_a_thread_loop(lambda: in_thread(engine))
+        assert whole == list(range(1, 11)) and first == [1, 2]
+        assert await asyncio.wait_for(mine, 30) == list(range(1, 201))
+        assert engine.core.num_live == 0 and engine.core.free_blocks == engine.core.limits.num_blocks
+
+        async def later():
+            tokens = await _tokens(engine.generate(prompt_len=10, max_tokens=5, output_len=5))
+            await engine.aclose()
+            return tokens
+        assert await _on_a_thread_loop(later) == [1, 2, 3, 4, 5]
+
+    run(main())
+
+
+async def _tokens(generation):
+    return [t async for t in generation]
+
+
+async def _on_a_thread_loop(work):
+    """``asyncio.run(work())`` on a daemon thread: a hang there fails the test rather than blocking it."""
+    result = []
+    thread = threading.Thread(target=lambda: result.append(asyncio.run(work())), daemon=True)
+    thread.start()
+    await asyncio.to_thread(thread.join, 30)
+    assert not thread.is_alive(), "the call from the other loop never ended"
+    return result[0]
