@@ -32,7 +32,7 @@ __all__ = ["main"]
 
 _GRAPHS = "langgraph"   # the workload of real LangGraph graphs (jitagent-langgraph)
 _Number = TypeVar("_Number", int, float)
-_MAX_FACTOR = 1e6       # --slo-scale, --decode-weight: far beyond use, far from overflowing a float
+_MAX_FACTOR = 1e6       # --slo-scale, --decode-weight, --tightness: far beyond use, far from overflowing a float
 _MAX_TIME_SCALE = 10.0  # --time-scale: wall seconds per modelled second (a run's sleeps grow with it)
 _MAX_WIDTH = 1000       # jitagent trace view --width
 _MAX_PROFILE_BYTES = 1 << 20   # a fitted profile is about 2 KB
@@ -82,8 +82,11 @@ def _at_most(parse: Callable[[str], _Number], most: _Number) -> Callable[[str], 
     return bounded
 
 
-def _float_list(text: str) -> tuple[float, ...]:
-    return tuple(_positive_float(part) for part in text.split(",") if part.strip())
+def _list_of(parse: Callable[[str], float]) -> Callable[[str], tuple[float, ...]]:
+    """A comma-separated list, each item read by ``parse``."""
+    def parse_list(text: str) -> tuple[float, ...]:
+        return tuple(parse(part) for part in text.split(",") if part.strip())
+    return parse_list
 
 
 def _seed_list(text: str) -> tuple[int, ...]:
@@ -114,7 +117,7 @@ def _build_parser() -> argparse.ArgumentParser:
                             "example LangGraph graphs, needs jitagent-langgraph)")
     bench.add_argument("--graphs", type=_name_list,
                        help="with --workload langgraph: the graphs runs are drawn from (default: all of them)")
-    bench.add_argument("--tightness", type=_float_list,
+    bench.add_argument("--tightness", type=_list_of(_at_most(_positive_float, _MAX_FACTOR)),
                        help="with --workload langgraph: a run's deadline is one of these times its graph's "
                             "unloaded latency (default: 1.5,2,3)")
     bench.add_argument("--time-scale", type=_at_most(_positive_float, _MAX_TIME_SCALE),
@@ -137,7 +140,7 @@ def _build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--policies", type=_name_list, default=("fcfs", "edf", "ltr", "las", "jit"),
                        help="comma-separated policies (default: fcfs,edf,ltr,las,jit)")
     bench.add_argument("--rate", type=_positive_float, default=2.0, help="arrivals per second (default: 2)")
-    bench.add_argument("--sweep", type=_float_list, help="comma-separated rates, instead of --rate")
+    bench.add_argument("--sweep", type=_list_of(_positive_float), help="comma-separated rates, instead of --rate")
     bench.add_argument("--duration", type=_positive_float, default=600.0, help="arrival window in seconds (default: 600)")
     bench.add_argument("--seed", type=_seed_list, default=(0,), help="seed, or comma-separated seeds (default: 0)")
     bench.add_argument("--arrivals", choices=["poisson", "trace"], default="poisson",

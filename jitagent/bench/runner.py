@@ -142,10 +142,13 @@ class _Driver:
 
     def _add(self, req: RequestState, call: CallSpec, score_class: str, run_id: str | None, final: bool) -> None:
         pipeline = req.pipeline
+        try:
+            self.core.add_request(req, call.output_len)
+        except ValueError as exc:  # a call this engine can never serve: a workload made for another
+            raise ValueError(f"workload {self.workload.name}: class {call.request_class}: {exc}") from None
         self.records[req] = call_record(req.id, call, req.slo, score_class, req.arrival, req.token_times,
                                         self.provenance, run_id, pipeline.run_start if pipeline is not None else None,
                                         final)
-        self.core.add_request(req, call.output_len)
 
     def _on_finished(self, req: RequestState, now: float) -> None:
         run = self._run_of.pop(req, None)

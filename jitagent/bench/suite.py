@@ -154,6 +154,7 @@ def run_bench(config: BenchConfig, jobs: int | None = None, progress: bool = Tru
         progress: show a progress bar on stderr.
     """
     started = time.perf_counter()
+    _workload.cache_clear()  # a workload file may have changed since the last benchmark in this process
     tasks: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []
     for policy in config.policies:
         for rate in config.rates:

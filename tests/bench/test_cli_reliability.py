@@ -174,6 +174,8 @@ def test_non_regular_files_are_refused_without_blocking(tmp_path, capsys, no_han
     ("binary.yaml", "\udcff\udcfe classes", "binary.yaml: not UTF-8 text"),
     ("tokens.yaml", GOOD.replace("lengths: conv", "prompt_tokens: 99999999999999999999999\n    output_tokens: 9"),
      "tokens.yaml: classes[0].prompt_tokens: Input should be less than or equal to 10000000"),
+    ("context.yaml", GOOD.replace("lengths: conv", "prompt_tokens: 200000\n    output_tokens: 9"),
+     "workload context: class chat: prompt (200000 tokens) plus max_tokens (4096) is 204096 tokens, over the"),
     ("calls.yaml", "classes:\n  - kind: pipeline\n    name: p\n    app:\n      stages: [s]\n"
                    "      quantile_levels: [0, 1]\n      stage:\n        s: {parallelism_samples: [100000000], "
                    "loops_samples: [1], prompt_tokens_quantiles: [1, 2], completion_tokens_quantiles: [1, 2]}\n",
@@ -202,7 +204,8 @@ def test_a_file_name_with_control_characters_stays_one_line(tmp_path, capsys) ->
     (["--decode-weight", "1e308"], "--decode-weight: '1e308' must be at most 1e+06"),
     (["--duration", "1e15", "--rate", "1e-9"], "--duration (1e+15 s) must be at most 1e+07 s"),
     (["--time-scale", "1e9"], "--time-scale: '1e9' must be at most 10"),
-], ids=["decode-weight", "duration", "time-scale"])
+    (["--tightness", "1,1e308"], "--tightness: '1e308' must be at most 1e+06"),  # langgraph: x unloaded latency
+], ids=["decode-weight", "duration", "time-scale", "tightness"])
 def test_flags_that_would_overflow_are_refused(tmp_path, capsys, flags, fragment) -> None:
     assert bench(tmp_path, "--workload", "chat", *flags) == 2
     one_line_error(capsys, fragment)
