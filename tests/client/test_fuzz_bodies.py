@@ -6,8 +6,8 @@ Every body gets a 2xx, or a 4xx with the OpenAI error shape ``{"error": {"messag
 shape. Afterwards the engine holds no request and no KV block, and serves a good call.
 
 Bounded for CI: a fixed number of examples per test and no per-example deadline (the whole file
-takes 13 s of CPU, 12-30 s on a shared 2-core machine). One client and engine serve all the examples of a test,
-so anything one body leaves behind shows up in the next.
+takes 9 s of CPU, 10-25 s on a shared 2-core machine). One client and engine serve all the
+examples of a test, so anything one body leaves behind shows up in the next.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from openai_bodies import raw_bodies, request_bodies  # noqa: E402
 
 MODEL = "fuzz-model"
 MESSAGES = [{"role": "user", "content": "Say something."}]
-FUZZ = settings(max_examples=800, deadline=None, database=None,
+FUZZ = settings(max_examples=500, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                        HealthCheck.function_scoped_fixture])
 
