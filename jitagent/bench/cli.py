@@ -206,6 +206,7 @@ def _cost(args: argparse.Namespace) -> None:
 
     for name in args.policies:
         make_policy(name)
+    check_output(args.out / "cost.json", "cost.json")
     results = [measure_decision_cost(p, running=args.running, waiting=args.waiting, steps=args.steps,
                                      profile=args.profile or DEFAULT_PROFILE) for p in args.policies]
     print(format_cost(results))
@@ -290,6 +291,8 @@ def _calibrate(args: argparse.Namespace) -> None:
     _vllm()
     from jitagent_vllm.calibrate import calibrate
     from jitagent_vllm.engine import VLLMEngineConfig
+
+    check_output(args.out, "a profile")  # before the probes, which take minutes
 
     result = calibrate(VLLMEngineConfig(model=args.model), name=args.name, rounds=args.rounds)
     args.out.parent.mkdir(parents=True, exist_ok=True)

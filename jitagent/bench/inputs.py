@@ -133,9 +133,12 @@ def printable(text: str, limit: int | None = None) -> str:
     format characters (bidi overrides, zero-width characters), lone surrogates and line separators
     become visible escapes (``\\x1b``, ``\\u202e``, ``\\ud800``); with ``limit``, cut to that many
     characters, ``…`` marking the cut."""
+    cut = limit is not None and len(text) > limit
+    if cut:
+        text = text[:limit]  # escapes only lengthen it: cut first, so a huge text costs no more than a short one
     if not text.isascii() or not text.isprintable():
         text = "".join(_escape(c) if unicodedata.category(c) in _UNSAFE_CATEGORIES else c for c in text)
-    if limit is not None and len(text) > limit:
+    if limit is not None and (cut or len(text) > limit):
         text = text[:max(0, limit - 1)] + "…"
     return text
 

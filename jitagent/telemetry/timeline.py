@@ -218,10 +218,10 @@ def _label(span: SpanData) -> str:
 def _title(root: SpanData) -> str:
     attributes = root.attributes
     run = attributes.get(names.RUN_ID)
-    parts = [_label(root), f"run {printable(run, MAX_LABEL_CHARS)}" if run is not None
+    parts = [_label(root), f"run {printable(str(run), MAX_LABEL_CHARS)}" if run is not None
              else printable(str(attributes.get(names.RESPONSE_ID, "")), MAX_LABEL_CHARS)]
     if names.POLICY in attributes:
-        parts.append(f"policy {printable(attributes[names.POLICY], MAX_LABEL_CHARS)}")
+        parts.append(f"policy {printable(str(attributes[names.POLICY]), MAX_LABEL_CHARS)}")
     return "  ".join(p for p in parts if p)
 
 

@@ -146,3 +146,10 @@ def test_a_huge_timeline_is_plotted_with_its_first_rows(tmp_path, capsys) -> Non
     with pytest.raises(SystemExit, match="2"):
         main(["trace", "view", str(path), "--width", "100000"])
     assert "--width: '100000' must be at most 1000" in capsys.readouterr().err
+
+
+def test_numbers_and_booleans_in_text_attributes_are_shown_as_text(tmp_path, capsys) -> None:
+    lines = run("a")
+    lines[0] = lines[0].replace('"jitagent.pipeline.run_id": "a"', '"jitagent.pipeline.run_id": 7, "jitagent.policy": true')
+    code, out, _ = view(capsys, write(tmp_path / "spans.jsonl", lines))
+    assert code == 0 and "graph  run 7  policy True: met" in out
