@@ -15,6 +15,8 @@ Engine-agnostic: every strategy takes the model name to put in ``model`` and ret
 * :func:`raw_bodies`: ``(path, bytes)`` pairs: the above serialised, plus text no JSON parser
   should accept quietly: truncated, not UTF-8, NaN and Infinity literals, integers of thousands of
   digits, and nesting tens of thousands deep.
+* :func:`check_answer`: what every server must answer to any of them: a 2xx, or a 4xx in the
+  OpenAI error shape; never a 500.
 
 Cost is bounded so a fuzz test runs quickly on a real engine: a body that may be valid asks for at
 most 4 tokens (``max_tokens``/``max_completion_tokens`` are never removed or set to null, so no
@@ -29,7 +31,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-__all__ = ["chat_bodies", "completion_bodies", "request_bodies", "raw_bodies", "JSONBody"]
+__all__ = ["chat_bodies", "completion_bodies", "request_bodies", "raw_bodies", "check_answer", "JSONBody"]
 
 JSONBody = Any   # what json.dumps writes: dict, list, str, int, float, bool or None
 
@@ -221,9 +223,32 @@ _RAW_ODDITIES = st.sampled_from([
 
 
 def raw_bodies(model: str) -> st.SearchStrategy[tuple[str, bytes]]:
-    """``(path, bytes)``: serialised :func:`request_bodies`, some truncated, some with a duplicated
-    key spliced in, and raw text no JSON parser should take quietly (see the module docstring)."""
+    """``(path, bytes)``: serialised :func:`request_bodies`, some of them truncated, and raw text
+    no JSON parser should take quietly (see the module docstring)."""
     serialised = request_bodies(model).map(lambda pair: (pair[0], _dumps(pair[1])))
     truncated = st.tuples(serialised, st.integers(0, 200)).map(lambda x: (x[0][0], x[0][1][:x[1]]))
     oddities = st.tuples(st.sampled_from(["/chat/completions", "/completions"]), _RAW_ODDITIES)
     return st.one_of(serialised, truncated, oddities)
+
+
+def check_answer(status: int, body: bytes) -> None:
+    """A 2xx, or a 4xx in the OpenAI error shape; a stream ends with [DONE] or an error event."""
+    assert status < 500, (status, body[:500])
+    if status >= 400:
+        _check_error(json.loads(body))
+        return
+    assert status == 200
+    if body.startswith(b"data: "):
+        events = [e.removeprefix(b"data: ") for e in body.split(b"\n\n") if e]
+        last = events[-1]
+        if last != b"[DONE]":
+            _check_error(json.loads(last))
+    else:
+        assert json.loads(body)["choices"]
+
+
+def _check_error(payload: Any) -> None:
+    assert isinstance(payload, dict) and payload.keys() == {"error"}, payload
+    error = payload["error"]
+    assert error.keys() == {"message", "type", "param", "code"}, error
+    assert isinstance(error["message"], str) and error["message"] and isinstance(error["type"], str)

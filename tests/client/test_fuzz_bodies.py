@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx2
@@ -26,9 +24,7 @@ from hypothesis import HealthCheck, given, settings
 
 from jitagent.client import JITClient
 from jitagent.engines.sim import SimConfig, SimEngine
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from openai_bodies import raw_bodies, request_bodies  # noqa: E402
+from openai_bodies import check_answer, raw_bodies, request_bodies
 
 MODEL = "fuzz-model"
 MESSAGES = [{"role": "user", "content": "Say something."}]
@@ -87,29 +83,6 @@ def harness() -> Iterator[Harness]:
     h = Harness()
     yield h
     h.close()
-
-
-def check_answer(status: int, body: bytes) -> None:
-    """A 2xx, or a 4xx in the OpenAI error shape; a stream ends with [DONE] or an error event."""
-    assert status < 500, (status, body[:500])
-    if status >= 400:
-        _check_error(json.loads(body))
-        return
-    assert status == 200
-    if body.startswith(b"data: "):
-        events = [e.removeprefix(b"data: ") for e in body.split(b"\n\n") if e]
-        last = events[-1]
-        if last != b"[DONE]":
-            _check_error(json.loads(last))
-    else:
-        assert json.loads(body)["choices"]
-
-
-def _check_error(payload: Any) -> None:
-    assert isinstance(payload, dict) and payload.keys() == {"error"}, payload
-    error = payload["error"]
-    assert error.keys() == {"message", "type", "param", "code"}, error
-    assert isinstance(error["message"], str) and error["message"] and isinstance(error["type"], str)
 
 
 @FUZZ
