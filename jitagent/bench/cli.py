@@ -232,8 +232,9 @@ def _trace(args: argparse.Namespace) -> None:
 
 
 def _check_paths(args: argparse.Namespace) -> None:
-    """Refuse, before any work, a profile that is not a regular file of a profile's size and
-    outputs that would land on something other than a regular file (a FIFO would block)."""
+    """Refuse, before any work: a window longer than the simulator's clock resolves
+    (``MAX_DURATION_S``), a profile that is not a regular file of a profile's size, and outputs that
+    would land on something other than a regular file (a FIFO would block)."""
     from jitagent.bench.workloads import MAX_DURATION_S
     from jitagent.engines.latency import list_profiles
 

@@ -110,22 +110,30 @@ def check_nesting(data: Any, where: str, max_depth: int = MAX_DEPTH, max_values:
     Raises:
         ValueError: ``where: PATH: nested deeper than N levels`` or ``where: more than N values``.
     """
-    stack: list[tuple[Any, str, int]] = [(data, "", 0)]
+    # Each entry's trail is (parent's trail, key): linked, so a long key is never copied per child.
+    stack: list[tuple[Any, tuple[Any, ...] | None, int]] = [(data, None, 0)]
     seen = 1
     while stack:
-        value, path, depth = stack.pop()
+        value, trail, depth = stack.pop()
         if not isinstance(value, (Mapping, list, tuple)):
             continue
         if depth >= max_depth:
-            raise ValueError(f"{where}: {printable(path, 120) or 'the top level'}: nested deeper than "
-                             f"{max_depth} levels")
+            raise ValueError(f"{where}: {_path(trail) or 'the top level'}: nested deeper than {max_depth} levels")
         seen += len(value)  # counted before they are pushed: an alias used many times stops here
         if seen > max_values:
             raise ValueError(f"{where}: more than {max_values} values (YAML aliases counted at each use)")
-        if isinstance(value, Mapping):
-            stack.extend((item, f"{path}.{key}" if path else str(key), depth + 1) for key, item in value.items())
-        else:
-            stack.extend((item, f"{path}[{i}]", depth + 1) for i, item in enumerate(value))
+        items = value.items() if isinstance(value, Mapping) else enumerate(value)
+        stack.extend((item, (trail, key), depth + 1) for key, item in items)
+
+
+def _path(trail: tuple[Any, ...] | None) -> str:
+    """``classes[0].slo`` from a trail of (parent's trail, key) pairs."""
+    keys = []
+    while trail is not None:
+        trail, key = trail
+        keys.append(key)
+    text = "".join(f"[{key}]" if isinstance(key, int) else f".{key}" for key in reversed(keys))
+    return printable(text.removeprefix("."), 120)
 
 
 def printable(text: str, limit: int | None = None) -> str:
