@@ -25,6 +25,7 @@ from opentelemetry import context as otel_context
 
 from jitagent.client.context import current_scope
 from jitagent.client.handlers import JSONReply, OpenAIServer, StreamReply
+from jitagent.slo import is_finite_number
 
 __all__ = ["EngineHost", "InProcessTransport", "SyncInProcessTransport"]
 
@@ -130,8 +131,10 @@ def _run_until_stopped(loop: asyncio.AbstractEventLoop) -> None:
 
 
 def _read_timeout(request: httpx2.Request) -> float | None:
-    timeout = request.extensions.get("timeout") or {}
-    return timeout.get("read")
+    """The request's read timeout in seconds; ``None`` for none, and for one a float cannot hold
+    (``10**400`` seconds, which would overflow the loop's clock arithmetic, is no limit either)."""
+    read = (request.extensions.get("timeout") or {}).get("read")
+    return float(read) if is_finite_number(read) else None
 
 
 def _api_path(request: httpx2.Request, root: str) -> str:

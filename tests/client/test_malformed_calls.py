@@ -322,3 +322,17 @@ def test_malformed_client_arguments(case: str, kwargs: dict[str, Any], error: ty
     with pytest.raises(error, match=message):
         JITClient(**{"time_scale": TIME_SCALE, **{k: v() if callable(v) else v for k, v in kwargs.items()}})
     run(lambda client: asyncio.sleep(0))  # and a client built next serves normally
+
+
+def test_a_timeout_beyond_a_floats_range_is_no_limit() -> None:
+    """``timeout=10**400`` (the client's, a copy's, a call's; async and sync) used to raise
+    OverflowError inside the transport: it is no limit, as ``inf`` is."""
+    async def test(client: JITClient) -> None:
+        for owner in (client, client.with_options(timeout=10**400)):
+            reply = await owner.chat.completions.create(model=client.served_model, messages=MESSAGES, max_tokens=2,
+                                                        timeout=10**400)
+            assert reply.choices[0].message.content
+        reply = await asyncio.to_thread(client.sync.with_options(timeout=10**400).chat.completions.create,
+                                        model=client.served_model, messages=MESSAGES, max_tokens=2)
+        assert reply.choices[0].message.content
+    run(test, timeout=10**400)
