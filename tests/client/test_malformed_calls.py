@@ -3,9 +3,9 @@
 Each gets the OpenAI error a server would send (``openai.BadRequestError`` 400,
 ``NotFoundError`` 404, ``RateLimitError`` 429 ``slo_infeasible``), or a ``ValueError`` or
 ``TypeError`` whose message names the problem; and in the same test, right after it, the same
-engine serves a good call normally and holds no request and no KV block. 80 kinds:
+engine serves a good call normally and holds no request and no KV block. 106 kinds:
 
-* 56 through ``chat.completions.create`` (each sent whole and streamed, unless ``stream`` is itself
+* 72 through ``chat.completions.create`` (each sent whole and streamed, unless ``stream`` is itself
   the mistake): 13 kinds of bad SLO (negative, zero, NaN, inf (NaN and inf: a ``ValueError`` from
   the OpenAI client, which cannot put them in JSON), a string, a bool, an unknown kind, no kind,
   an extra field, a missing field, not an object, invalid JSON text, an unknown
@@ -19,19 +19,28 @@ engine serves a good call normally and holds no request and no KV block. 80 kind
   logprobs, JSON mode and ``logit_bias`` on the simulated engine; ``request_class`` not a string;
   a pipeline context with missing fields, a field of the wrong type, or not an object; a pipeline
   stage whose deadline has passed with ``on_infeasible="reject"`` (429), and an SLO the scheduler
-  finds infeasible (429);
-* 6 in ``slo_scope``: an SLO with NaN or inf, a pipeline that is not a ``PipelineContext``, a
-  ``PipelineContext`` with a NaN deadline, an empty or a non-string request class;
+  finds infeasible (429); and, to the OpenAI API's rules, a message ``role`` that is a list or an
+  object, integers beyond a float's range in ``temperature``, ``top_p`` and a pipeline time, a
+  ``seed`` beyond int64, ``top_logprobs`` over 20, ``logprobs`` not a boolean, ``logit_bias``
+  out of -100..100 or keyed by words, ``user`` not a string, ``metadata`` of 17 pairs or with a
+  non-string value, ``store`` not a boolean, ``request_class`` 0 or over 256 characters;
+* 7 in ``slo_scope``: an SLO with NaN or inf, a pipeline that is not a ``PipelineContext``, a
+  ``PipelineContext`` with a NaN deadline or a time beyond a float's range, an empty or a
+  non-string request class;
 * 6 through ``completions.create``: an empty prompt, a batch of prompts, negative token ids,
   ``echo``, ``best_of``, ``suffix``;
 * 4 raw: a body that is not a JSON object, an unknown route, an unknown model in
   ``models.retrieve``, text that is not valid Unicode (a lone surrogate, which the OpenAI client
-  cannot send but a raw request can);
-* 8 in the ``JITClient`` constructor: an unknown policy name, a policy of the wrong type,
+  cannot send but a raw request can); and 7 raw bodies through the client's HTTP layer: 100,000
+  nested lists, 200 nested objects, ``NaN``, ``1e999``, an integer of 5,000 digits, a lone
+  surrogate in a field name, a body over 32 MiB (413);
+* 10 in the ``JITClient`` constructor: an unknown policy name, a policy of the wrong type,
   ``time_scale`` negative or a string, an unknown profile, an invalid default SLO, a default
-  pipeline of the wrong type, a tracer provider of the wrong type.
+  pipeline of the wrong type, a tracer provider of the wrong type, ``time_scale`` and a default
+  pipeline's time beyond a float's range (``ValueError``, not ``OverflowError``).
 
 A failure of the server itself (a bug) is answered with a 500 and logged, and the engine serves on.
+A ``timeout`` beyond a float's range (``10**400``) is no limit, as ``inf`` is.
 """
 
 from __future__ import annotations
