@@ -3,7 +3,10 @@
 Requests carry their SLO, pipeline context and request class to the scheduler in
 ``SamplingParams.extra_args``; output tokens stream back as vLLM makes them; cancelling the
 consumer of :meth:`VLLMEngine.generate` aborts the request in the engine (vLLM frees its seat and
-KV blocks); :meth:`VLLMEngine.aclose` shuts the engine down.
+KV blocks); :meth:`VLLMEngine.aclose` fails every call in flight at once (``EngineDeadError``) and
+shuts the engine down. A request vLLM cannot take (a prompt id outside the vocabulary, which vLLM
+does not check without a tokenizer, a seed beyond 64 bits, anything vLLM's own checks refuse) is a
+``ValueError`` at the call, never the engine's end.
 
 Prompts: a model with a tokenizer is prompted through it (and through its chat template for
 messages). A model without one (``tiny-random-llama``, any folder with only a ``config.json``)
@@ -361,7 +364,7 @@ class VLLMEngine:
         self._closed = True
         if self._in_flight:
             # vLLM ends each with an "abort" output, which _generate turns into EngineDeadError for
-            # its caller, and frees it in the engine process.
+            # its caller, and frees it in the engine process (if that still runs).
             await self.llm.abort(list(self._in_flight))
         self._stop_engine()
 

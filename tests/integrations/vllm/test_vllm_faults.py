@@ -14,7 +14,7 @@ import pytest
 pytest.importorskip("vllm")
 
 from jitagent import JITClient  # noqa: E402
-from jitagent_vllm import VLLMEngine, VLLMEngineConfig  # noqa: E402
+from jitagent_vllm import EngineDeadError, VLLMEngine, VLLMEngineConfig  # noqa: E402
 
 MESSAGES = [{"role": "user", "content": "Write a long story."}]
 
@@ -34,6 +34,8 @@ def test_calls_fail_fast_when_the_engine_process_dies_and_a_new_engine_serves() 
                                                       max_tokens=3000, stream=True)
         async for _ in stream:
             break
+        unheard = engine.generate([5] * 10, 3000)   # in flight, and not read again until the engine is closed
+        await anext(unheard)
         kill_engine_process(engine)
         started = time.monotonic()
         with pytest.raises(openai.APIError, match="engine"):
@@ -44,7 +46,9 @@ def test_calls_fail_fast_when_the_engine_process_dies_and_a_new_engine_serves() 
         assert caught.value.status_code == 503 and caught.value.code == "engine_dead"
         assert time.monotonic() - started < 20, "calls must fail quickly, not wait for a timeout"
         await asyncio.wait_for(client.close(), 30)
-        await asyncio.wait_for(engine.aclose(), 60)
+        await asyncio.wait_for(engine.aclose(), 60)   # with a call in flight that has not heard yet
+        with pytest.raises(EngineDeadError):
+            await anext(unheard)
 
         fresh = JITClient(engine="vllm", model="tiny-random-llama")
         try:
