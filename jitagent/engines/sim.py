@@ -11,6 +11,7 @@ request beyond its tokens (for telemetry): the logging costs nothing when nobody
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import concurrent.futures
 import contextlib
 import functools
@@ -266,7 +267,10 @@ class SimEngine:
         with self._binding:
             home = self._home_locked()
             if home is None:
-                self._loop_task = here.create_task(self._run(), name="jitagent-sim-engine")
+                # In a context of its own: the task (kept after it ends) would otherwise hold the
+                # context of whichever call started it, with that caller's run, span and scope.
+                self._loop_task = here.create_task(self._run(), name="jitagent-sim-engine",
+                                                   context=contextvars.Context())
             return None if home is None or home is here else home
 
     def _home(self) -> asyncio.AbstractEventLoop | None:

@@ -1,7 +1,10 @@
 """SimEngine in real time: tokens stream as steps end, cancellation frees the engine."""
 
 import asyncio
+import contextvars
+import gc
 import threading
+import weakref
 
 import pytest
 
@@ -165,3 +168,39 @@ async def _on_a_thread_loop(work):
     await asyncio.to_thread(thread.join, 30)
     assert not thread.is_alive(), "the call from the other loop never ended"
     return result[0]
+
+
+_CALLER_STATE: contextvars.ContextVar[object] = contextvars.ContextVar("caller_state")
+
+
+def test_the_stepping_task_keeps_nothing_of_the_caller_that_started_it():
+    # The engine steps in one task for as long as anything is live, which under steady load is
+    # forever: it must not hold the context of the call that happened to start it (a jit_slo run,
+    # its span, its SLO scope) after that call has ended.
+    class State:
+        pass
+
+    async def main():
+        engine = SimEngine(policy="fcfs", **FAST)
+        state = State()
+        held = weakref.ref(state)
+
+        async def first_caller():
+            _CALLER_STATE.set(state)
+            async for _ in engine.generate(prompt_len=10, max_tokens=2, output_len=2):
+                pass
+
+        other = engine.generate(prompt_len=10, max_tokens=500, output_len=500)   # keeps the engine stepping
+        starter = asyncio.create_task(first_caller())
+        await asyncio.sleep(0)                      # the first caller starts the engine
+        assert await other.__anext__() == 1
+        await starter
+        await asyncio.sleep(0.05)                   # the loop lets go of the finished caller task
+        del state, starter
+        gc.collect()
+        assert engine._loop_task is not None        # still stepping for the other call...
+        assert held() is None                       # ...holding nothing of the first
+        await other.aclose()
+        await engine.aclose()
+
+    run(main())
