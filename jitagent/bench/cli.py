@@ -36,6 +36,9 @@ _MAX_FACTOR = 1e6       # --slo-scale, --decode-weight, --tightness: far beyond 
 _MAX_TIME_SCALE = 10.0  # --time-scale: wall seconds per modelled second (a run's sleeps grow with it)
 _MAX_WIDTH = 1000       # jitagent trace view --width
 _MAX_PROFILE_BYTES = 1 << 20   # a fitted profile is about 2 KB
+_MAX_COST_RUNNING = 16_384       # jitagent cost: sequences one engine seats (vLLM's largest max_num_seqs is 1024)
+_MAX_COST_WAITING = 1_000_000    # ... requests queued (each is built and held in memory)
+_MAX_COST_STEPS = 100_000        # ... steps timed
 
 
 class _Parser(argparse.ArgumentParser):
@@ -94,6 +97,18 @@ def _seed_list(text: str) -> tuple[int, ...]:
     if not parts or not all(p.isdigit() for p in parts):
         raise argparse.ArgumentTypeError(f"{text!r} must be a seed (a whole number >= 0) or a comma list of seeds")
     return tuple(int(p) for p in parts)
+
+
+def _count_list(most: int) -> Callable[[str], tuple[int, ...]]:
+    """A comma-separated list of whole numbers from 1 to ``most``."""
+    count = _at_most(_positive_int, most)
+
+    def parse_list(text: str) -> tuple[int, ...]:
+        counts = tuple(count(p.strip()) for p in text.split(",") if p.strip())
+        if not counts:
+            raise argparse.ArgumentTypeError("needs at least one count")
+        return counts
+    return parse_list
 
 
 def _name_list(text: str) -> tuple[str, ...]:
@@ -162,9 +177,14 @@ def _build_parser() -> argparse.ArgumentParser:
                                            "decoding and WAITING queued, over STEPS steps (frames included), "
                                            "against the modelled step time.")
     cost.add_argument("--policies", type=_name_list, default=("fcfs", "jit"), help="default: fcfs,jit")
-    cost.add_argument("--running", type=_positive_int, default=256, help="running requests (default: 256)")
-    cost.add_argument("--waiting", type=_positive_int, default=2000, help="waiting requests (default: 2000)")
-    cost.add_argument("--steps", type=_positive_int, default=400, help="steps timed (default: 400)")
+    cost.add_argument("--running", type=_count_list(_MAX_COST_RUNNING), default=(256,),
+                      help="running requests, or a comma-separated list of counts (default: 256)")
+    cost.add_argument("--waiting", type=_count_list(_MAX_COST_WAITING), default=(2000,),
+                      help="waiting requests, or a comma-separated list of counts (default: 2000)")
+    cost.add_argument("--steps", type=_at_most(_positive_int, _MAX_COST_STEPS), default=400,
+                      help="steps timed (default: 400)")
+    cost.add_argument("--repeats", type=_at_most(_positive_int, 100), default=1,
+                      help="times every load is measured, the policies taking turns; timings pooled (default: 1)")
     cost.add_argument("--profile", default=None, help="hardware profile (default: llama-3.1-8b-a100)")
     cost.add_argument("--out", type=Path, default=Path("bench-out"), help="output directory (default: bench-out)")
 
@@ -199,7 +219,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def _cost(args: argparse.Namespace) -> None:
-    from jitagent.bench.cost import measure_decision_cost
+    from jitagent.bench.cost import measure_growth, write_growth
     from jitagent.bench.report import format_cost
     from jitagent.engines.sim import DEFAULT_PROFILE
     from jitagent.scheduling.policies import make_policy
@@ -207,12 +227,12 @@ def _cost(args: argparse.Namespace) -> None:
     for name in args.policies:
         make_policy(name)
     check_output(args.out / "cost.json", "cost.json")
-    results = [measure_decision_cost(p, running=args.running, waiting=args.waiting, steps=args.steps,
-                                     profile=args.profile or DEFAULT_PROFILE) for p in args.policies]
+    check_output(args.out / "cost.png", "a picture")
+    results = measure_growth(args.policies, running=args.running, waiting=args.waiting, steps=args.steps,
+                             repeats=args.repeats, profile=args.profile or DEFAULT_PROFILE)
     print(format_cost(results))
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "cost.json").write_text(json.dumps([r.to_dict() for r in results], indent=1) + "\n")
-    print(f"\nwrote cost.json to {args.out}/")
+    write_growth(results, args.out)
+    print(f"\nwrote cost.json and cost.png to {args.out}/")
 
 
 def _trace(args: argparse.Namespace) -> None:

@@ -16,17 +16,15 @@ turn and the whole grid ``repeats`` times, pooling the timings, so that a machin
 work slows every policy alike; :func:`write_growth` writes the figures as ``cost.json`` and
 ``cost.png``. From the command line::
 
-    python -m jitagent.bench.cost --policies fcfs,jit --running 64,256,1024 --waiting 100,2000,20000
+    jitagent cost --policies fcfs,jit --running 64,256,1024 --waiting 100,2000,20000 --repeats 3
 """
 
 from __future__ import annotations
 
-import argparse
 import gc
 import json
 import math
 import statistics
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -237,45 +235,3 @@ def _plot_growth(results: Sequence[DecisionCost], path: Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
-
-
-def _int_list(text: str) -> list[int]:
-    values = [int(v) for v in text.split(",") if v.strip()]
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"expected positive integers separated by commas, got {text!r}")
-    return values
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m jitagent.bench.cost``: the growth grid, printed and written as JSON and PNG."""
-    from jitagent.bench.report import format_cost
-    from jitagent.scheduling.policies import make_policy as check_name
-
-    parser = argparse.ArgumentParser(prog="python -m jitagent.bench.cost", description=measure_growth.__doc__)
-    parser.add_argument("--policies", default="fcfs,jit", help="default: fcfs,jit")
-    parser.add_argument("--running", type=_int_list, default=[64, 256, 1024], help="default: 64,256,1024")
-    parser.add_argument("--waiting", type=_int_list, default=[100, 2000, 20_000], help="default: 100,2000,20000")
-    parser.add_argument("--steps", type=int, default=400, help="steps timed per run (default: 400)")
-    parser.add_argument("--repeats", type=int, default=1, help="runs of the grid, pooled (default: 1)")
-    parser.add_argument("--profile", default="llama-3.1-8b-a100", help="default: llama-3.1-8b-a100")
-    parser.add_argument("--out", type=Path, default=Path("bench-out"), help="default: bench-out")
-    args = parser.parse_args(argv)
-    policies = [p for p in args.policies.split(",") if p]
-    try:
-        for name in policies:
-            check_name(name)
-        results = measure_growth(policies, running=args.running, waiting=args.waiting, steps=args.steps,
-                                 repeats=args.repeats, profile=args.profile)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(format_cost(list(results)))
-    print("\nCPU time (ms): " + "; ".join(f"{r.policy} {r.running}x{r.waiting}: median {r.cpu_median_ms:.3f}, "
-                                          f"p99 {r.cpu_p99_ms:.3f}, mean {r.cpu_mean_ms:.3f}" for r in results))
-    data, plot = write_growth(results, args.out)
-    print(f"\nwrote {data} and {plot}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -111,7 +111,9 @@ def format_capacity(capacity: dict[str, float | None], baseline: str = "fcfs", t
 
 def format_cost(results: list[Any]) -> str:
     """Decision-time table of :func:`jitagent.bench.cost.measure_decision_cost` results."""
-    header = ["policy", "running", "waiting", "median ms", "p90 ms", "p99 ms", "mean ms", "step ms", "mean/step"]
+    header = ["policy", "running", "waiting", "median ms", "p90 ms", "p99 ms", "mean ms", "CPU p99 ms", "CPU mean ms",
+              "step ms", "mean/step"]
     rows = [[r.policy, str(r.running), str(r.waiting), f"{r.median_ms:.3f}", f"{r.p90_ms:.3f}", f"{r.p99_ms:.3f}",
-             f"{r.mean_ms:.3f}", f"{r.mean_step_ms:.1f}", f"{r.amortised_share:.2%}"] for r in results]
+             f"{r.mean_ms:.3f}", f"{r.cpu_p99_ms:.3f}", f"{r.cpu_mean_ms:.3f}", f"{r.mean_step_ms:.1f}",
+             f"{r.amortised_share:.2%}"] for r in results]
     return _render(header, rows)

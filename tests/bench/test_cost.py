@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from jitagent.bench.cli import main
 from jitagent.bench.cost import measure_decision_cost
 
@@ -22,7 +24,6 @@ def test_cost_command_writes_json(tmp_path, capsys):
 
 
 def test_growth_grid_times_every_policy_at_every_load_and_writes_json_and_png(tmp_path):
-    from jitagent.bench.cost import main as cost_main
     from jitagent.bench.cost import measure_growth, write_growth
 
     results = measure_growth(["fcfs", "jit"], running=[4, 8], waiting=[10, 30], steps=6, repeats=2)
@@ -32,7 +33,11 @@ def test_growth_grid_times_every_policy_at_every_load_and_writes_json_and_png(tm
     data, plot = write_growth(results, tmp_path)
     assert [row["waiting"] for row in json.loads(data.read_text())] == [10, 10, 30, 30, 10, 10, 30, 30]
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert cost_main(["--policies", "fcfs", "--running", "4", "--waiting", "5", "--steps", "3",
-                      "--out", str(tmp_path / "cli")]) == 0
+    assert main(["cost", "--policies", "fcfs", "--running", "4,6", "--waiting", "5", "--steps", "3",
+                 "--out", str(tmp_path / "cli")]) == 0
+    assert [r["running"] for r in json.loads((tmp_path / "cli" / "cost.json").read_text())] == [4, 6]
     assert (tmp_path / "cli" / "cost.png").exists()
-    assert cost_main(["--policies", "nope", "--running", "4", "--waiting", "5"]) == 2
+    assert main(["cost", "--policies", "nope", "--running", "4", "--waiting", "5"]) == 2
+    with pytest.raises(SystemExit) as exc:   # a count that would exhaust memory: argparse's exit
+        main(["cost", "--running", "4,99999999"])
+    assert exc.value.code == 2
