@@ -20,6 +20,8 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
+from jitagent.validation import describe_validation_error
+
 __all__ = ["SLO", "StreamSLO", "DeadlineSLO", "PipelineSLO", "parse_slo", "InfeasibleSLOError", "is_finite_number"]
 
 _FLOAT_MAX = sys.float_info.max
@@ -98,6 +100,7 @@ class PipelineSLO(_SLOBase):
 
 SLO = Annotated[Union[StreamSLO, DeadlineSLO, PipelineSLO], Field(discriminator="kind")]
 _SLO_ADAPTER: TypeAdapter[SLO] = TypeAdapter(SLO)
+_KINDS = ("stream", "deadline", "pipeline")
 
 
 def parse_slo(value: Any) -> SLO:
@@ -114,19 +117,4 @@ def parse_slo(value: Any) -> SLO:
             return _SLO_ADAPTER.validate_json(value)
         return _SLO_ADAPTER.validate_python(value)
     except ValidationError as exc:
-        raise ValueError(f"invalid SLO: {_describe(exc)}") from None
-
-
-def _describe(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors(include_url=False):
-        where = ".".join(str(p) for p in err["loc"] if p not in ("stream", "deadline", "pipeline"))
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "union_tag_invalid":
-            msg = "kind must be one of 'stream', 'deadline', 'pipeline'"
-            where = "kind"
-        elif err["type"] == "union_tag_not_found":
-            msg = "missing 'kind' (one of 'stream', 'deadline', 'pipeline')"
-            where = ""
-        parts.append(f"{where}: {msg}" if where else msg)
-    return "; ".join(parts)
+        raise ValueError(f"invalid SLO: {describe_validation_error(exc, tags=_KINDS)}") from None

@@ -35,6 +35,8 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, TypeAdapter, ValidationError, model_validator
 from pydantic.dataclasses import dataclass as validated_dataclass
 
+from jitagent.validation import describe_validation_error
+
 __all__ = [
     "StepShape",
     "LatencyModel",
@@ -602,7 +604,7 @@ def load_profile(name_or_path: str | Path) -> Profile:
     try:
         doc = _ProfileDoc.model_validate_json(text)
     except ValidationError as exc:
-        raise ValueError(f"invalid {where}: {_describe(exc)}") from None
+        raise ValueError(f"invalid {where}: {describe_validation_error(exc)}") from None
     try:
         return doc.build()
     except ValueError as exc:  # the model does not fit
@@ -612,14 +614,3 @@ def load_profile(name_or_path: str | Path) -> Profile:
 def list_profiles() -> list[tuple[str, str]]:
     """The built-in profiles as ``(name, description)``, sorted by name."""
     return sorted((name, load_profile(name).description) for name in _builtin_profiles())
-
-
-def _describe(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors(include_url=False):
-        where = ".".join(str(p) for p in err["loc"])
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] in ("extra_forbidden", "unexpected_keyword_argument"):
-            msg = "unknown field"
-        parts.append(f"{where}: {msg}" if where else msg)
-    return "; ".join(parts)

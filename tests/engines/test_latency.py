@@ -185,9 +185,9 @@ def test_unknown_profile_name_lists_the_builtins() -> None:
     [
         ("{not json", "Invalid JSON"),
         ("[]", "Input should be an object"),
-        (None, "engine_defaults: Field required"),
+        (None, "engine_defaults: required field missing"),
         ({"efficiency": {"mfu": 1.5}}, "efficiency.mfu: Input should be less than or equal to 1"),
-        ({"model": {"n_layers": 32}}, "model.name: Field required"),
+        ({"model": {"n_layers": 32}}, "model.name: required field missing"),
         ({"gpu": {"tflops": 1}}, "gpu.tflops: unknown field"),
         ({"turbo": True}, "turbo: unknown field"),
         ({"kind": "magic"}, "kind: Input should be 'roofline' or 'fitted'"),

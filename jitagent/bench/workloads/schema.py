@@ -31,6 +31,7 @@ from pydantic import (
 from jitagent.bench.inputs import MAX_DEPTH, check_nesting, printable, read_input_text
 from jitagent.bench.workloads.data import _builtin_app_specs, _pipelines_json
 from jitagent.slo import DeadlineSLO, PipelineSLO, StreamSLO, parse_slo
+from jitagent.validation import describe_validation_error
 
 WORKLOAD_FILE_SUFFIXES: tuple[str, ...] = (".yaml", ".yml", ".json")
 
@@ -348,37 +349,10 @@ def load_workload_file(path: str | os.PathLike[str]) -> WorkloadFile:
     try:
         return WorkloadFile.model_validate(data)
     except ValidationError as exc:
-        raise ValueError(f"{where}: {_describe(exc)}") from None
+        raise ValueError(f"{where}: {printable(describe_validation_error(exc))}") from None  # text from the file
 
 
 def _yaml_problem(exc: yaml.YAMLError) -> str:
     mark = getattr(exc, "problem_mark", None)
     problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
     return f"{problem} (line {mark.line + 1})" if mark is not None else problem
-
-
-def _describe(exc: ValidationError) -> str:
-    """One line for a validation error: ``where: what`` per error, union tags left out."""
-    parts = []
-    errors = exc.errors(include_url=False)
-    for err in errors:
-        # A collection whose invalid items were dropped is then also "too short": say only what is wrong.
-        if err["type"] == "too_short" and any(e["loc"][:len(err["loc"])] == err["loc"] and e is not err
-                                              for e in errors):
-            continue
-        where = ""
-        for part in err["loc"]:
-            if isinstance(part, int):
-                where += f"[{part}]"
-            elif not (isinstance(part, str) and part.startswith("<")):  # union tags are "<...>"; names cannot start so
-                where += f".{part}" if where else part
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            msg = "unknown field"
-        elif err["type"] == "missing":
-            msg = "required field missing"
-        elif err["type"] == "too_short":
-            n = err["ctx"]["min_length"]
-            msg = f"must have at least {n} {'entry' if n == 1 else 'entries'}"
-        parts.append(f"{where}: {msg}" if where else msg)
-    return printable("; ".join(parts))  # keys and messages may carry text from the file
