@@ -46,7 +46,7 @@ from jitagent.bench.workloads import Workload, build_workload
 from jitagent.engines.latency import FittedModel, StepShape, load_profile
 from jitagent.engines.sim import SimConfig
 from jitagent.engines.speed_trace import SpeedTrace
-from jitagent.scheduling.goodput import GoodputSummary, RequestRecord, Window, summarize
+from jitagent.evaluation.goodput import GoodputSummary, RequestRecord, Window, summarize
 from jitagent.scheduling.policies import make_policy
 from jitagent_vllm import VLLMEngine, VLLMEngineConfig
 from jitagent_vllm.bench import LIVE_DRAIN_S

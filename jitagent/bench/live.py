@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 from jitagent.bench.runner import DEFAULT_DRAIN_S, RunOutcome, call_record, default_warmup, stage_deadline
 from jitagent.bench.workloads import CallSpec, PipelineArrival, SingleArrival, Workload
-from jitagent.scheduling.goodput import RequestRecord, Window, summarize
+from jitagent.evaluation.goodput import RequestRecord, Window, summarize
 from jitagent.scheduling.request import PipelineContext
 from jitagent.slo import SLO, InfeasibleSLOError
 

@@ -22,7 +22,7 @@ from typing import Any
 from jitagent.bench.workloads import CallSpec, PipelineArrival, Round, SingleArrival, Workload
 from jitagent.engines.core import EngineCore
 from jitagent.engines.sim import SimConfig
-from jitagent.scheduling.goodput import GoodputSummary, RequestRecord, Window, summarize
+from jitagent.evaluation.goodput import GoodputSummary, RequestRecord, Window, summarize
 from jitagent.scheduling.policies import Policy
 from jitagent.scheduling.request import PipelineContext, RequestState
 from jitagent.slo import SLO

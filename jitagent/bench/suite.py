@@ -23,7 +23,7 @@ from jitagent.bench.capacity import find_capacity
 from jitagent.bench.runner import DEFAULT_DRAIN_S, RunOutcome, default_warmup, simulate
 from jitagent.bench.workloads import Workload, build_workload
 from jitagent.engines.sim import SimConfig
-from jitagent.scheduling.goodput import RequestRecord
+from jitagent.evaluation.goodput import RequestRecord
 from jitagent.scheduling.policies import make_policy
 
 __all__ = ["BenchConfig", "BenchResult", "run_bench", "outcome_row"]

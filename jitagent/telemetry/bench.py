@@ -17,7 +17,7 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Tracer
 
-from jitagent.scheduling.goodput import RequestRecord
+from jitagent.evaluation.goodput import RequestRecord
 from jitagent.slo import PipelineSLO
 from jitagent.telemetry import names
 from jitagent.telemetry.attributes import slack_attributes, slo_attributes

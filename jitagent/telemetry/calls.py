@@ -23,7 +23,7 @@ from jitagent.slo import SLO
 from jitagent.telemetry import names
 from jitagent.telemetry.attributes import slack_attributes, slo_attributes
 from jitagent.telemetry.clock import monotonic_offset, unix_ns
-from jitagent.telemetry.outcome import CallOutcome, score_call
+from jitagent.evaluation.outcome import CallOutcome, score_call
 from jitagent.telemetry.providers import Telemetry
 from jitagent.telemetry.stats import GenerationStats
 

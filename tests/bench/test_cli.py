@@ -5,7 +5,7 @@ import json
 import pytest
 
 from jitagent.bench.cli import main
-from jitagent.scheduling.goodput import RequestRecord, Window, summarize
+from jitagent.evaluation.goodput import RequestRecord, Window, summarize
 
 
 def exit_code(argv):

@@ -7,7 +7,7 @@ import pytest
 from jitagent.bench.runner import simulate
 from jitagent.bench.workloads import build_workload
 from jitagent.engines.sim import SimConfig
-from jitagent.scheduling.goodput import RequestRecord, Window, summarize
+from jitagent.evaluation.goodput import RequestRecord, Window, summarize
 
 
 @pytest.fixture(scope="module")

@@ -28,7 +28,7 @@ from jitagent_langgraph.bench import (
 
 from jitagent.bench.cli import main
 from jitagent.engines.sim import RequestLog, SimConfig
-from jitagent.scheduling.goodput import RequestRecord, Window, summarize
+from jitagent.evaluation.goodput import RequestRecord, Window, summarize
 from jitagent.scheduling.request import RequestState
 from jitagent.slo import PipelineSLO
 

@@ -6,7 +6,7 @@ included), and the client hands each call to the engine in the caller's context,
 :class:`RecordingSimEngine` finds the run of every call it is given, whether or not the graph is
 wrapped in ``jit_slo`` (the scheduler is told nothing by this). Calls outside any run (warm-up)
 are not recorded. :meth:`GraphRun.records` turns a run into the
-:class:`~jitagent.scheduling.goodput.RequestRecord` of each call, as the rest of ``jitagent bench``
+:class:`~jitagent.evaluation.goodput.RequestRecord` of each call, as the rest of ``jitagent bench``
 scores them: a pipeline run whose tokens count if its last call finished by the run's deadline.
 """
 
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from jitagent.engines.sim import RequestLog, SimEngine
-from jitagent.scheduling.goodput import RequestRecord
+from jitagent.evaluation.goodput import RequestRecord
 from jitagent.slo import PipelineSLO
 from jitagent_langgraph.bench.schedule import RunArrival
 from jitagent_langgraph.wrap import RunReport

@@ -27,7 +27,7 @@ from langchain_core.language_models import BaseChatModel
 
 from jitagent.client import JITClient
 from jitagent.engines.sim import SimConfig
-from jitagent.scheduling.goodput import RequestRecord
+from jitagent.evaluation.goodput import RequestRecord
 from jitagent.scheduling.policies import make_policy
 from jitagent_langgraph.apps import GraphApp
 from jitagent_langgraph.bench.recorder import GraphRun, RecordingSimEngine, recording

@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from jitagent.bench.runner import RunOutcome, default_warmup
 from jitagent.bench.suite import BenchConfig, BenchResult, outcome_row
-from jitagent.scheduling.goodput import RequestRecord, Window, summarize
+from jitagent.evaluation.goodput import RequestRecord, Window, summarize
 from jitagent_langgraph.apps import APPS, GraphApp, get_app
 from jitagent_langgraph.bench.replay import ReplaySettings, replay, unloaded_latency
 from jitagent_langgraph.bench.schedule import Side, parse_side, poisson_runs

@@ -1,6 +1,6 @@
 """How one LLM call fared against its SLO: its deadline, its slack, whether it met the SLO, and the
-tokens it adds to service goodput (as :mod:`jitagent.scheduling.goodput` counts them, output tokens
-weighing 1).
+tokens it adds to service goodput (by :func:`jitagent.evaluation.goodput.score_request`, the
+benchmark's own rule, output tokens weighing 1).
 
 * stream: due by the last token's due time; the slack at the end is that of the worst token
   (negative as soon as one token was late); met when it finished with every token on time; its
@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from jitagent.evaluation.goodput import RequestRecord, score_request
 from jitagent.slo import SLO, DeadlineSLO, StreamSLO
 
 __all__ = ["CallOutcome", "score_call"]
@@ -46,29 +47,30 @@ def score_call(slo: SLO | None, arrival: float, token_times: Sequence[float], fi
     if slo is None:
         return _NO_SLO
     if isinstance(slo, StreamSLO):
-        return _score_stream(slo, arrival, token_times, finished, end, prompt_tokens)
+        met, counted = _score(slo, arrival, token_times, finished, prompt_tokens)
+        return CallOutcome(slo.token_due(arrival, max(len(token_times) + (not finished), 1)),
+                           _stream_slack(slo, arrival, token_times, finished, end), met, int(counted))
     deadline = arrival + slo.deadline_s
     if not isinstance(slo, DeadlineSLO) and stage_deadline is not None:
         deadline = stage_deadline
     done = token_times[-1] if finished and token_times else end
-    met = finished and done <= deadline
-    goodput = prompt_tokens + len(token_times) if met and isinstance(slo, DeadlineSLO) else 0
-    return CallOutcome(deadline, deadline - done, met, goodput)
+    if isinstance(slo, DeadlineSLO):
+        met, counted = _score(slo, arrival, token_times, finished, prompt_tokens)
+        return CallOutcome(deadline, deadline - done, met, int(counted))
+    return CallOutcome(deadline, deadline - done, finished and done <= deadline)
 
 
-def _score_stream(slo: StreamSLO, arrival: float, token_times: Sequence[float], finished: bool, end: float,
-                  prompt_tokens: int) -> CallOutcome:
-    worst = float("inf")
-    on_time = 0
-    for index, delivered in enumerate(token_times, 1):
-        margin = slo.token_due(arrival, index) - delivered
-        worst = min(worst, margin)
-        on_time += margin >= 0
-    count = len(token_times)
-    if not finished:  # the next token had not come by the end
-        count += 1
-        worst = min(worst, slo.token_due(arrival, count) - end)
-    first_ok = bool(token_times) and token_times[0] <= slo.token_due(arrival, 1)
-    met = finished and on_time == len(token_times)
-    return CallOutcome(slo.token_due(arrival, max(count, 1)), worst, met,
-                       (prompt_tokens if first_ok else 0) + on_time)
+def _score(slo: StreamSLO | DeadlineSLO, arrival: float, token_times: Sequence[float], finished: bool,
+           prompt_tokens: int) -> tuple[bool, float]:
+    """The benchmark's verdict on the call as a record: an unfinished one still owed the token it never delivered."""
+    owed = max(len(token_times) + (not finished), 1)
+    return score_request(RequestRecord("call", "", arrival, slo, prompt_tokens, owed, list(token_times)))
+
+
+def _stream_slack(slo: StreamSLO, arrival: float, token_times: Sequence[float], finished: bool, end: float) -> float:
+    """The worst token's margin; an unfinished stream is also judged on the token it never delivered."""
+    worst = min((slo.token_due(arrival, index) - delivered for index, delivered in enumerate(token_times, 1)),
+                default=float("inf"))
+    if not finished:
+        worst = min(worst, slo.token_due(arrival, len(token_times) + 1) - end)
+    return worst

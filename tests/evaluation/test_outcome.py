@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from jitagent.scheduling.goodput import RequestRecord, Window, summarize
+from jitagent.evaluation.goodput import RequestRecord, Window, summarize
 from jitagent.slo import DeadlineSLO, PipelineSLO, StreamSLO
-from jitagent.telemetry.outcome import score_call
+from jitagent.evaluation.outcome import score_call
 
 STREAM = StreamSLO(ttft_s=1.0, tpot_s=0.5)
 

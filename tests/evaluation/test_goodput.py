@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from jitagent.scheduling.goodput import RequestRecord, Window, summarize
+from jitagent.evaluation.goodput import RequestRecord, Window, summarize
 from jitagent.slo import DeadlineSLO, PipelineSLO, StreamSLO
 
 STREAM = StreamSLO(ttft_s=1.0, tpot_s=0.5)  # token i due at arrival + 1 + (i - 1) * 0.5
