@@ -14,6 +14,7 @@ from opentelemetry import metrics, trace
 
 from jitagent import __version__
 from jitagent.telemetry import names
+from jitagent.telemetry._compat import ProxyMeterProvider
 from jitagent.telemetry.instruments import Instruments
 
 __all__ = ["Telemetry", "CONTENT_ENV"]
@@ -53,5 +54,5 @@ class Telemetry:
     def measuring(self) -> bool:
         """Whether metrics go anywhere: a meter provider was passed, or the application set one."""
         provider = self._meter_provider or metrics.get_meter_provider()
-        # The API answers a proxy while no global provider is set; its class is private, hence the name.
-        return not isinstance(provider, metrics.NoOpMeterProvider) and type(provider).__name__ != "_ProxyMeterProvider"
+        # The API answers a proxy while no global provider is set: nothing is measured through it.
+        return not isinstance(provider, (metrics.NoOpMeterProvider, ProxyMeterProvider))

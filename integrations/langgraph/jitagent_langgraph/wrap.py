@@ -27,7 +27,6 @@ from uuid import UUID
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.outputs import LLMResult
 from langchain_core.runnables import Runnable, RunnableConfig
-from langgraph._internal._runnable import RunnableCallable
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import INVALID_SPAN, Span
@@ -35,6 +34,7 @@ from opentelemetry.trace import INVALID_SPAN, Span
 from jitagent.client import slo_scope
 from jitagent.scheduling.request import PipelineContext
 from jitagent.slo import PipelineSLO
+from jitagent_langgraph._compat import RunnableCallable
 from jitagent_langgraph.planner import Planner, RunPath, StagePlan
 from jitagent_langgraph.telemetry import GraphTelemetry
 
