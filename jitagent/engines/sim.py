@@ -11,13 +11,13 @@ request beyond its tokens (for telemetry): the logging costs nothing when nobody
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import concurrent.futures
-import contextlib
-import functools
 import itertools
 import threading
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections import deque
+from collections.abc import AsyncGenerator, Callable
 from typing import Any, TypeVar
 from dataclasses import dataclass, field
 
@@ -33,8 +33,16 @@ from jitagent.slo import SLO, InfeasibleSLOError, is_finite_number
 __all__ = ["SimConfig", "SimEngine", "RequestLog", "DEFAULT_PROFILE"]
 
 _T = TypeVar("_T")
-_MOVED = EngineDeadError("the engine's loop ended")   # a sentinel: the caller's loop carries the engine on
-_LIVENESS_S = 0.5   # how often a call served on another thread's loop checks that the loop still exists
+_LIVENESS_S = 0.5   # how often a call sent to another thread's loop checks that the loop still runs
+_IDLE_POLL_S = 0.005   # how often wait_idle looks at a stepping task on another thread's loop
+
+
+class _Moved(Exception):
+    """The engine no longer steps on the loop a call was sent to (it ended, or the engine moved or
+    went idle): the caller binds it again, on its own loop if it is idle."""
+
+
+_MOVED = _Moved()   # told to a stream whose engine loop ended: the caller's loop carries the engine on
 
 DEFAULT_PROFILE = "llama-3.1-8b-a100"
 _LLAMA_31_MAX_MODEL_LEN = 131072
@@ -168,6 +176,7 @@ class SimEngine:
         self._logs: dict[RequestState, RequestLog] = {}
         self._loop_task: asyncio.Task[None] | None = None   # its loop is the one the engine steps on
         self._binding = threading.Lock()   # callers on two threads must not both start a stepping task
+        self._pending: deque[tuple[Callable[..., None], tuple[Any, ...]]] = deque()   # see _soon
         self._ids = itertools.count()
 
     def now(self) -> float:
@@ -204,11 +213,11 @@ class SimEngine:
     async def aclose(self) -> None:
         """Abort everything in flight (its callers get :class:`EngineDeadError`) and stop the
         stepping task, on whichever loop it runs. A later :meth:`generate` starts the engine again."""
-        home = self._home()
-        if home is not None and home is not asyncio.get_running_loop():
-            with contextlib.suppress(EngineDeadError):   # that loop stopped: its work was given up
-                await _hop(self.aclose(), home)
-            return
+        here = asyncio.get_running_loop()
+        while (home := self._home()) is not None and home is not here:
+            with contextlib.suppress(_Moved):   # moved or ended meanwhile: look again
+                await _Hop(self._if_home, home, self._stop).call(home)
+                return
         task = self._stop()
         if task is not None:
             await asyncio.gather(task, return_exceptions=True)
@@ -216,49 +225,73 @@ class SimEngine:
     def close(self) -> None:
         """:meth:`aclose` for synchronous code: from any thread; on the engine's own loop the
         stepping task ends at the loop's next turn."""
-        home = self._home()
-        if home is not None and home is not _running_loop():
-            with contextlib.suppress(EngineDeadError, concurrent.futures.CancelledError):
-                asyncio.run_coroutine_threadsafe(self.aclose(), home).result()
-        else:
-            self._stop()
+        here = _running_loop()
+        while (home := self._home()) is not None and home is not here:
+            with contextlib.suppress(_Moved):
+                _Hop(self._if_home, home, self._stop).call_sync(home)
+                return
+        self._stop()
 
     async def wait_idle(self) -> None:
-        """Wait until the stepping task has ended (it ends once nothing is live), on whichever loop it runs."""
-        home = self._home()
-        if home is not None and home is not asyncio.get_running_loop():
-            await _hop(self.wait_idle(), home)
-        elif (task := self._loop_task) is not None and not task.done():
-            await asyncio.gather(task, return_exceptions=True)
+        """Wait until the stepping task has ended (it ends once nothing is live), on whichever loop
+        it runs (looked at every few milliseconds when that is another thread's)."""
+        here = asyncio.get_running_loop()
+        while (home := self._home()) is not None:
+            if home is here and (task := self._loop_task) is not None:
+                await asyncio.gather(task, return_exceptions=True)
+            else:
+                await asyncio.sleep(_IDLE_POLL_S)
 
     # -- where the engine steps ----------------------------------------------------------------
+    #
+    # Work for the engine runs on the loop it steps on, sent there as a plain callback (never as a
+    # task: a task sent to a loop that is ending, or that ends before running it, would be
+    # destroyed pending). The callback does the work only if the engine still steps on that loop,
+    # and a caller gives a call that never started up (for good: see _Hop) once that loop ends.
 
     async def _on_engine(self, function: Callable[..., _T], *args: Any) -> _T:
         """``function(*args)`` on the loop the engine steps on (this one if it is idle: it then
-        starts stepping here). Should that loop close first, the engine is idle: so here."""
-        home = self._bind()
-        if home is None:
-            return function(*args)
-        try:
-            return await _hop(self._on_engine(function, *args), home)   # binds again there: it may have moved
-        except EngineDeadError:
-            return await self._on_engine(function, *args)
+        starts stepping here). Should it move or that loop end first, the engine is bound again."""
+        while (home := self._bind()) is not None:
+            with contextlib.suppress(_Moved):
+                return await _Hop(self._if_home, home, function, *args).call(home)
+        return function(*args)
+
+    def _if_home(self, loop: asyncio.AbstractEventLoop, function: Callable[..., _T], *args: Any) -> _T:
+        """On ``loop``: ``function(*args)`` if the engine still steps here; else :class:`_Moved`."""
+        if self._home() is not loop:
+            raise _Moved
+        return function(*args)
 
     def _soon(self, function: Callable[..., None], *args: Any) -> None:
         """``function(*args)`` on the loop the engine steps on, without waiting (from a ``finally``,
-        which may run anywhere, even at garbage collection)."""
+        which may run anywhere, even at garbage collection). Sent to another thread's loop, it waits
+        in ``_pending``, run by that loop, or by the next one the engine steps on, or by whoever
+        next finds the engine idle: it is done even if that loop ends before it runs the callback."""
         with self._binding:
             home = self._home_locked()
             if home is None:   # idle: nobody else touches the core while the lock is held
                 function(*args)
                 return
+            if home is not _running_loop():
+                self._pending.append((function, args))
         if home is _running_loop():
             function(*args)
             return
-        try:
-            home.call_soon_threadsafe(function, *args)
-        except RuntimeError:   # it closed meanwhile: the engine is idle now
-            self._soon(function, *args)
+        with contextlib.suppress(RuntimeError):   # closed meanwhile: the next owner runs it
+            home.call_soon_threadsafe(self._run_pending, home)
+
+    def _run_pending(self, loop: asyncio.AbstractEventLoop) -> None:
+        """On ``loop``: run the work left for the engine, if it steps here (or is idle)."""
+        with self._binding:
+            if self._home_locked() is loop:
+                self._run_pending_locked()
+
+    def _run_pending_locked(self) -> None:
+        """Run the work left for the engine, by its owner (its loop, or anyone while it is idle), lock held."""
+        while self._pending:
+            function, args = self._pending.popleft()
+            function(*args)
 
     def _bind(self) -> asyncio.AbstractEventLoop | None:
         """``None`` when the engine steps on the running loop, starting it here if it was idle;
@@ -278,9 +311,11 @@ class SimEngine:
             return self._home_locked()
 
     def _home_locked(self) -> asyncio.AbstractEventLoop | None:
-        """The loop the engine steps on, ``None`` when idle. Work left on a loop that stopped with
-        the engine stepping on it, or on a loop that has closed, is given up (see :meth:`_fail`):
-        nobody there reads it. A stepping task given up sees it is no longer the engine's and ends."""
+        """The loop the engine steps on, ``None`` when idle (then the work left for it is done
+        here, the lock held). Work left on a loop that stopped with the engine stepping on it, or
+        on a loop that has closed, is given up (see :meth:`_fail`): nobody there reads it; the
+        callers on other loops carry the engine on. A stepping task given up sees it is no longer
+        the engine's and ends."""
         task = self._loop_task
         home = task.get_loop() if task is not None and not task.done() else None
         if home is not None and home.is_running():
@@ -289,6 +324,9 @@ class SimEngine:
         if self._streams:
             self._fail("the event loop of this call stopped while the simulated engine served it",
                        lambda stream: stream.loop is home or stream.loop.is_closed())
+            if home is not None:
+                self._move_callers(home)
+        self._run_pending_locked()
         return None
 
     def _stop(self) -> asyncio.Task[None] | None:
@@ -356,23 +394,32 @@ class SimEngine:
             self._leave()
 
     def _leave(self) -> None:
-        """The stepping task ends: if work is left (its loop is ending and cancelled it), the callers
-        on other loops are told to carry the engine on (:data:`_MOVED`); those on this loop are
-        being cancelled with it."""
-        here = asyncio.get_running_loop()
+        """The stepping task ends: the work left for the engine is done; if requests are left (its
+        loop is ending and cancelled it), the callers on other loops are told to carry the engine
+        on (:data:`_MOVED`); those on this loop are being cancelled with it. (Closed at garbage
+        collection, its loop closed with it pending, it leaves that to the next caller: see
+        :meth:`_home_locked`.)"""
+        if _running_loop() is None:
+            return
         with self._binding:
             if self._loop_task is not asyncio.current_task():   # closed, or given up
                 return
             self._loop_task = None
-            if not self.core.num_live:
-                return
-        for stream in self._streams.values():
-            if stream.loop is not here:
-                stream.tell(_MOVED)
+            self._run_pending_locked()
+            if self.core.num_live:
+                self._move_callers(asyncio.get_running_loop())
+
+    def _move_callers(self, ended: asyncio.AbstractEventLoop) -> None:
+        """Tell the callers on loops other than ``ended`` to carry the engine on, on theirs."""
+        for req, stream in list(self._streams.items()):
+            if stream.loop is not ended:
+                self._tell(req, _MOVED)
 
     async def _step_while_live(self) -> None:
         me = asyncio.current_task()
         while self._loop_task is me and self.core.num_live:   # not me: given up (see _home_locked)
+            if self._pending:   # left while the engine stepped elsewhere
+                self._run_pending(me.get_loop())
             began = self.now()
             step = self.core.begin_step(began)
             if step is None or step.idle:
@@ -435,27 +482,68 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
         return None
 
 
-async def _hop(awaitable: Awaitable[_T], loop: asyncio.AbstractEventLoop) -> _T:
-    """Await ``awaitable`` (a coroutine) on ``loop``, which runs in another thread.
+def _ended(loop: asyncio.AbstractEventLoop) -> bool:
+    return loop.is_closed() or not loop.is_running()
 
-    Raises :class:`EngineDeadError`, rather than hang or pass a cancellation on to a caller that
-    nobody cancelled, if that loop has closed or closes before running the work (checked every
-    :data:`_LIVENESS_S`), or cancels the work (as ``asyncio.run`` does to what is left on its
-    loop as it ends).
+
+class _Hop:
+    """``function(*args)`` run on another thread's event loop, for a caller waiting on its own
+    loop or thread: a plain callback there, its result or exception handed back.
+
+    A call that has not started when the caller gives up on it (cancelled, or its loop ended:
+    checked every :data:`_LIVENESS_S`) never runs, even if that loop later runs the callback.
     """
-    try:
-        future = asyncio.run_coroutine_threadsafe(awaitable, loop)  # type: ignore[arg-type]
-    except RuntimeError:   # closed
-        awaitable.close()  # type: ignore[attr-defined]
-        raise EngineDeadError("the event loop the simulated engine was stepping on has closed") from None
-    waiting = asyncio.wrap_future(future)
-    try:
-        while not (await asyncio.wait([waiting], timeout=_LIVENESS_S))[0]:
-            if loop.is_closed():
-                raise EngineDeadError("the event loop the simulated engine was stepping on closed during the call")
-    except BaseException:
-        waiting.cancel()   # cancelled here, or given up: cancel it there
-        raise
-    if waiting.cancelled():
-        raise EngineDeadError("the event loop the simulated engine was stepping on stopped during the call")
-    return waiting.result()
+
+    def __init__(self, function: Callable[..., Any], *args: Any) -> None:
+        self._function, self._args = function, args
+        self._claim: concurrent.futures.Future[None] = concurrent.futures.Future()   # cancelled: given up
+        self._outcome: concurrent.futures.Future[Any] = concurrent.futures.Future()
+
+    def _run(self) -> None:
+        if not self._claim.set_running_or_notify_cancel():   # given up
+            return
+        try:
+            self._outcome.set_result(self._function(*self._args))
+        except Exception as exc:
+            self._outcome.set_exception(exc)
+
+    def _send(self, loop: asyncio.AbstractEventLoop) -> None:
+        try:
+            loop.call_soon_threadsafe(self._run)
+        except RuntimeError:   # closed
+            raise _Moved from None
+
+    async def call(self, loop: asyncio.AbstractEventLoop) -> Any:
+        """Run it on ``loop`` and return its result (raise its exception); :class:`_Moved` if
+        ``loop`` ended before running it."""
+        self._send(loop)
+        here = asyncio.get_running_loop()
+        answered = here.create_future()
+
+        def wake(_: object) -> None:
+            with contextlib.suppress(RuntimeError):   # this loop closed: nobody waits
+                here.call_soon_threadsafe(_settle, answered)
+
+        self._outcome.add_done_callback(wake)
+        try:
+            while not (await asyncio.wait([answered], timeout=_LIVENESS_S))[0]:
+                if _ended(loop) and self._claim.cancel():
+                    raise _Moved
+        finally:
+            self._claim.cancel()   # cancelled before it started: it never will
+        return self._outcome.result()
+
+    def call_sync(self, loop: asyncio.AbstractEventLoop) -> Any:
+        """:meth:`call` for a thread with no event loop running."""
+        self._send(loop)
+        while True:
+            try:
+                return self._outcome.result(_LIVENESS_S)
+            except TimeoutError:
+                if _ended(loop) and self._claim.cancel():
+                    raise _Moved from None
+
+
+def _settle(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)

@@ -7,10 +7,14 @@ engine holds no request and serves the next call normally.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
+import logging
 import os
+import sys
 import threading
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -147,3 +151,73 @@ def test_async_close_after_sync_use_gives_back_the_thread() -> None:
     _sync_call(client.sync, client.served_model)
     asyncio.run(client.close())
     assert _fds() == fds and not _engine_threads() - threads
+
+
+# -- teardown says nothing ----------------------------------------------------------------------
+
+@contextlib.contextmanager
+def _reporting_nothing(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """Fail if anything would reach the user's stderr: an exception ignored in ``__del__`` or a
+    finalizer (``sys.unraisablehook``), a warning, or a log record of level WARNING and up
+    (asyncio's "Task was destroyed but it is pending!", ``concurrent.futures``' "exception
+    calling callback")."""
+    found: list[str] = []
+    hook, sys.unraisablehook = sys.unraisablehook, lambda u: found.append(f"unraisable: {u.exc_value!r} "
+                                                                            f"in {u.object!r}")
+    caplog.set_level(logging.WARNING)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield
+            gc.collect()   # a task or coroutine given up is reported when it is collected
+    finally:
+        sys.unraisablehook = hook
+    found += [f"warning: {w.message}" for w in caught]
+    found += [f"log {r.name}: {r.getMessage()}" for r in caplog.records if r.levelno >= logging.WARNING]
+    assert not found, "\n".join(found)
+
+
+def test_a_call_sent_to_a_loop_as_it_ends_is_served_elsewhere_and_nothing_is_reported(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The race, made certain: the engine steps on a thread's ``asyncio.run``, which is ending (it
+    has cancelled its tasks and is running them out) when a caller on the main loop sends its
+    request there. The request is not taken on the ending loop (where a new stepping task would be
+    destroyed pending as the loop closes, and the caller would wait forever): the caller's own
+    loop serves it, and nothing is reported."""
+    engine = SimEngine(time_scale=TIME_SCALE)
+
+    async def on_thread(ending: threading.Event, sent: threading.Event) -> None:
+        async def serve_until_cancelled() -> None:
+            try:
+                async for _ in engine.generate(prompt_len=10, max_tokens=500, output_len=500):
+                    pass
+            finally:   # cancelled as asyncio.run ends: hold the loop while the main loop's call is sent
+                ending.set()
+                sent.wait(10)
+
+        asyncio.create_task(serve_until_cancelled())
+        while engine.core.num_live == 0:   # the engine now steps on this loop; returning ends it
+            await asyncio.sleep(0.001)
+
+    async def main() -> None:
+        # asyncio.run cancels the stepping task and the caller's in an order of its own: the
+        # request is sent while the stepping task is still there about half the time, so 20 tries.
+        for _ in range(20):
+            ending, sent = threading.Event(), threading.Event()
+            thread = threading.Thread(target=lambda: asyncio.run(on_thread(ending, sent)), daemon=True)
+            thread.start()
+            await asyncio.to_thread(ending.wait, 10)
+            call = asyncio.create_task(_tokens(engine.generate(prompt_len=10, max_tokens=5, output_len=5)))
+            await asyncio.sleep(0.005)   # its request is sent to the ending loop
+            sent.set()
+            assert await asyncio.wait_for(call, 5) == [1, 2, 3, 4, 5]
+            await asyncio.to_thread(thread.join, 10)
+            assert not thread.is_alive()
+
+    with _reporting_nothing(caplog):
+        asyncio.run(main())
+    assert engine.core.num_live == 0 and not engine._streams
+
+
+async def _tokens(generation: Any) -> list[int]:
+    return [t async for t in generation]
