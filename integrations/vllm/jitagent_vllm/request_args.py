@@ -80,11 +80,9 @@ def parse_request_args(extra_args: Mapping[str, Any] | None) -> RequestArgs:
     slo = parse_slo(args["slo"]) if args.get("slo") is not None else None
     request_class = args.get("request_class", "default")
     run_id, stage = args.get("run_id"), args.get("stage")
-    for name, value in (("request_class", request_class), ("run_id", run_id), ("stage", stage)):
-        if (value is not None or name == "request_class") and not (isinstance(value, str)
-                                                                     and 0 < len(value) <= MAX_NAME_CHARS):
-            raise ValueError(f"{name} must be a non-empty string of at most {MAX_NAME_CHARS} characters, "
-                             f"got {reprlib.repr(value)}")
+    _check_name("request_class", request_class, required=True)
+    _check_name("run_id", run_id)
+    _check_name("stage", stage)
     times = {k: _seconds(k, args[k]) for k in ("run_deadline_s", "stage_deadline_s", "run_elapsed_s") if k in args}
     has_pipeline = any(k in args for k in _PIPELINE_KEYS)
     if has_pipeline and (run_id is None or stage is None or "run_deadline_s" not in times):
@@ -108,15 +106,39 @@ def encode_request_args(slo: SLO | None = None, *, request_class: str | None = N
     if slo is not None:
         args["slo"] = parse_slo(slo).model_dump_json()
     if request_class is not None:
+        _check_name("request_class", request_class)
         args["request_class"] = request_class
     if pipeline is not None:
         if now is None:
             raise ValueError("encoding a pipeline context needs `now`, on the clock of its times")
+        _check_name("run_id", pipeline.run_id)
+        _check_name("stage", pipeline.stage)
         args.update(run_id=pipeline.run_id, stage=pipeline.stage, run_deadline_s=pipeline.run_deadline - now,
                     stage_deadline_s=pipeline.stage_deadline - now, run_elapsed_s=max(0.0, now - pipeline.run_start))
     if declared_max_tokens is not None:
         args["declared_max_tokens"] = declared_max_tokens
     return args
+
+
+def _check_name(name: str, value: Any, required: bool = False) -> None:
+    """ValueError unless ``value`` (``None`` allowed unless ``required``) is a name the scheduler can
+    keep: a non-empty string of at most :data:`MAX_NAME_CHARS` characters, valid Unicode (vLLM
+    sends ``extra_args`` to its engine process as UTF-8, which has no lone surrogates)."""
+    if value is None and not required:
+        return
+    if not (isinstance(value, str) and 0 < len(value) <= MAX_NAME_CHARS and _is_unicode(value)):
+        raise ValueError(f"{name} must be a non-empty string of valid Unicode of at most {MAX_NAME_CHARS} "
+                         f"characters, got {reprlib.repr(value)}")
+
+
+def _is_unicode(text: str) -> bool:
+    if text.isascii():
+        return True
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _seconds(name: str, value: Any) -> float:

@@ -5,7 +5,8 @@ the reproducer, then checks that the engine serves the next call normally.
   check ids itself and the embedding's ``IndexError`` used to kill the engine process): a 400
   from ``JITClient`` naming the id and the vocabulary size; refused by the scheduler too when it
   comes past jitagent's checks (as from ``vllm serve``).
-* A seed vLLM cannot take (beyond a 64-bit signed integer): a 400, not a 500.
+* A seed vLLM cannot take (beyond a 64-bit signed integer), or a request class that is not valid
+  Unicode (vLLM sends it to its engine process as UTF-8): a 400, not a 500.
 * Closing a client whose engine has calls in flight: each caller fails at once with 503
   ``engine_dead`` (or an error event in its stream), and nothing waits forever.
 
@@ -16,6 +17,7 @@ its own engine, as a user's ``JITClient(engine="vllm")`` does.
 from __future__ import annotations
 
 import asyncio
+import json
 
 import openai
 import pytest
@@ -81,6 +83,23 @@ async def test_a_seed_vllm_cannot_take_is_a_400_and_the_engine_serves_on(vllm_en
         for edge in (2**63 - 1, -(2**63)):   # vLLM's own bounds are served
             reply = await client.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=2, seed=edge)
             assert reply.usage.completion_tokens >= 1
+        await assert_serves(client)
+    finally:
+        await client.close()
+
+
+@pytest.mark.parametrize("request_class", ["\ud800", "a\udfffb"])
+async def test_a_request_class_vllm_cannot_send_to_its_engine_is_a_400_and_the_engine_serves_on(vllm_engine,
+                                                                                                request_class) -> None:
+    """vLLM sends ``extra_args`` to its engine process as UTF-8: a lone surrogate failed there (a 500).
+    (JSON can carry one, escaped; the OpenAI client cannot send one, so the body is sent as JSON text.)"""
+    client = JITClient(engine=vllm_engine, max_retries=0)
+    try:
+        body = json.dumps({"model": MODEL, "prompt": "hi", "max_tokens": 2, "request_class": request_class})
+        reply = await client._client.post(f"{client.base_url}completions", content=body.encode(),
+                                          headers={"content-type": "application/json"})
+        assert reply.status_code == 400
+        assert "request_class must be a non-empty string of valid Unicode" in reply.json()["error"]["message"]
         await assert_serves(client)
     finally:
         await client.close()

@@ -137,6 +137,8 @@ def test_a_request_that_cannot_meet_its_slo_is_refused_with_a_reason() -> None:
     ({"declared_max_tokens": 0}, "declared_max_tokens"),
     ({"declared_max_tokens": 2**63}, "declared_max_tokens"),   # vLLM carries it; no token count is that large
     ({"request_class": "c" * 257}, "request_class"),
+    ({"slo": '{"kind": "pipeline", "deadline_s": 9}', "run_id": "r\ud800", "stage": "s", "run_deadline_s": 5},
+     "run_id"),
 ])
 def test_bad_slo_data_is_refused_and_the_engine_serves_on(extra_args, problem, caplog) -> None:
     clock = FakeClock()
