@@ -13,12 +13,9 @@ The policy plans on the latency model itself, or, with ``learn_step_times``, on 
 learns from the steps it times; a :class:`~jitagent.engines.speed_trace.SpeedTrace` makes the
 steps run as fast as a real machine did, window by window.
 
-A failing policy never stops the engine: when its ``schedule`` raises (or, with ``check_plans``,
-returns a plan that breaks the limits), that step is planned first-come-first-served, and a fresh
-instance of the policy (:meth:`~jitagent.scheduling.policies.base.Policy.fresh`), told every live
-request that is not running, takes over from the next step; when ``add_request`` or
-``finish_request`` raises, the policy is restarted the same way. The first failure is logged with
-its traceback, later ones are only counted (:attr:`EngineCore.num_policy_failures`).
+A failing policy never stops the engine: a :class:`~jitagent.scheduling.supervisor.PolicySupervisor`
+runs it (the same one as vLLM's scheduler), planning a step the policy failed to plan (or, with
+``check_plans``, planned beyond the limits) first-come-first-served, and restarting the policy.
 """
 
 from __future__ import annotations
@@ -32,6 +29,7 @@ from jitagent.scheduling.plan import EngineLimits, SchedulerView, StepPlan, chec
 from jitagent.scheduling.policies.base import Policy
 from jitagent.scheduling.policies.baselines import FCFS
 from jitagent.scheduling.request import RequestState, RequestStatus
+from jitagent.scheduling.supervisor import PolicySupervisor
 
 __all__ = ["EngineCore", "Step", "StepResult"]
 
@@ -79,7 +77,7 @@ class EngineCore:
     def __init__(self, policy: Policy, latency: LatencyModel, limits: EngineLimits,
                  check_plans: bool = True, *, speed: SpeedTrace | None = None,
                  learn_step_times: bool = False) -> None:
-        self.policy = policy
+        self.supervisor = PolicySupervisor(policy, lambda: self._output_len, last_resort=FCFS, introduce=self._tell)
         self.latency = latency
         self.speed = speed
         self._learned = LearnedModel(latency) if learn_step_times else None
@@ -91,7 +89,17 @@ class EngineCore:
         self._output_len: dict[RequestState, int] = {}   # when each live request stops (its EOS)
         self.num_steps = 0
         self.num_preemptions = 0
-        self.num_policy_failures = 0   # exceptions raised by the policy, each met by a restart
+
+    @property
+    def policy(self) -> Policy:
+        """The policy scheduling now (a fresh instance after a failure)."""
+        assert self.supervisor.policy is not None   # the last resort is a policy
+        return self.supervisor.policy
+
+    @property
+    def num_policy_failures(self) -> int:
+        """Exceptions raised by the policy, each met by a restart."""
+        return self.supervisor.num_failures
 
     # -- requests ------------------------------------------------------------------------------
 
@@ -115,10 +123,7 @@ class EngineCore:
         if output_len < 1:
             raise ValueError(f"output_len must be at least 1, got {output_len}")
         self._output_len[req] = min(output_len, req.max_tokens)
-        try:
-            self._tell(self.policy, req)
-        except Exception:
-            self._policy_failed("add_request")
+        self.supervisor.add_request(req)
 
     def abort(self, req: RequestState) -> None:
         """End ``req`` now, wherever it is, freeing its seat and KV blocks."""
@@ -140,13 +145,11 @@ class EngineCore:
         if not self._output_len:
             return None
         view = SchedulerView(now, self.running, self.limits, self.free_blocks, self._estimate_step)
-        try:
-            plan = self.policy.schedule(view)
-            if self.check_plans:
-                check_plan(plan, self.running, self.limits, self.free_blocks)
-        except Exception:
-            return self._fall_back(view)
-        return self._apply(plan, now)
+        return self.supervisor.schedule(view, lambda plan: self._apply(plan, now),  # type: ignore[arg-type]
+                                        self._check if self.check_plans else None)
+
+    def _check(self, plan: StepPlan) -> None:
+        check_plan(plan, self.running, self.limits, self.free_blocks)
 
     def _apply(self, plan: StepPlan, now: float) -> Step:
         """Carry out ``plan``'s preemptions, admissions and refusals; the step it makes."""
@@ -204,54 +207,13 @@ class EngineCore:
                 self._end(req, RequestStatus.FINISHED)
         return StepResult(emitted, finished, step.plan.rejected)
 
-    # -- a failing policy ----------------------------------------------------------------------
-
-    def _fall_back(self, view: SchedulerView) -> Step:
-        """The policy's ``schedule`` failed: plan this step first-come-first-served, then restart it."""
-        self._note_failure("schedule")
-        step = self._apply(self._told(FCFS()).schedule(view), view.now)
-        self._restart_policy()
-        return step
-
-    def _policy_failed(self, where: str) -> None:
-        self._note_failure(where)
-        self._restart_policy()
-
-    def _note_failure(self, where: str) -> None:
-        """Log the first failure with its traceback (called from an ``except`` block); count them all."""
-        if self.num_policy_failures == 0:
-            logger.exception("the %r policy raised in %s; a fresh instance of it takes over (a step it failed to plan "
-                             "is planned first-come-first-served). Logged once: EngineCore.num_policy_failures "
-                             "counts the failures", self.policy.name, where)
-        self.num_policy_failures += 1
-
-    def _restart_policy(self) -> None:
-        """Replace the policy by a fresh instance told every live request that is not running (running
-        ones it meets in its view); first-come-first-served if that fails too."""
-        for req in self._output_len:
-            req.policy_data = None  # the failed instance's bookkeeping
-        try:
-            self.policy = self._told(self.policy.fresh())
-        except Exception:
-            logger.exception("the %r policy could not be restarted; scheduling first-come-first-served from now on",
-                             self.policy.name)
-            self.num_policy_failures += 1
-            self.policy = self._told(FCFS())
-
-    def _told(self, policy: Policy) -> Policy:
-        """``policy``, told every live request that is not running, in arrival order."""
-        for req in self._output_len:
-            if req.status is not RequestStatus.RUNNING:
-                self._tell(policy, req)
-        return policy
+    # -- internals -----------------------------------------------------------------------------
 
     def _tell(self, policy: Policy, req: RequestState) -> None:
         policy.add_request(req)
         reveal = getattr(policy, "reveal_output_len", None)
         if reveal is not None:  # a clairvoyant policy (the oracle) is told what the model will do
             reveal(req, self._output_len[req])
-
-    # -- internals -----------------------------------------------------------------------------
 
     def _preempt(self, victims: list[RequestState]) -> None:
         gone = set(victims)
@@ -270,10 +232,7 @@ class EngineCore:
         req.num_blocks = 0
         req.status = status
         del self._output_len[req]
-        try:
-            self.policy.finish_request(req)
-        except Exception:
-            self._policy_failed("finish_request")
+        self.supervisor.finish_request(req)
 
     def _estimate_step(self, prefill_tokens: int, decode_seqs: int, context_tokens: int) -> float:
         return self._planned_on.step_time(StepShape.estimate(prefill_tokens, decode_seqs, context_tokens))

@@ -63,7 +63,7 @@ def _requests(n: int, prompt: int = 30, output: int = 20) -> list[tuple[float, R
 
 def _errors(caplog) -> list[logging.LogRecord]:
     """The engine's reports of a policy failure (a restart that fails too is reported apart)."""
-    return [r for r in caplog.records if r.levelno >= logging.ERROR and r.name == "jitagent.engines.core"
+    return [r for r in caplog.records if r.levelno >= logging.ERROR and r.name == "jitagent.scheduling.supervisor"
             and "policy raised" in r.getMessage()]
 
 
