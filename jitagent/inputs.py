@@ -1,4 +1,5 @@
-"""What the ``jitagent`` command reads, kept from hanging it, exhausting it or writing to its terminal.
+"""What jitagent reads from outside (workload files, span files, profiles), kept from hanging the
+process, exhausting it or writing to its terminal.
 
 Every file the command reads (workload files, span files, profiles) is opened by :func:`open_input`:
 only a regular file of at most a given size is read, and anything else (a FIFO, a device, a socket,

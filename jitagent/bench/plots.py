@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from jitagent.bench.inputs import plot_label
+from jitagent.inputs import plot_label
 
 __all__ = ["plot_results"]
 

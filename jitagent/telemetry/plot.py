@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from jitagent.bench.inputs import plot_label
+from jitagent.inputs import plot_label
 from jitagent.telemetry import names
 from jitagent.telemetry.timeline import MAX_INDENT, Row, Timeline
 

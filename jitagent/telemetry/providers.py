@@ -12,7 +12,7 @@ import os
 
 from opentelemetry import metrics, trace
 
-from jitagent import __version__
+from jitagent._version import __version__
 from jitagent.telemetry import names
 from jitagent.telemetry._compat import ProxyMeterProvider
 from jitagent.telemetry.instruments import Instruments

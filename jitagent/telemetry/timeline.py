@@ -27,7 +27,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from jitagent.bench.inputs import open_input, printable
+from jitagent.inputs import open_input, printable
 from jitagent.telemetry import names
 
 __all__ = ["SpanData", "Row", "Timeline", "read_spans", "spans_from_sdk", "build_timelines", "select_timelines",

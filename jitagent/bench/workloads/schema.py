@@ -28,7 +28,7 @@ from pydantic import (
     model_validator,
 )
 
-from jitagent.bench.inputs import MAX_DEPTH, check_nesting, printable, read_input_text
+from jitagent.inputs import MAX_DEPTH, check_nesting, printable, read_input_text
 from jitagent.bench.workloads.data import _builtin_app_specs, _pipelines_json
 from jitagent.slo import DeadlineSLO, PipelineSLO, StreamSLO, parse_slo
 from jitagent.validation import describe_validation_error
@@ -321,8 +321,8 @@ def load_workload_file(path: str | os.PathLike[str]) -> WorkloadFile:
     """Read and validate a workload file (``.yaml``, ``.yml`` or ``.json``).
 
     Only a regular file of at most :data:`MAX_WORKLOAD_FILE_BYTES` is read, nested at most
-    :data:`~jitagent.bench.inputs.MAX_DEPTH` levels with at most
-    :data:`~jitagent.bench.inputs.MAX_VALUES` values (YAML aliases counted at each use).
+    :data:`~jitagent.inputs.MAX_DEPTH` levels with at most
+    :data:`~jitagent.inputs.MAX_VALUES` values (YAML aliases counted at each use).
 
     Raises:
         ValueError: with a one-line message naming the file and what is wrong, e.g.
