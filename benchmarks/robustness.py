@@ -19,42 +19,42 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-from jitagent.bench.cli import _float_list, _name_list, _Parser, _positive_float, _positive_int, _seed_list
 from jitagent.bench.robustness import Hardware, MatrixConfig, format_matrix, run_matrix, write_outputs
+from jitagent.cli.args import Parser, list_of, name_list, positive_float, positive_int, seed_list
 
 
 def _hardware_list(text: str) -> tuple[Hardware, ...]:
     try:
-        return tuple(Hardware.parse(spec) for spec in _name_list(text))
+        return tuple(Hardware.parse(spec) for spec in name_list(text))
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _parser() -> argparse.ArgumentParser:
     defaults = {f.name: f.default for f in fields(MatrixConfig)}
-    parser = _Parser(prog="robustness.py", description=__doc__.split("\n\n")[0])
+    parser = Parser(prog="robustness.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("robustness-out"),
                         help="output directory (default: robustness-out)")
     parser.add_argument("--profiles", type=_hardware_list, default=defaults["hardware"],
                         help="comma-separated hardware, each PROFILE[:preset=NAME][:slo-scale=X] (default: "
                              + ",".join(h.label for h in defaults["hardware"]) + ")")
-    parser.add_argument("--workloads", type=_name_list, default=defaults["workloads"],
+    parser.add_argument("--workloads", type=name_list, default=defaults["workloads"],
                         help="comma-separated built-in workloads or files (default: chat,tool,pipeline,mixed and "
                              "examples/workloads/support-desk.yaml)")
     parser.add_argument("--workload-file", type=str, action="append", default=[], metavar="FILE",
                         help="a workload file added to the workloads (may be repeated)")
-    parser.add_argument("--policies", type=_name_list, default=defaults["policies"],
+    parser.add_argument("--policies", type=name_list, default=defaults["policies"],
                         help="comma-separated policies, fcfs and jit among them (default: "
                              + ",".join(defaults["policies"]) + ")")
-    parser.add_argument("--seeds", type=_seed_list, default=defaults["seeds"], help="default: 0,1")
-    parser.add_argument("--duration", type=_positive_float, default=defaults["duration"],
+    parser.add_argument("--seeds", type=seed_list, default=defaults["seeds"], help="default: 0,1")
+    parser.add_argument("--duration", type=positive_float, default=defaults["duration"],
                         help=f"arrival window of each run in seconds (default: {defaults['duration']:g})")
-    parser.add_argument("--targets", type=_float_list, default=defaults["targets"],
+    parser.add_argument("--targets", type=list_of(positive_float), default=defaults["targets"],
                         help="fcfs attainments that set the load levels (default: "
                              + ",".join(f"{t:g}" for t in defaults["targets"]) + ")")
-    parser.add_argument("--rel-tol", type=_positive_float, default=defaults["rel_tol"],
+    parser.add_argument("--rel-tol", type=positive_float, default=defaults["rel_tol"],
                         help=f"relative tolerance of each level's rate (default: {defaults['rel_tol']:g})")
-    parser.add_argument("--jobs", type=_positive_int, help="worker processes (default: one per core)")
+    parser.add_argument("--jobs", type=positive_int, help="worker processes (default: one per core)")
     parser.add_argument("--no-progress", action="store_true", help="no progress lines on stderr")
     return parser
 

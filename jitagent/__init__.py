@@ -1,19 +1,20 @@
 """jitagent: SLO-aware LLM serving middleware.
 
 The core (SLOs, policies, engines, benchmarks) needs no heavy framework; ``JITClient`` and
-``slo_scope`` need the ``client`` extra (openai, httpx2) and are imported on first use.
+``slo_scope`` need the ``client`` extra (``pip install 'jitagent-core[client]'``: openai, httpx2) and
+are imported on first use.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from jitagent._version import __version__
 from jitagent.slo import SLO, DeadlineSLO, InfeasibleSLOError, PipelineSLO, StreamSLO, parse_slo
 
 if TYPE_CHECKING:
     from jitagent.client import JITClient, slo_scope
 
-__version__ = "0.1.0"
 __all__ = ["SLO", "StreamSLO", "DeadlineSLO", "PipelineSLO", "parse_slo", "InfeasibleSLOError", "JITClient",
            "slo_scope"]
 
@@ -21,7 +22,7 @@ _CLIENT_EXPORTS = ("JITClient", "slo_scope")
 
 
 def __getattr__(name: str) -> Any:
-    if name in _CLIENT_EXPORTS:  # the OpenAI client is an optional dependency
+    if name in _CLIENT_EXPORTS:  # the OpenAI client is an optional dependency (its error names the extra)
         import jitagent.client
 
         return getattr(jitagent.client, name)

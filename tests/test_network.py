@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from jitagent.bench.cli import main as jitagent_main
+from jitagent.cli import main as jitagent_main
 from jitagent.client import JITClient
 
 _INET = (socket.AF_INET, socket.AF_INET6)

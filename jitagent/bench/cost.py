@@ -26,7 +26,7 @@ import json
 import math
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -197,12 +197,14 @@ def measure_growth(policies: Sequence[str], *, running: Sequence[int] = (64, 256
     return results
 
 
-def write_growth(results: Sequence[DecisionCost], out: Path) -> tuple[Path, Path]:
-    """``cost.json`` (one object per policy and load) and ``cost.png`` (mean and p99 decision time,
-    wall and CPU, against the waiting requests, a line per policy and running count) in ``out``."""
+def write_growth(results: Sequence[DecisionCost], out: Path,
+                 about: Mapping[str, Any] | None = None) -> tuple[Path, Path]:
+    """``cost.json`` (``about``'s fields, e.g. the version and command line, then ``"results"``: one
+    object per policy and load) and ``cost.png`` (mean and p99 decision time, wall and CPU, against
+    the waiting requests, a line per policy and running count) in ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     data = out / "cost.json"
-    data.write_text(json.dumps([r.to_dict() for r in results], indent=1) + "\n")
+    data.write_text(json.dumps({**(about or {}), "results": [r.to_dict() for r in results]}, indent=1) + "\n")
     return data, _plot_growth(results, out / "cost.png")
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import queue
+import signal
 import statistics
 import time
 from collections.abc import Callable
@@ -79,6 +80,13 @@ _progress: Any = None  # the worker's queue to the progress bar, set by _init_wo
 def _init_worker(progress: Any) -> None:
     global _progress
     _progress = progress
+
+
+def _init_pool_worker(progress: Any) -> None:
+    """A worker process leaves Ctrl-C to the parent, which ends the pool: a worker that took it
+    would print a traceback of its own, and the pool would wait for the others' runs to end."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _init_worker(progress)
 
 
 def _report(task: int, fraction: float) -> None:
@@ -207,18 +215,26 @@ def _execute(tasks: list[tuple[Callable[..., Any], tuple[Any, ...]]], jobs: int,
 
     context = mp.get_context("fork")  # workers inherit the imported modules: no start-up cost
     progress_queue = context.Queue()
-    with ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker,
+    children_before = set(mp.active_children())
+    with ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_pool_worker,
                              initargs=(progress_queue,)) as pool:
-        futures: dict[Future[Any], int] = {pool.submit(fn, *args): i for i, (fn, args) in enumerate(tasks)}
-        pending = set(futures)
-        while pending:
-            _, pending = wait(pending, timeout=0.25, return_when=FIRST_COMPLETED)
-            while True:
-                try:
-                    advance(*progress_queue.get_nowait())
-                except queue.Empty:
-                    break
-        return [future.result() for future in futures]
+        try:
+            futures: dict[Future[Any], int] = {pool.submit(fn, *args): i for i, (fn, args) in enumerate(tasks)}
+            pending = set(futures)
+            while pending:
+                _, pending = wait(pending, timeout=0.25, return_when=FIRST_COMPLETED)
+                while True:
+                    try:
+                        advance(*progress_queue.get_nowait())
+                    except queue.Empty:
+                        break
+            return [future.result() for future in futures]
+        except BaseException:  # Ctrl-C, or a run that failed: the benchmark is over, its other runs too
+            # End the pool's processes now, not after their runs (Python 3.14's terminate_workers()).
+            pool.shutdown(wait=False, cancel_futures=True)
+            for worker in set(mp.active_children()) - children_before:
+                worker.terminate()
+            raise
 
 
 class _LocalProgress:

@@ -1,7 +1,8 @@
 """The OpenAI-compatible client: swap ``openai.AsyncOpenAI(...)`` for ``JITClient(...)``.
 
-Needs the ``client`` extra (``pip install jitagent[client]``): openai 3.x (over httpx2), and
-langchain-openai for :meth:`JITClient.chat_model`.
+Needs the ``client`` extra (``pip install 'jitagent-core[client]'``): openai 3.x (over httpx2), and
+langchain-openai for :meth:`JITClient.chat_model`. Without it, importing this package fails with a
+``ModuleNotFoundError`` that names the extra.
 
 Usage (inside async code)::
 
@@ -15,7 +16,17 @@ Usage (inside async code)::
 ``slo_scope`` is exported under that name because ``jitagent.slo`` is already the SLO module.
 """
 
-from jitagent.client.client import JITClient, SyncJITClient
+from jitagent._version import DISTRIBUTION
+
+_EXTRA = ("openai", "httpx2", "langchain_openai", "langchain_core")   # what the client extra installs
+
+try:
+    from jitagent.client.client import JITClient, SyncJITClient
+except ModuleNotFoundError as exc:
+    if (exc.name or "").partition(".")[0] not in _EXTRA:
+        raise
+    raise ModuleNotFoundError(f"JITClient needs the 'client' extra ({exc.name} is missing): "
+                              f"pip install '{DISTRIBUTION}[client]'", name=exc.name) from None
 from jitagent.client.context import CallScope, current_scope, slo_scope
 
 __all__ = ["JITClient", "SyncJITClient", "slo_scope", "current_scope", "CallScope"]

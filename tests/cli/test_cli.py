@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from jitagent.bench.cli import main
+from jitagent.cli import main
 from jitagent.evaluation.goodput import RequestRecord, Window, summarize
 
 

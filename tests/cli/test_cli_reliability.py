@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from jitagent.bench.cli import main
-from jitagent.bench.inputs import MAX_VALUES, printable
+from jitagent.cli import main
+from jitagent.inputs import MAX_VALUES, printable
 
 GOOD = ("classes:\n  - kind: single\n    name: chat\n    lengths: conv\n"
         "    slo: {kind: stream, ttft_s: 1, tpot_s: 0.1}\n")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from jitagent.bench.cli import main
+from jitagent.cli import main
 from jitagent.evaluation.goodput import RequestRecord, Window, summarize
 from jitagent.telemetry import build_timelines, read_spans
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from jitagent.bench.cli import main
+from jitagent.cli import main
 from jitagent.telemetry import build_timelines, read_spans, timeline
 
 UNSAFE = ("\x1b", "\x07", "\x9b", "\u202e", "\u2066", "\u200b", "\r")

@@ -26,7 +26,7 @@ from jitagent_langgraph.bench import (
     replay,
 )
 
-from jitagent.bench.cli import main
+from jitagent.cli import main
 from jitagent.engines.sim import RequestLog, SimConfig
 from jitagent.evaluation.goodput import RequestRecord, Window, summarize
 from jitagent.scheduling.request import RequestState

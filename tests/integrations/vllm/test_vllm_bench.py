@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("vllm")
 
-from jitagent.bench.cli import main  # noqa: E402
+from jitagent.cli import main  # noqa: E402
 from jitagent.bench.runner import simulate  # noqa: E402
 from jitagent.bench.workloads import build_workload  # noqa: E402
 from jitagent.engines.latency import FittedModel, load_profile  # noqa: E402
