@@ -1,15 +1,15 @@
 """Runs a workload against a live engine in real time and scores it, as :func:`~jitagent.bench.runner.simulate`
 does in virtual time.
 
-The driver plays the same applications the same way: each single request is issued at its arrival
-time; each pipeline run round by round, a round's calls together, the next round after the last of
-them finishes and its tool gap has passed, every call carrying the round's stage deadline. Token
-times are read on the engine's clock as the tokens arrive. After the arrival window the engine
+The driver plays the same applications the same way (:mod:`jitagent.bench.driver`): each single
+request is issued at its arrival time; each pipeline run round by round, a round's calls together,
+the next round after the last of them finishes and its tool gap has passed, every call carrying the
+round's stage deadline. Token times are read on the engine's clock as the tokens arrive. After the arrival window the engine
 serves on for up to ``drain_s``; calls still unfinished then are cancelled (aborted in the engine)
 and count as missed. A refused call (:class:`~jitagent.slo.InfeasibleSLOError`) counts as missed.
 
-Any engine with this interface can be driven (:class:`LiveEngine`): the vLLM engine through
-``jitagent_vllm.ReplayEngine``, or :class:`~jitagent.engines.sim.SimEngine` in real time.
+Any :class:`~jitagent.engines.protocol.Engine` can be driven: the vLLM engine, or
+:class:`~jitagent.engines.sim.SimEngine` in real time.
 """
 
 from __future__ import annotations
@@ -17,39 +17,25 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
-from typing import Any, Protocol
+from collections.abc import Callable
 
-from jitagent.bench.runner import DEFAULT_DRAIN_S, RunOutcome, call_record, default_warmup, stage_deadline
+from jitagent.bench.driver import PipelineRun, call_record
+from jitagent.bench.runner import DEFAULT_DRAIN_S, RunOutcome, default_warmup
 from jitagent.bench.workloads import CallSpec, PipelineArrival, SingleArrival, Workload
+from jitagent.engines.protocol import Engine
 from jitagent.evaluation.goodput import RequestRecord, Window, summarize
 from jitagent.scheduling.request import PipelineContext
 from jitagent.slo import SLO, InfeasibleSLOError
 
-__all__ = ["LiveEngine", "serve_live"]
+__all__ = ["serve_live"]
 
 logger = logging.getLogger(__name__)
 
 _LEAD_S = 0.2   # the first arrival's head start: the driver's own tasks are set up by then
 
 
-class LiveEngine(Protocol):
-    """An engine serving in real time: tokens of a request of known lengths, on its own clock."""
-
-    def now(self) -> float:
-        """The engine's clock, in seconds (pipeline contexts are read on it)."""
-        ...
-
-    def generate(self, prompt_len: int, max_tokens: int, output_len: int, *, slo: SLO | None = None,
-                 request_class: str = "default", pipeline: PipelineContext | None = None,
-                 request_id: str | None = None) -> AsyncIterator[Any]:
-        """Serve a request of ``prompt_len`` tokens whose answer is ``output_len`` tokens (capped by
-        ``max_tokens``, which is all a policy may know); one item per output token."""
-        ...
-
-
 class _Driver:
-    def __init__(self, workload: Workload, engine: LiveEngine, policy: str, rate: float) -> None:
+    def __init__(self, workload: Workload, engine: Engine, policy: str, rate: float) -> None:
         self.workload = workload
         self.engine = engine
         self.provenance = {"policy": policy, "seed": workload.seed, "rate": rate}
@@ -87,20 +73,18 @@ class _Driver:
         await self._sleep_until(arrival.time)
         await self._call(f"r{index}", arrival.call, arrival.slo, arrival.score_class, self.clock())
 
-    async def pipeline(self, run: PipelineArrival) -> None:
-        await self._sleep_until(run.time)
-        deadline = run.time + run.slo.deadline_s
-        last = len(run.rounds) - 1
-        for index, round_ in enumerate(run.rounds):
-            if round_.gap_s:
-                await asyncio.sleep(round_.gap_s)
+    async def pipeline(self, spec: PipelineArrival) -> None:
+        await self._sleep_until(spec.time)
+        run = PipelineRun.of(spec)
+        while run.next_round < len(spec.rounds):
+            if gap := spec.rounds[run.next_round].gap_s:
+                await asyncio.sleep(gap)
             at = self.clock()
-            context = PipelineContext(run.run_id, self.start + run.time, self.start + deadline, round_.stage,
-                                      self.start + stage_deadline(at, deadline, round_))
+            started = run.begin_round(at, clock_offset=self.start)
             await asyncio.gather(*(
-                self._call(f"{run.run_id}/{index}/{j}", call, run.slo, run.score_class, at, context, run.run_id,
-                           run.time, index == last)
-                for j, call in enumerate(round_.calls)))
+                self._call(run.call_id(started.index, j), call, run.slo, spec.score_class, at, started.context,
+                           run.run_id, run.start, started.final)
+                for j, call in enumerate(started.round.calls)))
 
     async def run(self, horizon: float, on_progress: Callable[[float], None] | None) -> float:
         self.start = self.engine.now() + _LEAD_S
@@ -120,7 +104,7 @@ class _Driver:
         return self.clock()
 
 
-async def serve_live(workload: Workload, engine: LiveEngine, *, policy: str, rate: float, decode_weight: float = 1.0,
+async def serve_live(workload: Workload, engine: Engine, *, policy: str, rate: float, decode_weight: float = 1.0,
                      warmup: float | None = None, drain_s: float = DEFAULT_DRAIN_S,
                      on_progress: Callable[[float], None] | None = None) -> RunOutcome:
     """Serve ``workload`` on ``engine`` in real time and score it like the simulated benchmark.

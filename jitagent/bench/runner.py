@@ -1,12 +1,9 @@
 """Runs a workload through the simulated engine in virtual time and scores it.
 
-The driver plays the applications: it issues each single request at its arrival time, and plays
-each pipeline run round by round: a round's calls are issued together, and when the last of them
-finishes the next round follows after its tool gap. Each round's calls carry a stage deadline: the
-round's share of the time left before the run's deadline, by the rounds expected to remain (what
-``jit_slo`` does for a real graph). Arrivals between steps wait for the next step, as in a real
-engine. After the arrival window closes the engine keeps serving for up to ``drain_s`` so that late
-arrivals can finish; whatever is unfinished then counts as missed.
+The driver (:mod:`jitagent.bench.driver`) plays the applications: single requests at their arrival
+times, pipeline runs round by round with stage deadlines. After the arrival window closes the
+engine keeps serving for up to ``drain_s`` so that late arrivals can finish; whatever is unfinished
+then counts as missed.
 """
 
 from __future__ import annotations
@@ -17,17 +14,16 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
-from jitagent.bench.workloads import CallSpec, PipelineArrival, Round, SingleArrival, Workload
+from jitagent.bench.driver import PipelineRun, call_record, step_virtual
+from jitagent.bench.workloads import CallSpec, PipelineArrival, SingleArrival, Workload
 from jitagent.engines.core import EngineCore
 from jitagent.engines.sim import SimConfig
 from jitagent.evaluation.goodput import GoodputSummary, RequestRecord, Window, summarize
 from jitagent.scheduling.policies import Policy
-from jitagent.scheduling.request import PipelineContext, RequestState
-from jitagent.slo import SLO
+from jitagent.scheduling.request import RequestState
 
-__all__ = ["RunOutcome", "simulate", "default_warmup", "stage_deadline", "call_record", "DEFAULT_DRAIN_S"]
+__all__ = ["RunOutcome", "simulate", "default_warmup", "DEFAULT_DRAIN_S"]
 
 logger = logging.getLogger(__name__)
 
@@ -55,90 +51,49 @@ class RunOutcome:
     wall_s: float
 
 
-@dataclass(slots=True)
-class _Run:
-    """A pipeline run in flight."""
-
-    spec: PipelineArrival
-    deadline: float
-    next_round: int = 0
-    outstanding: int = 0
-
-
-def call_record(request_id: str, call: CallSpec, slo: SLO | None, score_class: str, arrival: float,
-                token_times: list[float], provenance: dict[str, Any], run_id: str | None = None,
-                run_start: float | None = None, final_round: bool = False) -> RequestRecord:
-    """The record of one workload call, its token times filled in as they are delivered."""
-    return RequestRecord(id=request_id, score_class=score_class, arrival=arrival, slo=slo,
-                         prompt_tokens=call.prompt_len, output_tokens=min(call.output_len, call.max_tokens),
-                         token_times=token_times, pipeline_run=run_id, run_start=run_start,
-                         final_round=final_round, **provenance)
-
-
-def stage_deadline(at: float, run_deadline: float, round_: Round) -> float:
-    """A round's stage deadline: its share of the time left before the run's deadline, by the
-    rounds expected to remain (what ``jit_slo`` does for a real graph)."""
-    return at + (run_deadline - at) / max(1.0, round_.expected_rounds_left)
-
-
 class _Driver:
     def __init__(self, workload: Workload, core: EngineCore, policy: str, rate: float) -> None:
         self.workload = workload
         self.core = core
         self.provenance = {"policy": policy, "seed": workload.seed, "rate": rate}
-        self._events: list[tuple[float, int, SingleArrival | _Run]] = []
+        self._events: list[tuple[float, int, SingleArrival | PipelineRun]] = []
         self._order = itertools.count()
         self.records: dict[RequestState, RequestRecord] = {}
-        self._run_of: dict[RequestState, _Run] = {}
+        self._run_of: dict[RequestState, PipelineRun] = {}
         for arrival in workload.arrivals:
-            if isinstance(arrival, PipelineArrival):
-                event: SingleArrival | _Run = _Run(arrival, arrival.time + arrival.slo.deadline_s)
-            else:
-                event = arrival
+            event = PipelineRun.of(arrival) if isinstance(arrival, PipelineArrival) else arrival
             heapq.heappush(self._events, (arrival.time, next(self._order), event))
 
     def run(self, horizon: float, on_progress: Callable[[float], None] | None) -> float:
-        core, events = self.core, self._events
-        now = 0.0
-        while True:
-            while events and events[0][0] <= now:
-                self._issue(events[0][0], heapq.heappop(events)[2])
-            step = core.begin_step(now)
-            if step is None or step.idle:
-                if not events:
-                    if step is not None:
-                        logger.warning("%d requests can never be scheduled; stopping", core.num_live)
-                    return now
-                now = events[0][0]
-            else:
-                now += step.duration
-                for req in core.end_step(step, now).finished:
-                    self._on_finished(req, now)
-                if on_progress is not None and core.num_steps % 2000 == 0:
-                    on_progress(now)
-            if now >= horizon:
-                return now
+        now, stuck = step_virtual(self.core, self._due, self._next_time, self._ended, horizon=horizon,
+                                  on_progress=on_progress)
+        if stuck:
+            logger.warning("%d requests can never be scheduled; stopping", self.core.num_live)
+        return now
 
-    def _issue(self, at: float, event: SingleArrival | _Run) -> None:
+    def _due(self, now: float) -> None:
+        events = self._events
+        while events and events[0][0] <= now:
+            self._issue(events[0][0], heapq.heappop(events)[2])
+
+    def _next_time(self) -> float | None:
+        return self._events[0][0] if self._events else None
+
+    def _issue(self, at: float, event: SingleArrival | PipelineRun) -> None:
         if isinstance(event, SingleArrival):
             call = event.call
             req = RequestState(f"r{next(self._order)}", at, call.prompt_len, call.max_tokens,
                                slo=event.slo, request_class=call.request_class)
             self._add(req, call, event.score_class, None, False)
             return
-        run, spec = event, event.spec
-        index = run.next_round
-        round_: Round = spec.rounds[index]
-        context = PipelineContext(spec.run_id, spec.time, run.deadline, round_.stage,
-                                  stage_deadline(at, run.deadline, round_))
-        final = index == len(spec.rounds) - 1
-        run.next_round += 1
-        run.outstanding = len(round_.calls)
-        for j, call in enumerate(round_.calls):
-            req = RequestState(f"{spec.run_id}/{index}/{j}", at, call.prompt_len, call.max_tokens,
-                               slo=spec.slo, request_class=call.request_class, pipeline=context)
+        run = event
+        started = run.begin_round(at)
+        for j, call in enumerate(started.round.calls):
+            req = RequestState(run.call_id(started.index, j), at, call.prompt_len, call.max_tokens,
+                               slo=run.slo, request_class=call.request_class, pipeline=started.context)
+            run.calls.add(req)
             self._run_of[req] = run
-            self._add(req, call, spec.score_class, spec.run_id, final)
+            self._add(req, call, run.spec.score_class, run.run_id, started.final)
 
     def _add(self, req: RequestState, call: CallSpec, score_class: str, run_id: str | None, final: bool) -> None:
         pipeline = req.pipeline
@@ -150,13 +105,14 @@ class _Driver:
                                         self.provenance, run_id, pipeline.run_start if pipeline is not None else None,
                                         final)
 
-    def _on_finished(self, req: RequestState, now: float) -> None:
+    def _ended(self, req: RequestState, outcome: str, now: float) -> None:
+        if outcome != "finished":   # refused by the policy: its run goes no further, and it counts as missed
+            return
         run = self._run_of.pop(req, None)
         if run is None:
             return
-        run.outstanding -= 1
-        if run.outstanding == 0 and run.next_round < len(run.spec.rounds):
-            gap = run.spec.rounds[run.next_round].gap_s
+        gap = run.finished(req)
+        if gap is not None:
             heapq.heappush(self._events, (now + gap, next(self._order), run))
 
     def finalized_records(self) -> list[RequestRecord]:
