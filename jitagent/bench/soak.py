@@ -428,6 +428,7 @@ class ClientCheckpoint:
     threads: int               # the process's threads
     fds: int                   # the process's open file descriptors
     rss_bytes: int             # the process's resident memory now
+    python_blocks: int         # memory blocks the interpreter has allocated and not freed (after a collection)
 
 
 @dataclass
@@ -493,7 +494,7 @@ def client_soak(config: ClientSoakConfig) -> ClientSoakResult:
         checkpoints.append(ClientCheckpoint(
             label, time.perf_counter() - started, retained_bytes([engine.core, engine._streams, engine._logs]),
             _estimator_classes(engine.core.policy), threading.active_count(), len(os.listdir("/proc/self/fd")),
-            _rss()))
+            _rss(), sys.getallocatedblocks()))
 
     async def main() -> None:
         client = JITClient(engine=engine, max_retries=0)
