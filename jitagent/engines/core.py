@@ -96,6 +96,12 @@ class EngineCore:
         assert self.supervisor.policy is not None   # the last resort is a policy
         return self.supervisor.policy
 
+    @policy.setter
+    def policy(self, policy: Policy) -> None:
+        """Hand scheduling to ``policy`` as it is: it meets the running requests in its view and hears
+        of the requests added from now on (``jitagent cost`` measures a policy this way)."""
+        self.supervisor.policy = policy
+
     @property
     def num_policy_failures(self) -> int:
         """Exceptions raised by the policy, each met by a restart."""
