@@ -3,7 +3,7 @@
 Three ways to stream the same requests from the same tiny model on this CPU, each with the JIT
 scheduler inside vLLM:
 
-* **engine**: ``VLLMEngine.generate``, no client at all (the baseline);
+* **engine**: ``VLLMEngine.generate_ids``, no client at all (the baseline);
 * **jitclient**: ``JITClient(engine=...)``: the OpenAI client, jitagent's in-process transport and
   handlers, on the same event loop as the engine (made in the application's loop, it binds to it);
 * **serve**: vLLM's OpenAI server (``vllm serve --scheduler-cls jitagent_vllm.JITScheduler``) in its own
@@ -39,7 +39,7 @@ MODEL = "tiny-random-llama"
 async def engine_direct(engine: VLLMEngine, prompt: list[int], tokens: int) -> list[float]:
     start = time.perf_counter()
     times: list[float] = []
-    async for delta in engine.generate(prompt, tokens, ignore_eos=True):
+    async for delta in engine.generate_ids(prompt, tokens, ignore_eos=True):
         times += [time.perf_counter() - start] * len(delta.token_ids)
     return times
 

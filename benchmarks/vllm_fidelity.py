@@ -51,7 +51,7 @@ from jitagent.scheduling.policies import make_policy
 from jitagent_vllm import VLLMEngine, VLLMEngineConfig
 from jitagent_vllm.bench import LIVE_DRAIN_S
 from jitagent_vllm.calibrate import Calibration, fit_profile, run_probes
-from jitagent_vllm.replay import ReplayEngine, SLOScale, measure_slo_scale
+from jitagent_vllm.slo_scale import SLOScale, measure_slo_scale
 from jitagent_vllm.step_timer import read_step_log, read_timed_steps
 
 METRICS = ("service_goodput", "slo_attainment", "mean_ttft_s", "mean_e2e_s")
@@ -129,7 +129,7 @@ def serve_real(config: VLLMEngineConfig, base: Workload, scale: SLOScale | None,
         prior.write_text(fit_profile(read_step_log(before_log), engine, name).profile.to_json())
     with VLLMEngine(dataclasses.replace(config, profile=str(prior))) as engine:
         started = time.perf_counter()   # the driver's clock starts 0.2 s later: nothing at the trace's scale
-        outcome = engine.run(serve_live(base.with_slo_scale(scale.factor), ReplayEngine(engine),
+        outcome = engine.run(serve_live(base.with_slo_scale(scale.factor), engine,
                                         policy=config.policy, rate=args.rate, drain_s=LIVE_DRAIN_S))
         ended = time.perf_counter()
         engine.run(run_probes(engine, args.probe_rounds))

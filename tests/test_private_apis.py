@@ -15,6 +15,7 @@ COMPAT_MODULES = [
     "jitagent.client._compat",
     "jitagent.telemetry._compat",
     "jitagent_langgraph._compat",
+    "jitagent_vllm._compat",
 ]
 
 

@@ -85,8 +85,8 @@ class VLLMBackend:
 
     def generate(self, request: GenerationRequest, observe: bool = False) -> VLLMGeneration:
         assert request.prompt_ids is not None, "the handlers tokenize through this backend"
-        deltas = self.engine.generate(request.prompt_ids, request.max_tokens, slo=request.slo,
-                                      request_class=request.request_class, pipeline=request.pipeline,
-                                      request_id=request.request_id, temperature=request.temperature,
-                                      seed=request.seed)
+        deltas = self.engine.generate_ids(request.prompt_ids, request.max_tokens, slo=request.slo,
+                                          request_class=request.request_class, pipeline=request.pipeline,
+                                          request_id=request.request_id, temperature=request.temperature,
+                                          seed=request.seed)
         return VLLMGeneration(deltas, observe, self.engine.config.policy)

@@ -2,7 +2,7 @@
 
 Each policy gets a fresh engine (the policy is an engine setting); every (rate, seed) of the
 benchmark then runs on it through :func:`jitagent.bench.live.serve_live`, with the workload's SLOs
-scaled to the engine's measured unloaded speed (:mod:`jitagent_vllm.replay`), measured once on the
+scaled to the engine's measured unloaded speed (:mod:`jitagent_vllm.slo_scale`), measured once on the
 first engine unless a scale is given. Results have the simulated benchmark's shape, so the same
 tables, plots and ``results.json`` come out.
 """
@@ -19,9 +19,9 @@ from tqdm import tqdm
 from jitagent.bench.live import serve_live
 from jitagent.bench.suite import BenchConfig, BenchResult, outcome_row
 from jitagent.bench.workloads import build_workload
-from jitagent.scheduling.goodput import RequestRecord
+from jitagent.evaluation.goodput import RequestRecord
 from jitagent_vllm.engine import VLLMEngine, VLLMEngineConfig
-from jitagent_vllm.replay import ReplayEngine, SLOScale, measure_slo_scale
+from jitagent_vllm.slo_scale import SLOScale, measure_slo_scale
 
 __all__ = ["run_vllm_bench", "LIVE_DRAIN_S"]
 
@@ -65,7 +65,7 @@ def run_vllm_bench(config: BenchConfig, engine: VLLMEngineConfig, *,
                             bar.n = done + min(1.0, now / (config.duration + drain))
                             bar.refresh()
 
-                        outcome = vllm.run(serve_live(workload, ReplayEngine(vllm), policy=policy, rate=rate,
+                        outcome = vllm.run(serve_live(workload, vllm, policy=policy, rate=rate,
                                                       decode_weight=config.decode_weight, warmup=config.warmup,
                                                       drain_s=drain, on_progress=advance))
                         bar.n = done + 1

@@ -26,7 +26,6 @@ from pathlib import Path
 
 from jitagent.engines.latency import EngineDefaults, FittedModel, Profile, StepShape
 from jitagent_vllm.engine import VLLMEngine, VLLMEngineConfig
-from jitagent_vllm.replay import ReplayEngine
 from jitagent_vllm.step_timer import read_step_log
 
 __all__ = ["Calibration", "calibrate", "fit_profile", "run_probes"]
@@ -52,35 +51,34 @@ class Calibration:
                 "p90_relative_error": errors[int(0.9 * (len(errors) - 1))]}
 
 
-async def _probe(replay: ReplayEngine, prompt_len: int, output_len: int, tag: str) -> None:
-    async for _ in replay.generate(prompt_len, output_len, output_len, request_id=tag):
+async def _probe(engine: VLLMEngine, prompt_len: int, output_len: int, tag: str) -> None:
+    async for _ in engine.generate(prompt_len, output_len, output_len, request_id=tag):
         pass
 
 
-async def _arrivals(replay: ReplayEngine, tag: str) -> None:
+async def _arrivals(engine: VLLMEngine, tag: str) -> None:
     await asyncio.sleep(0.3)  # the batch is decoding by now
     for group in (1, 2, 4):
         for prompt in (48, 160, 512, 2048):
-            await asyncio.gather(*(_probe(replay, prompt, 2, f"{tag}-{group}-{prompt}-{i}") for i in range(group)))
+            await asyncio.gather(*(_probe(engine, prompt, 2, f"{tag}-{group}-{prompt}-{i}") for i in range(group)))
 
 
 async def run_probes(engine: VLLMEngine, rounds: int = 2) -> None:
     """Run the probe set ``rounds`` times on ``engine`` (its scheduler logs the steps, see
     :class:`~jitagent_vllm.VLLMEngineConfig`'s ``step_log``)."""
-    replay = ReplayEngine(engine)
     seats = engine.limits.max_num_seqs
     for r in range(rounds):
         for batch in _DECODE_BATCHES:
             if batch > seats:
                 continue
             for context in (32, 1024):
-                await asyncio.gather(*(_probe(replay, context, 48, f"d{r}-{batch}-{context}-{i}") for i in range(batch)))
+                await asyncio.gather(*(_probe(engine, context, 48, f"d{r}-{batch}-{context}-{i}") for i in range(batch)))
         for prompt in _PREFILLS:
             if prompt < engine.max_model_len:
-                await _probe(replay, prompt, 2, f"p{r}-{prompt}")
+                await _probe(engine, prompt, 2, f"p{r}-{prompt}")
         for batch in (4, 16, 32):  # prefills, one to four at a time, arriving while a batch decodes
-            decodes = [_probe(replay, 256, 160, f"m{r}-{batch}-{i}") for i in range(min(batch, seats - 8))]
-            await asyncio.gather(*decodes, _arrivals(replay, f"m{r}-{batch}"))
+            decodes = [_probe(engine, 256, 160, f"m{r}-{batch}-{i}") for i in range(min(batch, seats - 8))]
+            await asyncio.gather(*decodes, _arrivals(engine, f"m{r}-{batch}"))
 
 
 def fit_profile(samples: list[tuple[StepShape, float]], engine: VLLMEngine, name: str | None = None) -> Calibration:

@@ -2,7 +2,7 @@
 
 Requests carry their SLO, pipeline context and request class to the scheduler in
 ``SamplingParams.extra_args``; output tokens stream back as vLLM makes them; cancelling the
-consumer of :meth:`VLLMEngine.generate` aborts the request in the engine (vLLM frees its seat and
+consumer of :meth:`VLLMEngine.generate_ids` aborts the request in the engine (vLLM frees its seat and
 KV blocks); :meth:`VLLMEngine.aclose` fails every call in flight at once (``EngineDeadError``) and
 shuts the engine down. A request vLLM cannot take (a prompt id outside the vocabulary, which vLLM
 does not check without a tokenizer, a seed beyond 64 bits, anything vLLM's own checks refuse) is a
@@ -24,9 +24,12 @@ import os
 import threading
 import time
 import uuid
+import zlib
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
+
+import numpy as np
 
 from jitagent.client.text import BYTES_PER_TOKEN
 from jitagent.engines.errors import EngineDeadError
@@ -205,6 +208,10 @@ class VLLMEngine:
     def model_name(self) -> str:
         return self.config.model
 
+    @property
+    def policy_name(self) -> str:
+        return self.config.policy
+
     @staticmethod
     def now() -> float:
         """The engine's clock (pipeline contexts are read on it)."""
@@ -257,7 +264,23 @@ class VLLMEngine:
         if seed is not None and not SEED_RANGE[0] <= seed <= SEED_RANGE[1]:
             raise ValueError(f"seed must be an integer from {SEED_RANGE[0]} to {SEED_RANGE[1]}, got {seed}")
 
-    async def generate(self, prompt_token_ids: Sequence[int], max_tokens: int, *, slo: SLO | None = None,
+    async def generate(self, prompt_len: int, max_tokens: int, output_len: int, *, slo: SLO | None = None,
+                       request_class: str = "default", pipeline: PipelineContext | None = None,
+                       request_id: str | None = None) -> AsyncIterator[int]:
+        """Serve a request of known lengths (the :class:`~jitagent.engines.protocol.Engine` protocol,
+        which the benchmarks drive): a prompt of ``prompt_len`` random token ids (seeded by the
+        request id: no two prompts share a prefix the cache could reuse), its answer stopped after
+        ``output_len`` tokens (``ignore_eos``) while the scheduler is told only ``max_tokens``, so
+        that a policy knows no more than it would in service. Yields each output token's id."""
+        rng = np.random.default_rng(zlib.crc32((request_id or "").encode()))
+        prompt = rng.integers(_FIRST_FALLBACK_ID, self.vocab_size, prompt_len).tolist()
+        async for delta in self.generate_ids(prompt, min(output_len, max_tokens), slo=slo, request_class=request_class,
+                                             pipeline=pipeline, request_id=request_id, declared_max_tokens=max_tokens,
+                                             ignore_eos=True):
+            for token in delta.token_ids:
+                yield token
+
+    async def generate_ids(self, prompt_token_ids: Sequence[int], max_tokens: int, *, slo: SLO | None = None,
                        request_class: str | None = None, pipeline: PipelineContext | None = None,
                        request_id: str | None = None, declared_max_tokens: int | None = None,
                        ignore_eos: bool = False, temperature: float | None = None, seed: int | None = None,

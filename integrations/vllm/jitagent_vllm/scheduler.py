@@ -18,9 +18,9 @@ vLLM's own loop runs:
 
 vLLM's loop still checks every limit itself. Whatever it could not do (an admission the KV cache
 refused) goes back to the policy, and a policy that raises (when it plans a step, or is told of a
-request) never stops the engine: that step is scheduled first-come-first-served by vLLM's own loop,
-the error is logged once, and a fresh policy takes over (if none can be made, vLLM's own loop
-schedules from then on).
+request) never stops the engine: a :class:`~jitagent.scheduling.supervisor.PolicySupervisor`, the
+same as the simulated engine's, has that step scheduled first-come-first-served by vLLM's own loop,
+logs the error once, and restarts the policy (if it cannot, vLLM's own loop schedules from then on).
 
 Nothing a request carries may stop the engine either: a request with bad SLO data, or with a prompt
 id outside the vocabulary (which vLLM does not check without a tokenizer, and whose embedding
@@ -46,6 +46,8 @@ from jitagent.engines.latency import StepShape, load_profile
 from jitagent.scheduling.plan import EngineLimits, SchedulerView, StepPlan
 from jitagent.scheduling.policies import Policy, make_policy
 from jitagent.scheduling.request import RequestState, RequestStatus
+from jitagent.scheduling.supervisor import PolicySupervisor
+from jitagent_vllm import _compat
 from jitagent_vllm.gated_queue import GatedQueue
 from jitagent_vllm.request_args import parse_request_args
 from jitagent_vllm.settings import SchedulerSettings
@@ -75,8 +77,10 @@ class JITScheduler(Scheduler):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.settings = SchedulerSettings.from_additional_config(self.vllm_config.additional_config)
+        self.states: dict[str, RequestState] = {}
         # vLLM's own `self.policy` is its queue discipline (FCFS or priority): ours has another name.
-        self.slo_policy: Policy | None = make_policy(self.settings.policy)   # None: one could not be restarted
+        # No last resort: when the policy cannot be restarted, vLLM's own loop schedules.
+        self.supervisor = PolicySupervisor(make_policy(self.settings.policy), self.states.values)
         self.limits = EngineLimits(
             token_budget=self.max_num_scheduled_tokens, max_num_seqs=self.max_num_running_reqs,
             block_size=self.block_size, num_blocks=self.kv_cache_manager.block_pool.get_num_free_blocks(),
@@ -84,8 +88,6 @@ class JITScheduler(Scheduler):
         prior = load_profile(self.settings.profile).latency if self.settings.profile else CPU_PRIOR
         self.step_timer = StepTimer(prior, learn=self.settings.learn_step_times, log_path=self.settings.step_log)
         self.waiting = GatedQueue()
-        self.states: dict[str, RequestState] = {}
-        self.num_fallback_steps = 0
         self.num_plan_mismatches = 0
         self._full_budget = self.max_num_scheduled_tokens
         self._errors: list[tuple[Request, str]] = []       # ended with an error; reported at the next output
@@ -94,6 +96,16 @@ class JITScheduler(Scheduler):
         logger.info("jitagent scheduler: policy %s, token budget %d, %d seats, %d KV blocks of %d tokens",
                     self.settings.policy, self.limits.token_budget, self.limits.max_num_seqs,
                     self.limits.num_blocks, self.limits.block_size)
+
+    @property
+    def slo_policy(self) -> Policy | None:
+        """The policy scheduling now (a fresh instance after a failure); ``None``: vLLM's own loop."""
+        return self.supervisor.policy
+
+    @property
+    def num_fallback_steps(self) -> int:
+        """Failures of the policy, each met by vLLM's own scheduling of that step and a restart."""
+        return self.supervisor.num_failures
 
     # -- requests ------------------------------------------------------------------------------
 
@@ -121,7 +133,7 @@ class JITScheduler(Scheduler):
                              args.declared_max_tokens or request.max_tokens, slo=args.slo,
                              request_class=args.request_class, pipeline=args.pipeline(arrival))
         self.states[request.request_id] = state
-        self._tell_policy("add_request", state)
+        self.supervisor.add_request(state)
 
     def _check_prompt(self, request: Request) -> None:
         """ValueError unless every prompt id is in the model's vocabulary. vLLM checks this in its
@@ -183,7 +195,8 @@ class JITScheduler(Scheduler):
     # -- plan -----------------------------------------------------------------------------------
 
     def _plan(self, now: float) -> StepPlan | None:
-        if self.slo_policy is None:
+        """The policy's plan for this step; ``None``: vLLM's own loop schedules it."""
+        if self.supervisor.policy is None:
             return None
         running = []
         for request in self.running:
@@ -194,40 +207,7 @@ class JITScheduler(Scheduler):
             running.append(state)
         view = SchedulerView(now, running, self.limits, self.kv_cache_manager.block_pool.get_num_free_blocks(),
                              self.step_timer.estimate)
-        try:
-            return self.slo_policy.schedule(view)
-        except Exception:
-            self._fall_back()
-            return None
-
-    def _tell_policy(self, method: str, state: RequestState) -> None:
-        """Call the policy's ``add_request``, ``finish_request`` or ``requeue`` with ``state``; an
-        exception there (raised in vLLM's engine process, it would end it) restarts the policy."""
-        if self.slo_policy is None:
-            return
-        try:
-            getattr(self.slo_policy, method)(state)
-        except Exception:
-            self._fall_back()
-
-    def _fall_back(self) -> None:
-        """The policy failed: this step is vLLM's FCFS, and a fresh policy takes over from the next.
-        If even that fails, vLLM's FCFS schedules every step from then on."""
-        if self.num_fallback_steps == 0:
-            logger.exception("the %s policy failed; scheduling this step first-come-first-served and "
-                             "restarting the policy (logged once)", self.settings.policy)
-        self.num_fallback_steps += 1
-        running = {r.request_id for r in self.running}
-        try:
-            policy = make_policy(self.settings.policy)
-            for request_id, state in self.states.items():
-                if request_id not in running:
-                    policy.add_request(state)
-        except Exception:
-            logger.exception("the %s policy cannot be restarted: scheduling first-come-first-served from now on",
-                             self.settings.policy)
-            policy = None
-        self.slo_policy = policy
+        return self.supervisor.schedule(view, lambda plan: plan)
 
     def _apply(self, plan: StepPlan, now: float) -> None:
         for state in plan.rejected:
@@ -235,7 +215,7 @@ class JITScheduler(Scheduler):
         for state in plan.preempted:
             request = self.requests[state.id]
             self.running.remove(request)
-            self._preempt_request(request, now)
+            _compat.preempt(self, request, now)
             self._on_preempted(state)
         planned = self._planned = {}
         admitted: list[Request] = []
@@ -254,12 +234,12 @@ class JITScheduler(Scheduler):
     def _reconcile(self, output: SchedulerOutput, refused: list[Request]) -> None:
         """Give the policy back what vLLM did not do as planned."""
         for request in refused:  # admitted by the plan, refused by vLLM's own checks: waiting again
-            self._tell_policy("requeue", self.states[request.request_id])
+            self.supervisor.requeue(self.states[request.request_id])
         for request_id in output.preempted_req_ids or ():
             state = self.states.get(request_id)
             if state is not None and state.status is RequestStatus.RUNNING:  # vLLM's own preemption
                 self._on_preempted(state)
-                self._tell_policy("requeue", state)
+                self.supervisor.requeue(state)
         if output.num_scheduled_tokens != self._planned:
             self.num_plan_mismatches += 1
             logger.debug("step %d ran %s, the plan was %s", self.current_step, output.num_scheduled_tokens,
@@ -291,7 +271,7 @@ class JITScheduler(Scheduler):
         state = self.states.pop(request_id, None)
         if state is not None:
             state.status = status
-            self._tell_policy("finish_request", state)
+            self.supervisor.finish_request(state)
 
     def _end_invalid(self) -> None:
         for request, reason in self._invalid:

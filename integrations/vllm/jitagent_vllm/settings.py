@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from jitagent.scheduling.policies import make_policy
+from jitagent.validation import describe_validation_error
 
 __all__ = ["SchedulerSettings", "CONFIG_KEY"]
 
@@ -54,9 +55,7 @@ class SchedulerSettings(BaseModel):
         try:
             return cls.model_validate(raw)
         except ValidationError as exc:
-            details = "; ".join(f"{'.'.join(map(str, e['loc'])) or CONFIG_KEY}: {e['msg'].removeprefix('Value error, ')}"
-                                for e in exc.errors(include_url=False))
-            raise ValueError(f"invalid additional_config[{CONFIG_KEY!r}]: {details}") from None
+            raise ValueError(f"invalid additional_config[{CONFIG_KEY!r}]: {describe_validation_error(exc)}") from None
 
     def additional_config(self) -> dict[str, Any]:
         """These settings as vLLM's ``additional_config``."""

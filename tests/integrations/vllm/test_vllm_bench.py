@@ -14,7 +14,7 @@ from jitagent.bench.runner import simulate  # noqa: E402
 from jitagent.bench.workloads import build_workload  # noqa: E402
 from jitagent.engines.latency import FittedModel, load_profile  # noqa: E402
 from jitagent.engines.sim import SimConfig  # noqa: E402
-from jitagent_vllm.replay import ReplayEngine, measure_slo_scale  # noqa: E402
+from jitagent_vllm.slo_scale import measure_slo_scale  # noqa: E402
 
 
 def test_calibrate_writes_a_profile_the_simulator_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -35,9 +35,8 @@ def test_calibrate_writes_a_profile_the_simulator_runs(tmp_path: Path, capsys: p
     assert outcome.summary.service_goodput > 0
 
 
-async def test_replayed_requests_have_their_lengths_and_the_slo_scale_is_measured(vllm_engine) -> None:
-    replay = ReplayEngine(vllm_engine)
-    tokens = [t async for t in replay.generate(300, max_tokens=500, output_len=17, request_id="replay-1")]
+async def test_requests_of_known_lengths_have_them_and_the_slo_scale_is_measured(vllm_engine) -> None:
+    tokens = [t async for t in vllm_engine.generate(300, max_tokens=500, output_len=17, request_id="replay-1")]
     assert len(tokens) == 17   # stops at the true length, whatever the model would say
     scale = await measure_slo_scale(vllm_engine, prompt_len=256, repeats=1)
     assert scale.ttft_s > 0 and scale.tpot_s > 0

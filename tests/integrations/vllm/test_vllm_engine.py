@@ -16,7 +16,7 @@ from vllm_harness import kv_cache_free, wait_until_kv_cache_free  # noqa: E402
 
 async def collect(engine, prompt, max_tokens, **kwargs):
     deltas = []
-    async for delta in engine.generate(prompt, max_tokens, ignore_eos=True, **kwargs):
+    async for delta in engine.generate_ids(prompt, max_tokens, ignore_eos=True, **kwargs):
         deltas.append((time.monotonic(), delta))
     return deltas
 
@@ -44,7 +44,7 @@ async def test_the_scheduler_acts_on_the_slo_and_pipeline_data(vllm_engine) -> N
 
 
 async def test_closing_the_stream_aborts_the_request_and_frees_its_memory(vllm_engine) -> None:
-    stream = vllm_engine.generate(vllm_engine.encode("long answer please " * 20), 2000, ignore_eos=True)
+    stream = vllm_engine.generate_ids(vllm_engine.encode("long answer please " * 20), 2000, ignore_eos=True)
     async for _ in stream:
         break
     assert not kv_cache_free(vllm_engine), "a running request holds KV blocks"

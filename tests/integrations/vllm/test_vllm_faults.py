@@ -34,7 +34,7 @@ def test_calls_fail_fast_when_the_engine_process_dies_and_a_new_engine_serves() 
                                                       max_tokens=3000, stream=True)
         async for _ in stream:
             break
-        unheard = engine.generate([5] * 10, 3000)   # in flight, and not read again until the engine is closed
+        unheard = engine.generate_ids([5] * 10, 3000)   # in flight, and not read again until the engine is closed
         await anext(unheard)
         kill_engine_process(engine)
         started = time.monotonic()

@@ -48,7 +48,7 @@ async def test_a_prompt_id_outside_the_vocabulary_is_a_400_and_the_engine_serves
         assert caught.value.type == "invalid_request_error"
         assert f"token id {bad} " in caught.value.message and f"vocabulary size {VOCAB}" in caught.value.message
         with pytest.raises(ValueError, match=f"token id {bad} "):   # the engine's own check, for any caller
-            [d async for d in vllm_engine.generate([5, bad], 2)]
+            [d async for d in vllm_engine.generate_ids([5, bad], 2)]
         await assert_serves(client)
     finally:
         await client.close()
@@ -67,7 +67,7 @@ async def test_the_scheduler_refuses_an_id_outside_the_vocabulary_that_came_past
     [output] = vllm_engine.run(raw())
     assert output.outputs[0].finish_reason == "error"
     assert f"token id {VOCAB + 7} (prompt position 1)" in str(output.outputs[0].stop_reason)
-    served = [d async for d in vllm_engine.generate([5, 6, 7], 3)]
+    served = [d async for d in vllm_engine.generate_ids([5, 6, 7], 3)]
     assert sum(len(d.token_ids) for d in served) == 3
     wait_until_kv_cache_free(vllm_engine)
 
@@ -79,7 +79,7 @@ async def test_a_seed_vllm_cannot_take_is_a_400_and_the_engine_serves_on(vllm_en
         with pytest.raises(openai.BadRequestError, match=f"seed'? must be an integer from {-2**63} to {2**63 - 1}"):
             await client.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=2, seed=seed)
         with pytest.raises(ValueError, match="seed must be an integer"):   # the engine's own check, for any caller
-            [d async for d in vllm_engine.generate([5, 6], 2, seed=seed)]
+            [d async for d in vllm_engine.generate_ids([5, 6], 2, seed=seed)]
         for edge in (2**63 - 1, -(2**63)):   # vLLM's own bounds are served
             reply = await client.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=2, seed=edge)
             assert reply.usage.completion_tokens >= 1

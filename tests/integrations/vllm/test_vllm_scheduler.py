@@ -206,16 +206,38 @@ def test_a_failing_policy_falls_back_to_fcfs_for_a_step_and_logs_once(caplog) ->
         raise RuntimeError("policy bug")
 
     scheduler.slo_policy.schedule = broken
-    with caplog.at_level(logging.ERROR, logger="jitagent_vllm.scheduler"):
+    with caplog.at_level(logging.ERROR, logger="jitagent.scheduling.supervisor"):
         out, _ = step(scheduler)
     assert set(out.num_scheduled_tokens) == {r.request_id for r in requests[:2]}   # FCFS admitted both
-    errors = [r for r in caplog.records if r.name == "jitagent_vllm.scheduler" and r.levelno >= logging.ERROR]
+    errors = [r for r in caplog.records if r.name == "jitagent.scheduling.supervisor" and r.levelno >= logging.ERROR]
     assert scheduler.num_fallback_steps == 1 and len(errors) == 1 and "policy bug" in caplog.text
     scheduler.add_request(requests[2])
     outputs = run(scheduler, clock, 30)
     ended = {r.request_id for _, results, _ in outputs for r in results if r.finish_reason is not None}
     assert ended == {r.request_id for r in requests}
     assert scheduler.num_fallback_steps == 1   # the fresh policy took over
+
+
+def test_a_restarted_policy_is_a_fresh_instance_that_forgets_the_failed_ones_bookkeeping() -> None:
+    """The same supervisor as the simulated engine's: ``policy.fresh()``, and every live request's
+    ``policy_data`` cleared (a stale estimate left there would steer the fresh policy)."""
+    clock = FakeClock()
+    scheduler = make_scheduler(clock=clock)
+    requests = [make_request(40, 6, encode_request_args(STREAM)) for _ in range(3)]
+    for request in requests:
+        scheduler.add_request(request)
+    failed = scheduler.slo_policy
+    stale = object()
+    for state in scheduler.states.values():
+        state.policy_data = stale
+
+    def broken(view):
+        raise RuntimeError("policy bug")
+
+    failed.schedule = broken
+    step(scheduler)
+    assert scheduler.slo_policy is not failed and type(scheduler.slo_policy) is type(failed)
+    assert scheduler.states and all(state.policy_data is not stale for state in scheduler.states.values())
 
 
 @pytest.mark.parametrize("method", ["add_request", "finish_request"])
@@ -230,7 +252,7 @@ def test_a_policy_failing_when_told_of_a_request_is_restarted_and_the_engine_ste
         raise RuntimeError("policy bug")
 
     setattr(scheduler.slo_policy, method, broken)
-    with caplog.at_level(logging.ERROR, logger="jitagent_vllm.scheduler"):
+    with caplog.at_level(logging.ERROR, logger="jitagent.scheduling.supervisor"):
         for request in requests[1:]:
             scheduler.add_request(request)
         outputs = run(scheduler, clock, 30)
@@ -241,9 +263,7 @@ def test_a_policy_failing_when_told_of_a_request_is_restarted_and_the_engine_ste
     assert not scheduler.states and free_blocks(scheduler) == scheduler.limits.num_blocks
 
 
-def test_a_policy_that_cannot_be_restarted_leaves_vllms_own_scheduling(monkeypatch, caplog) -> None:
-    import jitagent_vllm.scheduler as module
-
+def test_a_policy_that_cannot_be_restarted_leaves_vllms_own_scheduling(caplog) -> None:
     clock = FakeClock()
     scheduler = make_scheduler(clock=clock)
     requests = [make_request(40, 6, encode_request_args(STREAM)) for _ in range(3)]
@@ -252,12 +272,12 @@ def test_a_policy_that_cannot_be_restarted_leaves_vllms_own_scheduling(monkeypat
         raise RuntimeError("policy bug")
 
     scheduler.slo_policy.schedule = broken
-    monkeypatch.setattr(module, "make_policy", broken)
-    with caplog.at_level(logging.ERROR, logger="jitagent_vllm.scheduler"):
+    scheduler.slo_policy.fresh = broken
+    with caplog.at_level(logging.ERROR, logger="jitagent.scheduling.supervisor"):
         for request in requests:
             scheduler.add_request(request)
         outputs = run(scheduler, clock, 30)
-    assert scheduler.slo_policy is None and "cannot be restarted" in caplog.text
+    assert scheduler.slo_policy is None and "could not be restarted" in caplog.text
     ended = {r.request_id for _, results, _ in outputs for r in results if r.finish_reason is not None}
     assert ended == {r.request_id for r in requests}
     assert not scheduler.states and free_blocks(scheduler) == scheduler.limits.num_blocks
