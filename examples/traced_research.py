@@ -2,7 +2,7 @@
 OpenTelemetry: a span for every run, stage and LLM call, and each run's slack timeline, with no
 tracing backend.
 
-The spans go through the OpenTelemetry SDK (``pip install 'jitagent[otel]'``) to a JSON-lines file;
+The spans go through the OpenTelemetry SDK (``pip install 'jitagent-core[otel]'``) to a JSON-lines file;
 the same tracer provider goes to the ``JITClient`` and to ``jit_slo``, so each LLM call is a child
 of the stage (node instance) that made it, ``Send`` fan-out included. Metrics go to an in-memory
 reader and are summed up at the end. Run:

@@ -1,13 +1,15 @@
 """Spans to a JSON-lines file, one span per line as the OpenTelemetry SDK writes it
 (``ReadableSpan.to_json``): what ``jitagent bench --trace`` writes and ``jitagent trace`` reads.
 
-Needs the SDK, which the ``otel`` extra brings (``pip install 'jitagent[otel]'``).
+Needs the SDK, which the ``otel`` extra brings (``pip install 'jitagent-core[otel]'``).
 """
 
 from __future__ import annotations
 
 import importlib.util
 from typing import TYPE_CHECKING, TextIO
+
+from jitagent._version import DISTRIBUTION
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
@@ -22,7 +24,7 @@ class SDKMissingError(RuntimeError):
 def require_sdk() -> None:
     """Raise :class:`SDKMissingError`, saying how to install it, unless the SDK is installed."""
     if importlib.util.find_spec("opentelemetry.sdk") is None:
-        raise SDKMissingError("writing spans needs the OpenTelemetry SDK: pip install 'jitagent[otel]'")
+        raise SDKMissingError(f"writing spans needs the OpenTelemetry SDK: pip install '{DISTRIBUTION}[otel]'")
 
 
 def jsonl_tracer_provider(out: TextIO, service_name: str = "jitagent") -> TracerProvider:

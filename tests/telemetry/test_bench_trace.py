@@ -67,5 +67,5 @@ def test_bench_trace_without_the_sdk_fails_before_running(tmp_path: Path, capsys
     monkeypatch.setattr("jitagent.telemetry.export.importlib.util.find_spec", lambda name: None)
     assert _bench(tmp_path, "--trace", str(tmp_path / "spans.jsonl")) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "pip install 'jitagent[otel]'" in err
+    assert err.count("\n") == 1 and "pip install 'jitagent-core[otel]'" in err
     assert not (tmp_path / "out" / "results.json").exists()
