@@ -368,24 +368,37 @@ class MatrixResult:
 def run_matrix(config: MatrixConfig, jobs: int | None = None, progress: bool = True) -> MatrixResult:
     """Find every cell's load levels, run every policy at them, and score them.
 
+    Only ``jobs`` searches are queued at a time, each cell's runs ahead of the next search, so that
+    cells complete one after another and a run stopped early has whole cells to show.
+
     Args:
         jobs: worker processes (default: one per core).
-        progress: a line on stderr as each cell's rates are found and as each cell completes.
+        progress: on stderr, each cell's rates once found, and its tables once complete.
     """
     started = time.perf_counter()
     benches = config.cells()
     cells = [Cell(h, w, []) for h in config.hardware for w in config.workloads]
-    pool = ProcessPoolExecutor(jobs or mp.cpu_count() or 1, mp_context=mp.get_context("fork"))
+    workers = jobs or mp.cpu_count() or 1
+    pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("fork"))
     try:
-        searches = {pool.submit(_search, bench, config): i for i, bench in enumerate(benches)}
+        searches: dict[Future[Any], int] = {}
         runs: dict[Future[Any], tuple[int, Level, str]] = {}
         runs_left = [0] * len(cells)
-        pending: set[Future[Any]] = set(searches)
+        pending: set[Future[Any]] = set()
+
+        def search(index: int) -> None:
+            if index < len(benches):
+                future = pool.submit(_search, benches[index], config)
+                searches[future] = index
+                pending.add(future)
+
+        for index in range(min(workers, len(benches))):
+            search(index)
         while pending:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
-                if future in searches:  # a cell's levels: its runs follow at once
-                    index = searches[future]
+                if future in searches:  # a cell's levels: its runs follow at once, then the next search
+                    index = searches.pop(future)
                     cells[index].levels = [Level(t, s, {p: [] for p in config.policies})
                                            for t, s in future.result().items()]
                     for level in cells[index].levels:
@@ -395,6 +408,7 @@ def run_matrix(config: MatrixConfig, jobs: int | None = None, progress: bool = T
                                 runs[run] = (index, level, policy)
                                 pending.add(run)
                                 runs_left[index] += 1
+                    search(index + workers)
                     _say(progress, started, f"{cells[index].name}: fcfs rates " + ", ".join(
                         f"{lv.target:.0%} {_fmt(lv.rate, '.3g')}/s" for lv in cells[index].levels))
                 else:
@@ -402,7 +416,7 @@ def run_matrix(config: MatrixConfig, jobs: int | None = None, progress: bool = T
                     level.add(policy, *future.result())
                     runs_left[index] -= 1
                 if runs_left[index] == 0:
-                    _say(progress, started, f"{cells[index].name}: done")
+                    _say(progress, started, f"{cells[index].name}: done\n{_cell_tables(cells[index], config.policies)}")
     finally:
         pool.shutdown(wait=True, cancel_futures=True)  # after a failure, no queued run starts
     return MatrixResult(config, cells, time.perf_counter() - started)
