@@ -46,6 +46,14 @@ def test_a_stream_whose_next_token_can_be_on_time_still_holds_back_prefill_when_
     assert newcomer_prefill("never", reachable) == 2047
 
 
+def test_efficient_pacing_cuts_a_step_only_where_it_keeps_half_the_prefill_rate():
+    short, full = a100_step_time(0, 1, 83), a100_step_time(2047, 1, 83)
+    half_rate = 2 * short * full / (short + full)  # the step length that prefills at half the full rate
+    dear, cheap = (short + half_rate) / 2, (half_rate + full) / 2
+    assert newcomer_prefill("reachable", dear) < 2047 and newcomer_prefill("efficient", dear) == 2047
+    assert newcomer_prefill("efficient", cheap) == newcomer_prefill("reachable", cheap) < 2047
+
+
 def long_tailed_estimator() -> OutputLengthEstimator:
     """Nine in ten answers of 40 tokens, one in ten of 3,000: the median is short, the 0.99 quantile long."""
     estimator = OutputLengthEstimator(min_samples=10)
@@ -72,14 +80,14 @@ def late_stream():
     return make_request("late", prompt=8, arrival=0.0, max_tokens=1000, slo=StreamSLO(ttft_s=0.1, tpot_s=0.1))
 
 
-@pytest.mark.parametrize("probable, first", [(False, "late"), (True, "probable")])
+@pytest.mark.parametrize("probable, first", [("off", "late"), ("tier", "probable")])
 def test_a_request_likely_to_make_its_deadline_goes_before_best_effort_with_the_probable_tier(probable, first):
     policy = JIT(JITConfig(probable=probable), estimator=long_tailed_estimator())
     assert first_admitted(policy, late_stream(), probable_request()) == [first]
 
 
 def test_a_probable_request_does_not_displace_a_sure_one_with_a_later_deadline():
-    policy = JIT(JITConfig(probable=True), estimator=long_tailed_estimator())
+    policy = JIT(JITConfig(probable="tier"), estimator=long_tailed_estimator())
     sure = make_request("sure", prompt=64, arrival=0.0, max_tokens=4000, request_class="short",
                         slo=DeadlineSLO(deadline_s=60.0))
     for _ in range(20):
@@ -88,10 +96,25 @@ def test_a_probable_request_does_not_displace_a_sure_one_with_a_later_deadline()
 
 
 def test_a_request_no_longer_likely_drops_from_the_probable_tier_to_best_effort():
-    policy = JIT(JITConfig(probable=True), estimator=long_tailed_estimator())
+    policy = JIT(JITConfig(probable="tier"), estimator=long_tailed_estimator())
     # At 4.9 s its 40 median tokens no longer fit before its deadline at 5 s: the late stream,
     # which can still earn tokens, goes first.
     assert first_admitted(policy, late_stream(), probable_request(), now=4.9) == ["late"]
+
+
+def hopeless_request():
+    """Infeasible even at its median: 3,000 tokens cannot come within 6 s."""
+    return make_request("hopeless", prompt=64, arrival=0.0, request_class="long", max_tokens=4000,
+                        slo=DeadlineSLO(deadline_s=6.0))
+
+
+@pytest.mark.parametrize("probable, first", [("off", "hopeless"), ("value", "probable")])
+def test_with_probable_value_a_likely_request_ranks_above_a_hopeless_one_in_best_effort(probable, first):
+    policy = JIT(JITConfig(probable=probable), estimator=long_tailed_estimator())
+    for _ in range(20):
+        policy.estimator.observe("long", 3000)
+    # Both are best effort; at value 0 they tie (the later in the order goes first).
+    assert first_admitted(policy, probable_request(), hopeless_request()) == [first]
 
 
 @pytest.mark.parametrize("now, refused", [(10.0 + 29.0, False), (10.0 + 31.0, True)])
@@ -104,7 +127,7 @@ def test_a_best_effort_request_is_refused_a_bounded_time_after_its_deadline(now,
     assert plan.rejected == ([missed] if refused else [])
 
 
-@pytest.mark.parametrize("field, value", [("stream_pace", "sometimes"), ("max_late_s", -1.0)])
+@pytest.mark.parametrize("field, value", [("stream_pace", "sometimes"), ("probable", True), ("max_late_s", -1.0)])
 def test_bad_admission_config_is_refused(field, value):
     with pytest.raises(ValueError, match=field):
         JITConfig(**{field: value})
@@ -115,5 +138,5 @@ def test_each_mechanism_has_an_ablation_name():
     default = JITConfig()
     changed = {name: {f for f in vars(default) if getattr(config, f) != getattr(default, f)}
                for name, config in configs.items()}
-    for field in ("stream_pace", "probable", "max_late_s", "quantile"):
+    for field in ("stream_pace", "probable", "max_late_s"):
         assert any(field in fields and len(fields) == 1 for fields in changed.values()), field

@@ -26,6 +26,18 @@ ABLATIONS: dict[str, tuple[str, Callable[[], Policy]]] = {
                         jit_variant(grouping=False)),
     "jit-mean": ("JIT with mean output-length estimates instead of a conservative quantile",
                  jit_variant(estimate="mean")),
+    "jit-no-probable": ("JIT dropping a deadline request feasible only at the median length to best effort",
+                        jit_variant(probable="off")),
+    "jit-probable-value": ("JIT ranking a deadline request feasible only at the median length in best effort "
+                           "at half its value, instead of a tier of its own", jit_variant(probable="value")),
+    "jit-stream-pace-always": ("JIT cutting a step for every stream's next token, however much prefill it costs",
+                               jit_variant(stream_pace="always")),
+    "jit-stream-pace-reachable": ("JIT cutting a step for a stream's next token only where decodes alone make it",
+                                  jit_variant(stream_pace="reachable")),
+    "jit-no-stream-pace": ("JIT never cutting a step for a stream's next token",
+                           jit_variant(stream_pace="never")),
+    "jit-max-late-30s": ("JIT refusing a best-effort request still waiting 30 s after its first deadline",
+                         jit_variant(max_late_s=30.0)),
 }
 
 

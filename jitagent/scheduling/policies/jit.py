@@ -8,15 +8,16 @@ order of their *first deadline* (a stream's first-token due time, a deadline req
 pipeline call's stage deadline) and each is checked against the prefill work already committed ahead
 of it: it is *feasible* when its first token, and for deadline kinds its last token at a
 conservative estimate of its output length, can still make it. Feasible requests are admitted in
-that order; the others drop to best effort, ordered by the goodput they can still earn per second of
-serving (margin goodput) with an ageing term, and get only what is left over, or are rejected at once
-when their caller asked for that.
+that order. A deadline request that would make it only at its median length is *probable*: admitted
+after the feasible ones, with what they leave. The others drop to best effort, ordered by the goodput
+they can still earn per second of serving (margin goodput) with an ageing term, and get only what is
+left over, or are rejected at once when their caller asked for that.
 
 **Each step.** Running requests decode first. With ``skip`` on, a stream ahead of its token
 schedule sits the step out (keeping its seat and KV cache) while its next token can still wait a
 step, unless seats are what feasible newcomers are waiting for. Prefill chunks then fill the token
 budget in admission order, but no more than keeps the step short enough for every stream in the
-batch to deliver its next token on time. KV memory is
+batch to deliver its next token on time, where that cut leaves prefill at least half its rate. KV memory is
 reserved for a newcomer's expected output, so admissions do not cause preemption churn; when memory
 runs out all the same, best-effort requests are preempted first, then the latest-deadline ones.
 
@@ -75,6 +76,21 @@ class JITConfig:
         min_prefill_chunk: the step-length limit never holds prefill below this many tokens.
         step_margin: share of a step-length limit kept free, for errors in the step-time estimate.
         decode_weight: weight of an output token in goodput (as the benchmark's ``--decode-weight``).
+        stream_pace: which streams' next tokens limit a step's length (and so its prefill):
+            ``"always"`` every stream's with slack; ``"reachable"`` only where a step of decodes alone
+            would deliver it in time (else the cut buys nothing); ``"efficient"`` (default) only where
+            the cut step still prefills at half the full step's rate; ``"never"``. Where decodes are
+            dear against prefill (the CPU profile: a step of decodes alone is near a stream's TPOT),
+            cutting every step for the next token starved newcomers' prefill: jit 0.70x fcfs on chat.
+        probable: what becomes of a deadline request feasible at ``pace_quantile`` but not at
+            ``quantile``. ``"tier"`` (default): admitted after every feasible request and before best
+            effort, in first-deadline order, so conservative admission still protects the sure
+            requests but a long-tailed class no longer waits behind every stream catching up;
+            ``"value"``: best effort, ranked at ``pace_quantile`` times its value (the chance it meets
+            its SLO at least that) rather than at 0; ``"off"``: best effort at value 0, as before.
+        max_late_s: a best-effort request still waiting this long after its first deadline is refused
+            (None: only ``max_wait_s`` bounds its wait). Opt-in: it bounds a caller's wait, and on
+            mixed load a stream refused 30 s late loses the tokens it would still have earned.
     """
 
     quantile: float = 0.99
@@ -92,6 +108,9 @@ class JITConfig:
     min_prefill_chunk: int = 64
     step_margin: float = 0.1
     decode_weight: float = 1.0
+    stream_pace: Literal["always", "reachable", "efficient", "never"] = "efficient"
+    probable: Literal["tier", "value", "off"] = "tier"
+    max_late_s: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("quantile", "pace_quantile"):
@@ -99,6 +118,12 @@ class JITConfig:
                 raise ValueError(f"{name} must be in (0, 1), got {getattr(self, name)}")
         if self.estimate not in ("quantile", "mean"):
             raise ValueError(f"estimate must be 'quantile' or 'mean', got {self.estimate!r}")
+        if self.probable not in ("tier", "value", "off"):
+            raise ValueError(f"probable must be 'tier', 'value' or 'off', got {self.probable!r}")
+        if self.stream_pace not in _PACE_FLOOR:
+            raise ValueError(f"stream_pace must be one of {', '.join(_PACE_FLOOR)}; got {self.stream_pace!r}")
+        if self.max_late_s is not None and not self.max_late_s >= 0:
+            raise ValueError(f"max_late_s must be None or at least 0, got {self.max_late_s}")
         for name in ("frame_steps", "refresh_tokens", "min_prefill_chunk"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -107,6 +132,18 @@ class JITConfig:
         for name in ("skip_slack_steps", "prefill_efficiency", "ageing_s", "max_wait_s", "decode_weight"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+
+
+#: The least slack of a stream's next token that limits the step, by ``stream_pace``, given the
+#: shortest step (decodes alone) and the longest (decodes and a full budget of prefill). A step cut to
+#: the harmonic mean of the two still prefills at half the full step's rate (with step time linear
+#: in prefill tokens: rate(C) = C / (short + C p) >= rate(budget) / 2 solves to that step length).
+_PACE_FLOOR: dict[str, Callable[[float, float], float]] = {
+    "always": lambda short, full: 0.0,
+    "reachable": lambda short, full: short,
+    "efficient": lambda short, full: 2 * short * full / (short + full),
+    "never": lambda short, full: math.inf,
+}
 
 
 class _Estimate:
@@ -164,6 +201,8 @@ class JIT(Policy):
         self._waiting = WaitingIndex()
         self._admission: list[RequestState] = []         # feasible, in first-deadline order
         self._admission_keys: list[float] = []
+        self._probable: list[RequestState] = []          # feasible at the pace quantile only, by first deadline
+        self._probable_keys: list[float] = []
         self._sweep: _Sweep | None = None                # this frame's, while unfinished
         self._best_effort: list[RequestState] = []       # by aged margin goodput, best last...
         self._best_effort_keys: list[float] | None = []  # ...once sorted; None until needed
@@ -202,8 +241,8 @@ class JIT(Policy):
         self._forget(req)
         if req.status is RequestStatus.FINISHED:
             self.estimator.observe(req.request_class, req.num_generated)
-        if not self._waiting and (self._admission or self._best_effort or self._demoted or self._newcomers
-                                  or self._to_reject or self._sweep is not None):
+        if not self._waiting and (self._admission or self._probable or self._best_effort or self._demoted
+                                  or self._newcomers or self._to_reject or self._sweep is not None):
             self._drop_queues()
 
     def _forget(self, req: RequestState) -> None:
@@ -218,6 +257,7 @@ class JIT(Policy):
         they would skip when next read. Dropped now, so that an engine gone idle keeps none."""
         self._waiting.clear()
         self._admission, self._admission_keys = [], []
+        self._probable, self._probable_keys = [], []
         self._sweep = None
         self._best_effort, self._best_effort_keys = [], []
         self._demoted = []
@@ -281,15 +321,16 @@ class JIT(Policy):
         """When ``req``'s next token comes if its remaining prefill starts at ``start``."""
         return start + self._prefill_left(req) * self._token_time + self._step_time
 
-    def _completion_ok(self, req: RequestState, first_token_at: float) -> bool:
+    def _completion_ok(self, req: RequestState, first_token_at: float, pace: bool = False) -> bool:
         """Would ``req`` meet its SLO (and a pipeline call its stage deadline) if its next token came
-        at ``first_token_at`` and it then ran every step?"""
+        at ``first_token_at`` and it then ran every step? Its length at the admission quantile, or
+        at the pace quantile when ``pace``."""
         slo = req.slo
         if slo is None:
             return True
         if isinstance(slo, StreamSLO):
             return first_token_at <= req.next_due()
-        finish = first_token_at + (self.remaining_output(req) - 1) * self._step_time
+        finish = first_token_at + (self.remaining_output(req, pace) - 1) * self._step_time
         if req.pipeline is not None and finish > req.pipeline.run_deadline:
             return False
         return finish <= req.deadline
@@ -313,8 +354,12 @@ class JIT(Policy):
                 value = 0.0
         elif slo is None:
             value = w * remaining
+        elif self._completion_ok(req, first):
+            value = req.prompt_len + w * (req.num_generated + remaining)
+        elif self.config.probable == "value" and self._completion_ok(req, first, pace=True):
+            value = (req.prompt_len + w * (req.num_generated + remaining)) * self.config.pace_quantile
         else:
-            value = req.prompt_len + w * (req.num_generated + remaining) if self._completion_ok(req, first) else 0.0
+            value = 0.0
         return value / cost
 
     # -- one step -------------------------------------------------------------------------------
@@ -348,6 +393,9 @@ class JIT(Policy):
         #    needs to finish its output (estimated at the pace quantile) in time.
         step_limit = math.inf
         decode_floor = view.step_time(0, len(decoding), decode_context)
+        # A stream's next token limits the step only where the cut is worth its prefill (see stream_pace).
+        pace_floor = _PACE_FLOOR[self.config.stream_pace](
+            decode_floor, view.step_time(view.limits.token_budget - len(decoding), len(decoding), decode_context))
         skip_slack = self.config.skip_slack_steps * self._full_step_time
         full_step = self._full_step_time
         # Sitting out keeps the seat: when seats are what feasible newcomers wait for, streams run
@@ -370,7 +418,7 @@ class JIT(Policy):
                     if slack - full_step < step_limit:
                         step_limit = slack - full_step
                     continue
-                if (schedule_decode(req) or self._run_or_preempt(plan, req, 1)) and 0 < slack < step_limit:
+                if (schedule_decode(req) or self._run_or_preempt(plan, req, 1)) and pace_floor < slack < step_limit:
                     step_limit = slack
             elif schedule_decode(req) or self._run_or_preempt(plan, req, 1):
                 if slo is not None:
@@ -470,34 +518,13 @@ class JIT(Policy):
     # -- admission ------------------------------------------------------------------------------
 
     def _admit(self, plan: PlanBuilder, prefill_cap: int) -> int:
-        """Admit feasible requests in first-deadline order, then best effort, while capacity lasts;
-        returns the prefill tokens left."""
-        now = self._now
-        queue, keys = self._admission, self._admission_keys
-        kept: list[RequestState] = []
-        kept_keys: list[float] = []
-        index = 0
-        while prefill_cap > 0 and plan.seats > 0:
-            if index == len(queue):
-                if self._sweep is None:
-                    break
-                self._advance_to_admission()  # the frame's sweep has not got this far yet
-                continue
-            req, key = queue[index], keys[index]
-            index += 1
-            if req not in self._waiting:
-                continue  # admitted, finished or aborted since it was queued
-            if not self._completion_ok(req, self._first_token_at(req, now)):
-                self._demote(req, now)
-                continue
-            admitted = self._try_admit(plan, req, prefill_cap)
-            if admitted:
-                prefill_cap -= admitted
-            else:
-                kept.append(req)
-                kept_keys.append(key)
-        if index:
-            self._admission, self._admission_keys = kept + queue[index:], kept_keys + keys[index:]
+        """Admit feasible requests in first-deadline order, then probable ones, then best effort,
+        while capacity lasts; returns the prefill tokens left."""
+        self._admission, self._admission_keys, prefill_cap = self._admit_in_order(
+            plan, self._admission, self._admission_keys, prefill_cap, pace=False)
+        if self._probable and prefill_cap > 0 and plan.seats > 0:
+            self._probable, self._probable_keys, prefill_cap = self._admit_in_order(
+                plan, self._probable, self._probable_keys, prefill_cap, pace=True)
 
         if ((self._best_effort or self._demoted) and prefill_cap > 0 and plan.seats > 0
                 and self._best_effort_keys is None):
@@ -513,6 +540,45 @@ class JIT(Policy):
             best_effort.pop()
             self._best_effort_keys.pop()  # type: ignore[union-attr]
         return prefill_cap
+
+    def _admit_in_order(self, plan: PlanBuilder, queue: list[RequestState], keys: list[float], prefill_cap: int,
+                        pace: bool) -> tuple[list[RequestState], list[float], int]:
+        """Admit from ``queue`` (first-deadline order, keys alongside) while capacity lasts: the
+        admission order (reading on into the frame's sweep as needed), or with ``pace`` the probable
+        tier. A request no longer feasible (at the pace quantile with ``pace``) leaves for the tier
+        below. Returns the queue and keys left, and the prefill tokens left."""
+        now = self._now
+        kept: list[RequestState] = []
+        kept_keys: list[float] = []
+        index = 0
+        while prefill_cap > 0 and plan.seats > 0:
+            if index == len(queue):
+                if pace or self._sweep is None:
+                    break
+                self._advance_to_admission()  # the frame's sweep has not got this far yet (queue grows)
+                continue
+            req, key = queue[index], keys[index]
+            index += 1
+            if req not in self._waiting:
+                continue  # admitted, finished or aborted since it was queued
+            first = self._first_token_at(req, now)
+            if not self._completion_ok(req, first, pace):
+                if not pace and self.config.probable == "tier" and self._completion_ok(req, first, pace=True):
+                    at = bisect.bisect_right(self._probable_keys, key)
+                    self._probable.insert(at, req)
+                    self._probable_keys.insert(at, key)
+                else:
+                    self._demote(req, now)
+                continue
+            admitted = self._try_admit(plan, req, prefill_cap)
+            if admitted:
+                prefill_cap -= admitted
+            else:
+                kept.append(req)
+                kept_keys.append(key)
+        if not index:
+            return queue, keys, prefill_cap
+        return kept + queue[index:], kept_keys + keys[index:], prefill_cap
 
     def _sort_best_effort(self) -> None:
         """Order best effort by aged margin goodput. Done lazily: under overload the leftover
@@ -556,6 +622,7 @@ class JIT(Policy):
                 committed += left
         clock = now + committed * self._token_time
         self._admission, self._admission_keys = [], []
+        self._probable, self._probable_keys = [], []
         self._best_effort, self._best_effort_keys, self._demoted = [], None, []
         self._end_sweep()
         if not self.config.grouping:  # ablation: one order, by margin goodput alone
@@ -572,8 +639,10 @@ class JIT(Policy):
         chunk = -(-len(entries) // max(1, self.config.frame_steps // 2))
         self._sweep = _Sweep(entries, clock, now, self._token_time, self._step_time, self._waiting.next_seq, chunk)
         self._waiting.held = True
-        oldest = self._waiting.oldest_arrival()
-        if oldest is not None and now - oldest > self.config.max_wait_s:
+        oldest, earliest = self._waiting.oldest_arrival(), self._waiting.earliest_due()
+        max_late = self.config.max_late_s
+        if ((oldest is not None and now - oldest > self.config.max_wait_s)
+                or (max_late is not None and earliest is not None and now - earliest > max_late)):
             self._advance(len(entries))  # some may have waited too long: they are refused this step
         else:
             through = self._waiting.last_refusable_key()
@@ -593,7 +662,8 @@ class JIT(Policy):
         admission, keys = self._admission, self._admission_keys
         # A class's estimate read inline where remaining_output is this class's own (not the oracle's).
         class_totals = self._class_estimates if type(self).remaining_output is JIT.remaining_output else None
-        refine = self.config.refine
+        refine, probable = self.config.refine, self.config.probable == "tier"
+        max_late = math.inf if self.config.max_late_s is None else self.config.max_late_s
         while pos < end:
             key, seq, req = entries[pos]
             if key > through:
@@ -609,24 +679,30 @@ class JIT(Policy):
             prefill = (prefill if prefill > 1 or generated == 0 else 0) * token_time
             first = clock + prefill + step_time
             slo = req.slo
+            likely = False  # feasible at the pace quantile (deadline kinds, with ``probable``)
             if slo is None:
                 ok = True
             elif isinstance(slo, StreamSLO):
                 ok = first <= key  # the entry's key is its next token's due time
             else:
                 if class_totals is not None and (generated == 0 or not refine):
-                    remaining = class_totals[req.request_class, req.max_tokens][0] - generated
-                    if remaining < 1.0:
-                        remaining = 1.0
+                    totals = class_totals[req.request_class, req.max_tokens]
+                    remaining, pace_remaining = max(1.0, totals[0] - generated), max(1.0, totals[1] - generated)
                 else:
                     remaining = self.remaining_output(req)
+                    pace_remaining = self.remaining_output(req, pace=True) if probable else remaining
                 finish = first + (remaining - 1) * step_time
-                ok = finish <= req.deadline and (req.pipeline is None or finish <= req.pipeline.run_deadline)
+                deadline = req.deadline if req.pipeline is None else min(req.deadline, req.pipeline.run_deadline)
+                ok = finish <= deadline
+                likely = probable and not ok and first + (pace_remaining - 1) * step_time <= deadline
             if ok:
                 admission.append(req)
                 keys.append(key)
                 clock += prefill
-            elif self._wants_rejection(req) or now - req.arrival > max_wait:
+            elif likely:
+                self._probable.append(req)  # the sweep goes in first-deadline order
+                self._probable_keys.append(key)
+            elif self._wants_rejection(req) or now - req.arrival > max_wait or now - key > max_late:
                 self._to_reject.append(req)
             else:
                 self._best_effort.append(req)
