@@ -9,6 +9,7 @@ computes anything, so uninstrumented use costs next to nothing.
 from __future__ import annotations
 
 import os
+import threading
 
 from opentelemetry import metrics, trace
 
@@ -21,6 +22,24 @@ __all__ = ["Telemetry", "CONTENT_ENV"]
 
 CONTENT_ENV = "JITAGENT_TRACE_CONTENT"
 _TRUE = {"1", "true", "yes", "on"}
+
+_global_instruments: Instruments | None = None
+_global_lock = threading.Lock()
+
+
+def _instruments(meter_provider: metrics.MeterProvider | None) -> Instruments:
+    """The metric instruments for ``meter_provider``; from the global provider, one set for the
+    process. Until the application sets a global provider, the API's proxy provider keeps every
+    meter asked of it (and each meter every instrument), to hand them on later: a set per client
+    would grow with every short-lived client (7 objects and their locks each). An SDK provider
+    returns the same meter and instruments when asked again, so one set loses nothing."""
+    if meter_provider is not None:
+        return Instruments(metrics.get_meter(names.INSTRUMENTATION_SCOPE, __version__, meter_provider))
+    global _global_instruments
+    with _global_lock:
+        if _global_instruments is None:
+            _global_instruments = Instruments(metrics.get_meter(names.INSTRUMENTATION_SCOPE, __version__))
+        return _global_instruments
 
 
 class Telemetry:
@@ -44,7 +63,7 @@ class Telemetry:
         if trace_content is not None and not isinstance(trace_content, bool):
             raise TypeError(f"trace_content must be True, False or None, got {trace_content!r}")
         self.tracer = trace.get_tracer(names.INSTRUMENTATION_SCOPE, __version__, tracer_provider)
-        self.instruments = Instruments(metrics.get_meter(names.INSTRUMENTATION_SCOPE, __version__, meter_provider))
+        self.instruments = _instruments(meter_provider)
         self._meter_provider = meter_provider
         if trace_content is None:
             trace_content = os.environ.get(CONTENT_ENV, "").strip().lower() in _TRUE
