@@ -48,10 +48,10 @@ def _client_report(result: ClientSoakResult, wall_s: float) -> str:
              f"({result.sync_calls} by short-lived sync clients; every call its own request class)",
              f"  outcomes: {', '.join(f'{k} {v}' for k, v in result.outcomes.items())}",
              f"  left behind: {', '.join(f'{k} {v}' for k, v in result.leftovers.items())}",
-             "     calls   engine+policy MB   estimator classes   threads   fds   RSS MB"]
+             "     calls   engine+policy MB   estimator classes   threads   fds   RSS MB   Python blocks"]
     for c in result.checkpoints:
         lines.append(f"  {c.requests!s:>8}   {c.engine_bytes / _MB:16.2f}   {c.estimator_classes:17d}   "
-                     f"{c.threads:7d}   {c.fds:3d}   {c.rss_bytes / _MB:6.1f}")
+                     f"{c.threads:7d}   {c.fds:3d}   {c.rss_bytes / _MB:6.1f}   {c.python_blocks:13d}")
     return "\n".join(lines)
 
 
