@@ -4,10 +4,7 @@ An add-on distribution declares what it adds in its ``pyproject.toml``, one entr
 kind of thing::
 
     [project.entry-points."jitagent.engines"]
-    vllm = "jitagent_vllm.plugin:ENGINE"          # JITClient(engine="vllm"), jitagent bench --engine vllm
-
-    [project.entry-points."jitagent.commands"]
-    calibrate = "jitagent_vllm.plugin:CALIBRATE"  # jitagent calibrate
+    vllm = "jitagent_vllm.plugin:ENGINE"            # JITClient(engine="vllm"), jitagent bench --engine vllm
 
     [project.entry-points."jitagent.workloads"]
     langgraph = "jitagent_langgraph.plugin:WORKLOAD"   # jitagent bench --workload langgraph
@@ -16,38 +13,42 @@ kind of thing::
 nobody installed is a :class:`PluginNotFoundError` that names the distribution to install when the
 name is one of jitagent's own add-ons; an add-on that is installed but cannot be imported (vLLM
 missing, say) is one that says so. What each group's objects offer is the protocol beside it:
-:class:`EnginePlugin`, :class:`CommandPlugin`, :class:`WorkloadPlugin`.
+:class:`EnginePlugin`, :class:`WorkloadPlugin`.
+
+The ``jitagent`` command's subcommands are not a group: argparse needs every subcommand's flags
+before it parses, so each would import its add-on (vLLM: seconds) on every start of the command.
+An add-on's command is a core subcommand whose work its plugin does (``jitagent calibrate``:
+:meth:`EnginePlugin.calibrate`).
 """
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Callable, Mapping
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any, Protocol
 
 from jitagent.engines.protocol import Engine
 
-__all__ = ["ENGINES", "COMMANDS", "WORKLOADS", "EnginePlugin", "CommandPlugin", "WorkloadPlugin",
-           "PluginNotFoundError", "load", "names", "engine_plugin_serving"]
+__all__ = ["ENGINES", "WORKLOADS", "EnginePlugin", "WorkloadPlugin", "PluginNotFoundError", "load", "names",
+           "engine_plugin_serving", "addon_packages"]
 
 ENGINES = "jitagent.engines"
-COMMANDS = "jitagent.commands"
 WORKLOADS = "jitagent.workloads"
 
-_KIND = {ENGINES: "engine", COMMANDS: "command", WORKLOADS: "workload"}
+_KIND = {ENGINES: "engine", WORKLOADS: "workload"}
 # jitagent's own add-ons, so that a missing one is named: (group, name) -> (distribution, where it is).
 _OWN_ADDONS: Mapping[tuple[str, str], tuple[str, str]] = {
     (ENGINES, "vllm"): ("jitagent-vllm", "integrations/vllm"),
-    (COMMANDS, "calibrate"): ("jitagent-vllm", "integrations/vllm"),
     (WORKLOADS, "langgraph"): ("jitagent-langgraph", "integrations/langgraph"),
 }
 
 
 class EnginePlugin(Protocol):
-    """What a ``jitagent.engines`` entry point gives: an engine kind the core can start and serve."""
+    """What a ``jitagent.engines`` entry point gives: an engine kind the core can start, serve,
+    benchmark and calibrate."""
 
     description: str
+    settings: Callable[..., Any]   # the engine's settings (model=, policy=, profile=, max_num_seqs=, ...)
 
     def start(self, *, model: str | None, policy: str) -> Engine:
         """A new engine serving ``model`` (the add-on's default when ``None``), scheduled by ``policy``."""
@@ -61,16 +62,14 @@ class EnginePlugin(Protocol):
         """The :class:`~jitagent.client.backend.Backend` that serves ``engine`` to the OpenAI handlers."""
         ...
 
-
-class CommandPlugin(Protocol):
-    """What a ``jitagent.commands`` entry point gives: a subcommand of ``jitagent``."""
-
-    def add_parser(self, commands: argparse._SubParsersAction) -> argparse.ArgumentParser:  # type: ignore[type-arg]
-        """Add the command's parser to ``jitagent``'s subcommands."""
+    def run_bench(self, config: Any, settings: Any, *, progress: bool) -> tuple[Any, Any]:
+        """``jitagent bench --engine NAME``: every run of ``config`` (a
+        :class:`~jitagent.bench.suite.BenchConfig`) on engines of these settings, in real time;
+        the result and what the engine adds to it."""
         ...
 
-    def run(self, args: argparse.Namespace) -> None:
-        """Run the command (``ValueError`` for a one-line error)."""
+    def calibrate(self, settings: Any, *, name: str | None, rounds: int) -> Any:
+        """``jitagent calibrate``: a step-time profile fitted to an engine of these settings."""
         ...
 
 
@@ -78,7 +77,11 @@ class WorkloadPlugin(Protocol):
     """What a ``jitagent.workloads`` entry point gives: a workload ``jitagent bench`` runs itself."""
 
     description: str
-    options: Callable[..., Any]   # the workload's options, from keyword arguments
+    options: Callable[..., Any]   # the workload's options, from its flags as keyword arguments
+
+    def check_policy(self, name: str) -> None:
+        """``ValueError`` unless the workload can run ``name`` (a policy, or a variant of its own)."""
+        ...
 
     def run(self, config: Any, options: Any, *, progress: bool) -> tuple[Any, dict[str, Any]]:
         """Run ``config`` (a :class:`~jitagent.bench.suite.BenchConfig`): its result and extra figures."""
@@ -107,9 +110,9 @@ def load(group: str, name: str) -> Any:
     entry = found[0]
     try:
         return entry.load()
-    except ImportError as exc:
-        raise PluginNotFoundError(f"the {_KIND.get(group, group)} {name!r} of {_distribution(entry)} cannot be "
-                                  f"loaded: {exc}") from None
+    except ImportError as exc:   # installed, but what it needs is not (vLLM, say)
+        raise PluginNotFoundError(f"the {_KIND.get(group, group)} {name!r} needs {_distribution(entry)}, which "
+                                  f"cannot be imported here: {exc}") from None
 
 
 def engine_plugin_serving(engine: object) -> EnginePlugin | None:
@@ -119,6 +122,11 @@ def engine_plugin_serving(engine: object) -> EnginePlugin | None:
         if plugin.serves(engine):
             return plugin
     return None
+
+
+def addon_packages() -> tuple[str, ...]:
+    """The top-level packages of the installed add-ons (their loggers, say), found without importing them."""
+    return tuple(sorted({ep.value.split(":")[0].split(".")[0] for group in _KIND for ep in entry_points(group=group)}))
 
 
 def _missing(group: str, name: str) -> str:

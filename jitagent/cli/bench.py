@@ -14,7 +14,6 @@ import logging
 import os
 import sys
 from pathlib import Path
-from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from jitagent.cli import addons
@@ -22,10 +21,11 @@ from jitagent.cli.args import (add_command, at_most, list_of, name_list, non_neg
                                positive_int, seed_list)
 from jitagent.cli.conventions import show_progress
 from jitagent.inputs import check_output, open_input
+from jitagent.plugins import WorkloadPlugin
 
 if TYPE_CHECKING:
     from jitagent.bench.suite import BenchConfig
-    from jitagent.scheduling.goodput import RequestRecord
+    from jitagent.evaluation.goodput import RequestRecord
 
 __all__ = ["add_parser", "run"]
 
@@ -142,7 +142,7 @@ def _print_list() -> None:
     from jitagent.engines.latency import list_profiles
     from jitagent.scheduling.policies import describe_policies
 
-    workloads = [*describe_workloads(), (addons.GRAPHS, addons.GRAPHS_DESCRIPTION)]
+    workloads = [*describe_workloads(), *addons.workloads()]
     for title, items in (("workloads", workloads), ("profiles", list_profiles()),
                          ("policies", describe_policies())):
         print(f"{title}:")
@@ -151,8 +151,8 @@ def _print_list() -> None:
             print(f"  {name.ljust(width)}  {text}")
 
 
-def _graph_bench(args: argparse.Namespace) -> ModuleType | None:
-    """The graph benchmark's module for ``--workload langgraph`` (checking its flags), else ``None``."""
+def _graph_bench(args: argparse.Namespace) -> WorkloadPlugin | None:
+    """The graph workload's plugin for ``--workload langgraph`` (checking its flags), else ``None``."""
     graph_flags = (args.graphs, args.tightness, args.time_scale)
     if args.workload != addons.GRAPHS:
         if any(flag is not None for flag in graph_flags):
@@ -160,7 +160,7 @@ def _graph_bench(args: argparse.Namespace) -> ModuleType | None:
         return None
     if args.engine != "sim":
         raise ValueError("--workload langgraph runs on the simulated engine only")
-    return addons.graph_bench()
+    return addons.workload(addons.GRAPHS)
 
 
 def run(args: argparse.Namespace, about: dict[str, Any]) -> None:
@@ -179,7 +179,7 @@ def run(args: argparse.Namespace, about: dict[str, Any]) -> None:
     _check_paths(args)
     for name in args.policies:  # unknown names fail here, before any work
         if graph_bench is not None:
-            graph_bench.parse_side(name)  # a policy, maybe with +jit_slo or +plain
+            graph_bench.check_policy(name)  # a policy, maybe with +jit_slo or +plain
         else:
             make_policy(name)
     live = args.engine == "vllm"
@@ -187,14 +187,14 @@ def run(args: argparse.Namespace, about: dict[str, Any]) -> None:
                     token_budget=args.token_budget, max_num_seqs=args.max_num_seqs)
     sim.resolve()
     if live:
-        engine_config = addons.vllm_engine().VLLMEngineConfig
-        run_vllm_bench = addons.vllm_bench().run_vllm_bench
+        vllm = addons.engine(addons.VLLM)
+        engine_config, run_vllm_bench = vllm.settings, vllm.run_bench
         if args.capacity:
             raise ValueError("--capacity searches many rates: it runs on the simulated engine only")
     rates = args.sweep or (args.rate,)
     if graph_bench is not None:
         given = {"graphs": args.graphs, "tightness": args.tightness, "time_scale": args.time_scale}
-        graphs = graph_bench.GraphBenchOptions(**{key: value for key, value in given.items() if value is not None})
+        graphs = graph_bench.options(**{key: value for key, value in given.items() if value is not None})
         graphs.apps()  # unknown graph names fail here
     else:
         # Build one workload up front so that a bad file or name fails fast, with its own message.
@@ -227,7 +227,7 @@ def run(args: argparse.Namespace, about: dict[str, Any]) -> None:
                   f"{scale.tpot_s * 1e3:.1f} ms here, {scale.reference_ttft_s * 1e3:.0f} ms and "
                   f"{scale.reference_tpot_s * 1e3:.1f} ms on {DEFAULT_PROFILE}\n")
     elif graph_bench is not None:
-        result, extra = graph_bench.run_graph_bench(config, graphs, progress=progress)
+        result, extra = graph_bench.run(config, graphs, progress=progress)
         results.update(extra)
     else:
         result = run_bench(config, jobs=args.jobs, progress=progress)

@@ -29,8 +29,8 @@ def add_parser(commands: Any) -> None:
 
 def run(args: argparse.Namespace, about: dict[str, Any]) -> None:
     """``jitagent calibrate`` (a profile's schema has no room for ``about``: it is not recorded)."""
-    calibrate = addons.vllm_calibration().calibrate
-    engine_config = addons.vllm_engine().VLLMEngineConfig
+    vllm = addons.engine(addons.VLLM)
+    calibrate, engine_config = vllm.calibrate, vllm.settings
     check_output(args.out, "a profile")  # before the probes, which take minutes
 
     result = calibrate(engine_config(model=args.model), name=args.name, rounds=args.rounds)

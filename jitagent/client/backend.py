@@ -142,7 +142,7 @@ class SimBackend:
 
     @property
     def max_model_len(self) -> int:
-        return self.engine.core.limits.max_model_len
+        return self.engine.max_model_len
 
     def tokenize(self, prompt: Any, chat: bool) -> None:
         """The simulated model counts prompt tokens approximately (:mod:`jitagent.client.text`)."""
@@ -150,7 +150,7 @@ class SimBackend:
 
     def validate(self, prompt_tokens: int, max_tokens: int) -> None:
         """ValueError naming the problem unless the engine can ever serve a request this size."""
-        self.engine.core.validate(prompt_tokens, max_tokens)
+        self.engine.validate(prompt_tokens, max_tokens)
 
     def generate(self, request: GenerationRequest, observe: bool = False) -> SimGeneration:
         """Start ``request``: the engine admits it on the first ``__anext__``. With ``observe``
@@ -161,4 +161,4 @@ class SimBackend:
                                       request_class=request.request_class, pipeline=request.pipeline,
                                       request_id=request.request_id, log=log)
         return SimGeneration(tokens, answer.pieces, answer.length, request.max_tokens, log,
-                             self.engine.core.policy.name if observe else None)
+                             self.engine.policy_name if observe else None)

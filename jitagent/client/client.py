@@ -9,7 +9,7 @@ the ambient :func:`~jitagent.client.slo_scope`, else the client's ``slo``.
 from __future__ import annotations
 
 import weakref
-from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Self
 
 import httpx2
 import openai
@@ -18,10 +18,14 @@ from openai.types.chat import ChatCompletionChunk
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import TracerProvider
 
+from jitagent import plugins
+from jitagent.client._compat import FastResponseData
 from jitagent.client.backend import Backend, SimBackend
 from jitagent.client.handlers import OpenAIServer
 from jitagent.client.transport import EngineHost, InProcessTransport, SyncInProcessTransport
+from jitagent.engines.protocol import Engine
 from jitagent.engines.sim import DEFAULT_PROFILE, SimConfig, SimEngine
+from jitagent.plugins import EnginePlugin
 from jitagent.scheduling.policies import Policy
 from jitagent.scheduling.request import PipelineContext
 from jitagent.slo import SLO, parse_slo
@@ -31,8 +35,6 @@ if TYPE_CHECKING:
     from langchain_openai import ChatOpenAI
 
 __all__ = ["JITClient", "SyncJITClient"]
-
-_R = TypeVar("_R")
 
 _BASE_URL = "http://jitagent.local/v1"
 _API_KEY = "jitagent-in-process"   # never sent anywhere; the OpenAI client insists on having one
@@ -66,15 +68,12 @@ class _Served:
     stopped with it. (An engine of its own that runs elsewhere is left to that engine.)
     """
 
-    def __init__(self, server: OpenAIServer, host: EngineHost, owns_engine: bool) -> None:
+    def __init__(self, engine: Engine, server: OpenAIServer, host: EngineHost, owns_engine: bool) -> None:
+        self.engine = engine
         self.server = server
         self.host = host
         self.owns_engine = owns_engine
         self._collected = weakref.finalize(self, host.stop)   # must not refer to self
-
-    @property
-    def engine(self) -> Any:
-        return self.server.backend.engine  # type: ignore[attr-defined]
 
     async def aclose(self) -> None:
         """If the client made its engine, abort what is in flight and stop it; stop the host's thread."""
@@ -91,7 +90,7 @@ class _Served:
         self.host.close()
 
 
-class _ServedInProcess:
+class _ServedInProcess(FastResponseData):
     """What the async and sync clients share on top of their OpenAI base class."""
 
     _served: _Served
@@ -103,21 +102,22 @@ class _ServedInProcess:
 
     with_options = copy
 
-    def _process_response_data(self, *, data: object, cast_to: type[_R], response: httpx2.Response) -> _R:
-        if cast_to is ChatCompletionChunk and (chunk := _typed_chunk(data)) is not None:
-            return chunk  # type: ignore[return-value]
-        return super()._process_response_data(data=data, cast_to=cast_to, response=response)  # type: ignore[misc]
+    def _fast_response(self, data: object, cast_to: type[Any]) -> Any | None:
+        """Streamed chat chunks, built the fast way (see :func:`_typed_chunk`)."""
+        return _typed_chunk(data) if cast_to is ChatCompletionChunk else None
 
 
 class JITClient(_ServedInProcess, openai.AsyncOpenAI):
     """Drop-in ``openai.AsyncOpenAI`` that serves Chat Completions, Completions and Models in-process.
 
     Args:
-        engine: the engine to serve from: an engine object (a :class:`SimEngine`, or a
-            ``jitagent_vllm.VLLMEngine``), or the kind of engine to start, which :meth:`close`
-            also closes: ``"sim"`` (the default: a :class:`SimEngine` built from ``policy``,
-            ``profile`` and ``time_scale``) or ``"vllm"`` (a real vLLM engine serving ``model``,
-            scheduled by ``policy``; needs ``jitagent-vllm``; tens of seconds to start on a CPU).
+        engine: the engine to serve from: an :class:`~jitagent.engines.protocol.Engine` (a
+            :class:`SimEngine`, or one an add-on serves, such as ``jitagent_vllm.VLLMEngine``), or
+            the name of the engine to start, which :meth:`close` also closes: ``"sim"`` (the
+            default: a :class:`SimEngine` built from ``policy``, ``profile`` and ``time_scale``) or
+            an add-on's engine (:mod:`jitagent.plugins`), such as ``"vllm"`` (a real vLLM engine
+            serving ``model``, scheduled by ``policy``; needs ``jitagent-vllm``; tens of seconds to
+            start on a CPU).
         policy: scheduling policy of a started engine (name, or an instance for the simulated one);
             ``"jit"`` by default.
         profile: hardware profile of a simulated engine.
@@ -136,7 +136,7 @@ class JITClient(_ServedInProcess, openai.AsyncOpenAI):
         **kwargs: passed to ``openai.AsyncOpenAI`` (``timeout``, ``max_retries``, ``default_headers``, ...).
     """
 
-    def __init__(self, *, engine: SimEngine | Any | Literal["sim", "vllm"] | None = None, policy: Policy | str = "jit",
+    def __init__(self, *, engine: Engine | str | None = None, policy: Policy | str = "jit",
                  profile: str = DEFAULT_PROFILE, time_scale: float = 1.0, model: str | None = None,
                  slo: SLO | dict[str, Any] | str | None = None, pipeline: PipelineContext | None = None,
                  tracer_provider: TracerProvider | None = None, meter_provider: MeterProvider | None = None,
@@ -144,10 +144,10 @@ class JITClient(_ServedInProcess, openai.AsyncOpenAI):
         if _served is None:
             owns_engine = engine is None or isinstance(engine, str)
             default_slo = parse_slo(slo) if slo is not None else None   # before an engine starts
-            backend = _backend(engine, policy, profile, time_scale, model)
+            served_engine, backend = _serve(engine, policy, profile, time_scale, model)
             server = OpenAIServer(backend, default_slo=default_slo, default_pipeline=pipeline,
                                   telemetry=Telemetry(tracer_provider, meter_provider, trace_content))
-            _served = _Served(server, EngineHost(), owns_engine)
+            _served = _Served(served_engine, server, EngineHost(), owns_engine)
         self._served = _served
         _client_defaults(kwargs)
         if kwargs.get("http_client") is None:
@@ -156,8 +156,8 @@ class JITClient(_ServedInProcess, openai.AsyncOpenAI):
         self._sync: SyncJITClient | None = None
 
     @property
-    def engine(self) -> Any:
-        """The engine serving this client (a :class:`SimEngine` or a ``VLLMEngine``)."""
+    def engine(self) -> Engine:
+        """The engine serving this client (a :class:`SimEngine`, a ``VLLMEngine``, ...)."""
         return self._served.engine
 
     @property
@@ -195,27 +195,24 @@ class JITClient(_ServedInProcess, openai.AsyncOpenAI):
         await self._served.aclose()
 
 
-def _backend(engine: Any, policy: Policy | str, profile: str, time_scale: float, model: str | None) -> Backend:
-    """The backend serving ``engine`` (an engine object, ``"sim"``, ``"vllm"`` or ``None``)."""
-    if engine == "vllm":
-        if not isinstance(policy, str):
-            raise ValueError("the vLLM engine takes its policy by name (jit, fcfs, edf, ltr, las)")
-        try:
-            from jitagent_vllm import VLLMEngine, VLLMEngineConfig
-        except ImportError as exc:
-            raise ValueError(f"engine='vllm' needs jitagent-vllm and vLLM ({exc}); see the README") from None
-        engine = VLLMEngine(VLLMEngineConfig(model=model or VLLMEngineConfig.model, policy=policy))
-        model = None
-    elif engine in (None, "sim"):
+def _serve(engine: Engine | str | None, policy: Policy | str, profile: str, time_scale: float,
+           model: str | None) -> tuple[Engine, Backend]:
+    """The engine (``engine`` itself, or one started: ``"sim"``, ``None`` or an add-on's engine name)
+    and the backend that serves it to the OpenAI handlers."""
+    if engine is None or engine == "sim":
         engine = SimEngine(SimConfig(profile=profile), policy=policy, time_scale=time_scale)
     elif isinstance(engine, str):
-        raise ValueError(f"unknown engine {engine!r}: give 'sim', 'vllm' or an engine object")
+        plugin: EnginePlugin = plugins.load(plugins.ENGINES, engine)
+        if not isinstance(policy, str):
+            raise ValueError(f"the {engine} engine takes its policy by name (jit, fcfs, edf, ltr, las)")
+        return (started := plugin.start(model=model, policy=policy)), plugin.backend(started, None)
     if isinstance(engine, SimEngine):
-        spec = engine.config.resolve()[0]
-        return SimBackend(engine, model or (spec.model.name if spec.model is not None else spec.name))
-    from jitagent_vllm.backend import VLLMBackend  # any other engine object is a vLLM engine
-
-    return VLLMBackend(engine, model)
+        return engine, SimBackend(engine, model or engine.model_name)
+    plugin_serving = plugins.engine_plugin_serving(engine)
+    if plugin_serving is None:
+        raise TypeError(f"engine must be 'sim', the name of an installed engine ({', '.join(plugins.names(plugins.ENGINES)) or 'none'}) "
+                        f"or an engine object an installed add-on serves, got {type(engine).__name__}")
+    return engine, plugin_serving.backend(engine, model)
 
 
 class SyncJITClient(_ServedInProcess, openai.OpenAI):

@@ -179,6 +179,24 @@ class SimEngine:
         self._pending: deque[tuple[Callable[..., None], tuple[Any, ...]]] = deque()   # see _soon
         self._ids = itertools.count()
 
+    @property
+    def model_name(self) -> str:
+        """The profile's model (the profile's name when it names none)."""
+        profile = self.config.resolve()[0]
+        return profile.model.name if profile.model is not None else profile.name
+
+    @property
+    def max_model_len(self) -> int:
+        return self.core.limits.max_model_len
+
+    @property
+    def policy_name(self) -> str:
+        return self.core.policy.name
+
+    def validate(self, prompt_tokens: int, max_tokens: int) -> None:
+        """ValueError naming the problem unless a request this size can ever run on this engine."""
+        self.core.validate(prompt_tokens, max_tokens)
+
     def now(self) -> float:
         """The engine clock: the event loop's monotonic time."""
         return asyncio.get_running_loop().time()

@@ -172,7 +172,7 @@ def test_bad_graph_flags_give_one_line(tmp_path, capsys, flags: list[str], fragm
 
 
 def test_missing_integration_gives_one_line(tmp_path, capsys, monkeypatch) -> None:
-    monkeypatch.setitem(sys.modules, "jitagent_langgraph.bench", None)  # as if it were not installed
+    monkeypatch.setitem(sys.modules, "jitagent_langgraph.plugin", None)  # as if it could not be imported
     assert exit_code(["bench", "--workload", "langgraph", "--out", str(tmp_path), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "needs jitagent-langgraph" in err and err.count("\n") == 1

@@ -1,0 +1,42 @@
+"""The vLLM engine as jitagent's core sees it: the ``vllm`` entry of the ``jitagent.engines`` group
+(:mod:`jitagent.plugins`), for ``JITClient(engine="vllm")``, ``jitagent bench --engine vllm`` and
+``jitagent calibrate``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jitagent.bench.suite import BenchConfig, BenchResult
+from jitagent_vllm.backend import VLLMBackend
+from jitagent_vllm.bench import run_vllm_bench
+from jitagent_vllm.calibrate import Calibration, calibrate
+from jitagent_vllm.engine import VLLMEngine, VLLMEngineConfig
+from jitagent_vllm.slo_scale import SLOScale
+
+__all__ = ["ENGINE"]
+
+
+class VLLMEngines:
+    """Starts, serves, benchmarks and calibrates :class:`VLLMEngine` s (see :class:`jitagent.plugins.EnginePlugin`)."""
+
+    description = "a real vLLM V1 engine scheduled by jitagent's JITScheduler, in real time"
+    settings = VLLMEngineConfig
+
+    def start(self, *, model: str | None, policy: str) -> VLLMEngine:
+        return VLLMEngine(VLLMEngineConfig(model=model or VLLMEngineConfig.model, policy=policy))
+
+    def serves(self, engine: object) -> bool:
+        return isinstance(engine, VLLMEngine)
+
+    def backend(self, engine: Any, model: str | None) -> VLLMBackend:
+        return VLLMBackend(engine, model)
+
+    def run_bench(self, config: BenchConfig, settings: VLLMEngineConfig, *,
+                  progress: bool) -> tuple[BenchResult, SLOScale | None]:
+        return run_vllm_bench(config, settings, progress=progress)
+
+    def calibrate(self, settings: VLLMEngineConfig, *, name: str | None, rounds: int) -> Calibration:
+        return calibrate(settings, name=name, rounds=rounds)
+
+
+ENGINE = VLLMEngines()
