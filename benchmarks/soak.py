@@ -1,6 +1,6 @@
 """Overload soak on the simulated engine, in virtual time: 100,000 requests of ``mixed`` traffic at
 3x the capacity of first-come-first-served, 10% cancelled at random, callers that time out after
-two minutes (see :mod:`jitagent.bench.soak` for what is played and measured).
+two minutes (see ``tests/soak_harness.py`` for what is played and measured).
 
 For each policy it checks that every request ended with an outcome (finished, refused by the
 scheduler, cancelled, timed out or aborted with its pipeline run) and that the engine and the policy
@@ -21,7 +21,8 @@ import time
 from dataclasses import fields
 from pathlib import Path
 
-from jitagent.bench.soak import ClientSoakConfig, ClientSoakResult, SoakConfig, SoakResult, client_soak, soak
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))   # the harness is test code
+from soak_harness import ClientSoakConfig, ClientSoakResult, SoakConfig, SoakResult, client_soak, soak  # noqa: E402
 
 _MB = 1 << 20
 

@@ -69,6 +69,7 @@ class PipelineRun:
     slo: SLO
     next_round: int = 0
     calls: set[RequestState] = field(default_factory=set)
+    over: bool = False   # a call of it failed (as the driver decides): no round follows
 
     @classmethod
     def of(cls, spec: PipelineArrival) -> PipelineRun:
@@ -93,7 +94,7 @@ class PipelineRun:
         """``req`` of the current round finished: the tool gap before the next round when it was the
         round's last call and a round follows, else ``None``."""
         self.calls.discard(req)
-        if self.calls or self.next_round >= len(self.spec.rounds):
+        if self.over or self.calls or self.next_round >= len(self.spec.rounds):
             return None
         return self.spec.rounds[self.next_round].gap_s
 

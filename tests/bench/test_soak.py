@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from jitagent.bench.soak import OUTCOMES, ClientSoakConfig, SoakConfig, client_soak, soak
+from soak_harness import OUTCOMES, ClientSoakConfig, SoakConfig, client_soak, soak
 
 
 @pytest.mark.parametrize("policy, num_blocks", [("fcfs", None), ("jit", None), ("fcfs", 2048)],

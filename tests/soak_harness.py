@@ -1,8 +1,11 @@
-"""Overload soak: a long stream of requests far beyond the engine's capacity, in virtual time, with
+"""The overload soak harness: test code (it reads the policies' private queues), for
+``tests/bench/test_soak.py`` and ``benchmarks/soak.py``.
+
+Overload soak: a long stream of requests far beyond the engine's capacity, in virtual time, with
 callers that give up, to show that every request ends and that nothing accumulates.
 
 The driver plays the callers of a built-in workload (``mixed`` by default: chat streams, tool calls
-with deadlines, pipeline runs round by round, as :mod:`jitagent.bench.runner` plays them) on the
+with deadlines, pipeline runs round by round, with :mod:`jitagent.bench.driver` as the benchmark) on the
 simulated :class:`~jitagent.engines.core.EngineCore`, and:
 
 * cancels ``cancel_share`` of the requests at a random time within ``cancel_within_s`` of their
@@ -50,12 +53,12 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from jitagent.bench.runner import stage_deadline
+from jitagent.bench.driver import PipelineRun, step_virtual
 from jitagent.bench.workloads import CallSpec, PipelineArrival, Round, SingleArrival, build_workload
 from jitagent.engines.core import EngineCore
 from jitagent.engines.sim import DEFAULT_PROFILE, SimConfig
 from jitagent.scheduling.policies import JIT, Policy, QueuePolicy
-from jitagent.scheduling.request import PipelineContext, RequestState, RequestStatus
+from jitagent.scheduling.request import RequestState, RequestStatus
 from jitagent.slo import SLO
 
 __all__ = ["SoakConfig", "Checkpoint", "SoakResult", "soak", "policy_queues", "retained_bytes"]
@@ -133,20 +136,6 @@ class SoakResult:
         return asdict(self)
 
 
-@dataclass(slots=True)
-class _Run:
-    """A pipeline run in flight: its calls outstanding in the current round."""
-
-    spec: PipelineArrival
-    run_id: str            # unique across the windows the workload is built in
-    start: float
-    deadline: float
-    slo: SLO
-    next_round: int = 0
-    calls: set[RequestState] = field(default_factory=set)
-    over: bool = False
-
-
 def policy_queues(policy: Policy) -> dict[str, int]:
     """How many requests the policy's queues still hold (the built-in policies' own bookkeeping)."""
     if isinstance(policy, JIT):
@@ -206,7 +195,7 @@ class _Soak:
         self.rng = random.Random(config.seed)
         self.events: list[tuple[float, int, str, Any]] = []    # (time, order, kind, request or run)
         self.order = itertools.count()
-        self.run_of: dict[RequestState, _Run] = {}
+        self.run_of: dict[RequestState, PipelineRun] = {}
         self.rejecting: dict[SLO, SLO] = {}
         self.issued = 0
         self.cancels_sent = 0
@@ -255,21 +244,17 @@ class _Soak:
                                request_class=self._class(call.request_class))
             self._issue(req, call.output_len, now)
         else:
-            run = _Run(arrival, f"{arrival.run_id}@{now:.3f}", now, now + arrival.slo.deadline_s,
-                       self._slo(arrival.slo))
+            run = PipelineRun(arrival, f"{arrival.run_id}@{now:.3f}", now, now + arrival.slo.deadline_s,
+                              self._slo(arrival.slo))
             self._next_round(run, now)
 
-    def _next_round(self, run: _Run, now: float) -> None:
-        spec, index = run.spec, run.next_round
-        round_ = spec.rounds[index]
-        context = PipelineContext(run.run_id, run.start, run.deadline, round_.stage,
-                                  stage_deadline(now, run.deadline, round_))
-        run.next_round += 1
-        for j, call in enumerate(round_.calls):
+    def _next_round(self, run: PipelineRun, now: float) -> None:
+        started = run.begin_round(now)
+        for j, call in enumerate(started.round.calls):
             if self.issued >= self.config.requests or run.over:  # over: a call of this round was refused
                 break
-            req = RequestState(f"{run.run_id}/{index}/{j}", now, call.prompt_len, call.max_tokens, slo=run.slo,
-                               request_class=self._class(call.request_class), pipeline=context)
+            req = RequestState(run.call_id(started.index, j), now, call.prompt_len, call.max_tokens, slo=run.slo,
+                               request_class=self._class(call.request_class), pipeline=started.context)
             run.calls.add(req)
             self.run_of[req] = run
             self._issue(req, call.output_len, now)
@@ -282,15 +267,17 @@ class _Soak:
         run = self.run_of.pop(req, None)
         if run is None:
             return
+        if outcome == "finished":
+            if (gap := run.finished(req)) is not None:
+                self._push(now + gap, "round", run)
+            return
         run.calls.discard(req)
-        if outcome != "finished" and not run.over:  # the run fails with its call: its other calls go
+        if not run.over:  # the run fails with its call: its other calls go
             run.over = True
             for other in list(run.calls):
                 if not other.status.is_done:  # one that ended in this step too is reported by the engine
                     self.core.abort(other)
                     self._ended(other, "aborted_with_run", now)
-        elif not run.calls and not run.over and run.next_round < len(run.spec.rounds):
-            self._push(now + run.spec.rounds[run.next_round].gap_s, "round", run)
 
     def _give_up(self, req: RequestState, outcome: str, now: float) -> None:
         if req.status.is_done:
@@ -324,24 +311,10 @@ class _Soak:
     # -- the engine ---------------------------------------------------------------------------------
 
     def run(self) -> float:
-        core, now = self.core, 0.0
-        while True:
-            self._due(now)
-            step = core.begin_step(now)
-            if step is None or step.idle:
-                after = self._next_time()
-                if after is None:
-                    if core.num_live:
-                        raise RuntimeError(f"{core.num_live} requests live, nothing scheduled and nothing to come")
-                    return now
-                now = max(now, after)
-                continue
-            now += step.duration
-            result = core.end_step(step, now)
-            for req in result.finished:
-                self._ended(req, "finished", now)
-            for req in result.rejected:
-                self._ended(req, "rejected", now)
+        now, stuck = step_virtual(self.core, self._due, self._next_time, self._ended)
+        if stuck:
+            raise RuntimeError(f"{self.core.num_live} requests live, nothing scheduled and nothing to come")
+        return now
 
     def _memory(self) -> int:
         """What the engine (with its policy) and the driver hold now; keeps the peak."""
