@@ -22,7 +22,7 @@ from jitagent import plugins
 from jitagent.client._compat import FastResponseData
 from jitagent.client.backend import Backend, SimBackend
 from jitagent.client.handlers import OpenAIServer
-from jitagent.client.transport import EngineHost, InProcessTransport, SyncInProcessTransport
+from jitagent.client.transport import LoopHost, InProcessTransport, SyncInProcessTransport
 from jitagent.engines.protocol import Engine
 from jitagent.engines.sim import DEFAULT_PROFILE, SimConfig, SimEngine
 from jitagent.plugins import EnginePlugin
@@ -68,7 +68,7 @@ class _Served:
     stopped with it. (An engine of its own that runs elsewhere is left to that engine.)
     """
 
-    def __init__(self, engine: Engine, server: OpenAIServer, host: EngineHost, owns_engine: bool) -> None:
+    def __init__(self, engine: Engine, server: OpenAIServer, host: LoopHost, owns_engine: bool) -> None:
         self.engine = engine
         self.server = server
         self.host = host
@@ -147,7 +147,7 @@ class JITClient(_ServedInProcess, openai.AsyncOpenAI):
             served_engine, backend = _serve(engine, policy, profile, time_scale, model)
             server = OpenAIServer(backend, default_slo=default_slo, default_pipeline=pipeline,
                                   telemetry=Telemetry(tracer_provider, meter_provider, trace_content))
-            _served = _Served(served_engine, server, EngineHost(), owns_engine)
+            _served = _Served(served_engine, server, LoopHost(), owns_engine)
         self._served = _served
         _client_defaults(kwargs)
         if kwargs.get("http_client") is None:

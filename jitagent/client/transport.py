@@ -5,7 +5,7 @@ transports hand it to an :class:`~jitagent.client.handlers.OpenAIServer` and wra
 ``httpx2.Response`` whose body streams as the engine produces tokens (httpx2's own
 ``ASGITransport`` would buffer the whole body first).
 
-:class:`EngineHost` decides on which event loop a client's calls are handled: the loop of the
+:class:`LoopHost` decides on which event loop a client's calls are handled: the loop of the
 caller when none of the client's calls is in flight elsewhere, so an async application pays no
 thread hop; a background thread's loop for synchronous callers with no loop of their own. A call
 from any other thread or loop is run on that loop (``run_coroutine_threadsafe``, one hop per
@@ -27,12 +27,12 @@ from jitagent.client.context import current_scope
 from jitagent.client.handlers import JSONReply, OpenAIServer, StreamReply
 from jitagent.slo import is_finite_number
 
-__all__ = ["EngineHost", "InProcessTransport", "SyncInProcessTransport"]
+__all__ = ["LoopHost", "InProcessTransport", "SyncInProcessTransport"]
 
 _T = TypeVar("_T")
 
 
-class EngineHost:
+class LoopHost:
     """Which event loop runs the engine, and running coroutines there from anywhere."""
 
     def __init__(self) -> None:
@@ -144,9 +144,9 @@ def _api_path(request: httpx2.Request, root: str) -> str:
 class _StreamBody(httpx2.AsyncByteStream):
     """A streamed reply's events for a caller on the engine's loop; ``aclose`` aborts the request."""
 
-    def __init__(self, reply: StreamReply, host: EngineHost) -> None:
+    def __init__(self, reply: StreamReply, host: LoopHost) -> None:
         self._reply = reply
-        self._host: EngineHost | None = host
+        self._host: LoopHost | None = host
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         async for event in self._reply.events:
@@ -164,9 +164,9 @@ class _StreamBody(httpx2.AsyncByteStream):
 class _BridgedStreamBody(httpx2.AsyncByteStream):
     """A streamed reply for a caller on another loop: each event is fetched on the engine's loop."""
 
-    def __init__(self, reply: StreamReply, host: EngineHost, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, reply: StreamReply, host: LoopHost, loop: asyncio.AbstractEventLoop) -> None:
         self._reply = reply
-        self._host: EngineHost | None = host
+        self._host: LoopHost | None = host
         self._loop = loop
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
@@ -193,16 +193,16 @@ class _BridgedStreamBody(httpx2.AsyncByteStream):
 class _SyncStreamBody(httpx2.SyncByteStream):
     """A streamed reply for a synchronous caller: each event is fetched on the engine's loop."""
 
-    def __init__(self, reply: StreamReply, host: EngineHost, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, reply: StreamReply, host: LoopHost, loop: asyncio.AbstractEventLoop) -> None:
         self._reply = reply
-        self._host: EngineHost | None = host
+        self._host: LoopHost | None = host
         self._loop = loop
 
     def __iter__(self) -> Iterator[bytes]:
         events = self._reply.events
         while True:
             try:
-                yield EngineHost.call_sync(self._loop, events.__anext__())
+                yield LoopHost.call_sync(self._loop, events.__anext__())
             except StopAsyncIteration:
                 return
 
@@ -210,7 +210,7 @@ class _SyncStreamBody(httpx2.SyncByteStream):
         if self._host is None:
             return
         try:
-            EngineHost.call_sync(self._loop, self._reply.aclose())
+            LoopHost.call_sync(self._loop, self._reply.aclose())
         finally:
             self._host.release()
             self._host = None
@@ -232,7 +232,7 @@ class InProcessTransport(httpx2.AsyncBaseTransport):
         root: the API's path prefix in request URLs (``/v1``).
     """
 
-    def __init__(self, server: OpenAIServer, host: EngineHost, root: str = "/v1") -> None:
+    def __init__(self, server: OpenAIServer, host: LoopHost, root: str = "/v1") -> None:
         self.server = server
         self.host = host
         self.root = root
@@ -268,7 +268,7 @@ class SyncInProcessTransport(httpx2.BaseTransport):
     It must not be called from the thread running the engine's loop (that would wait on itself).
     """
 
-    def __init__(self, server: OpenAIServer, host: EngineHost, root: str = "/v1") -> None:
+    def __init__(self, server: OpenAIServer, host: LoopHost, root: str = "/v1") -> None:
         self.server = server
         self.host = host
         self.root = root

@@ -153,7 +153,7 @@ class SimEngine:
     on theirs. Work left on a loop that stopped or closed without ending it is given up (aborted).
     Why serve rather than refuse: a ``SimEngine`` shared by an async application and a thread
     running its own loop (two clients on one engine, or one client's async and sync faces) is an
-    ordinary thing to write, and a client's ``EngineHost`` knows only its own calls; the engine
+    ordinary thing to write, and a client's ``LoopHost`` knows only its own calls; the engine
     alone knows where it steps. (An ``asyncio.Queue`` fed from another thread does not wake its
     reader: a stream could wait forever with nothing left in the engine.)
 

@@ -22,7 +22,7 @@ from typing import Any
 from jitagent.engines.sim import RequestLog, SimEngine
 from jitagent.evaluation.goodput import RequestRecord
 from jitagent.slo import PipelineSLO
-from jitagent_langgraph.bench.schedule import RunArrival
+from jitagent_langgraph.bench.arrivals import RunArrival
 from jitagent_langgraph.wrap import RunReport
 
 __all__ = ["GraphRun", "RecordedCall", "RecordingSimEngine", "recording"]

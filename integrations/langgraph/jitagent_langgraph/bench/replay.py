@@ -31,7 +31,7 @@ from jitagent.evaluation.goodput import RequestRecord
 from jitagent.scheduling.policies import make_policy
 from jitagent_langgraph.apps import GraphApp
 from jitagent_langgraph.bench.recorder import GraphRun, RecordingSimEngine, recording
-from jitagent_langgraph.bench.schedule import RunArrival, Side
+from jitagent_langgraph.bench.arrivals import RunArrival, Side
 from jitagent_langgraph.graph import jit_slo
 from jitagent_langgraph.wrap import RunReport
 

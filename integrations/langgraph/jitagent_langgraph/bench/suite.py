@@ -30,7 +30,7 @@ from jitagent.bench.suite import BenchConfig, BenchResult, outcome_row
 from jitagent.evaluation.goodput import RequestRecord, Window, summarize
 from jitagent_langgraph.apps import APPS, GraphApp, get_app
 from jitagent_langgraph.bench.replay import ReplaySettings, replay, unloaded_latency
-from jitagent_langgraph.bench.schedule import Side, parse_side, poisson_runs
+from jitagent_langgraph.bench.arrivals import Side, parse_side, poisson_runs
 
 __all__ = ["GraphBenchOptions", "run_graph_bench"]
 
@@ -70,7 +70,7 @@ def run_graph_bench(config: BenchConfig, options: GraphBenchOptions = GraphBench
                     progress: bool = True) -> tuple[BenchResult, dict[str, Any]]:
     """Run every (policy, rate, seed) of ``config`` through the graphs of ``options``.
 
-    ``config.policies`` name the sides (:func:`~jitagent_langgraph.bench.schedule.parse_side`:
+    ``config.policies`` name the sides (:func:`~jitagent_langgraph.bench.arrivals.parse_side`:
     ``fcfs`` serves plain graphs, other policies ``jit_slo`` graphs, ``+jit_slo``/``+plain``
     choose). Returns the result and what the graphs add to ``results.json`` (under ``"langgraph"``:
     the options, each graph's unloaded latency and whether each side used ``jit_slo``).
