@@ -2,9 +2,9 @@
 place: a release that moves or renames one of them breaks this module (and its test) only.
 
 * ``openai._base_client.BaseClient._process_response_data(*, data, cast_to, response)``: where the
-  client turns each decoded JSON body (each streamed chunk) into its typed object. It builds them
-  leniently in Python, about 60 us a chunk; :class:`FastResponseData` lets a client build the
-  objects it knows the fast way and hands everything else back to it.
+  client turns each decoded JSON body (each streamed chunk) into its typed object, leniently and
+  slowly; :class:`FastResponseData` lets a client build the objects it knows the fast way and hands
+  everything else back to it.
 """
 
 from __future__ import annotations

@@ -48,9 +48,9 @@ def _client_defaults(kwargs: dict[str, Any]) -> None:
 def _typed_chunk(data: object) -> ChatCompletionChunk | None:
     """A streamed chat chunk, built the fast way; ``None`` to let the OpenAI client build it.
 
-    The OpenAI client builds response objects leniently and in Python (``construct_type``), about
-    60 us a chunk, twice our whole budget per token; pydantic's compiled validation builds the
-    same object in about 3 us. Anything that does not validate takes the client's own path.
+    The OpenAI client builds response objects leniently and in Python (``construct_type``), an order
+    of magnitude slower than pydantic's compiled validation of the same object (docs/benchmarks.md
+    has the figures). Anything that does not validate takes the client's own path.
     """
     try:
         return ChatCompletionChunk.model_validate(data)
