@@ -111,7 +111,7 @@ def test_ageing_ends_starvation_of_best_effort_requests():
 
 
 def test_best_effort_requests_that_waited_too_long_are_refused_not_left_hanging():
-    policy = JIT(JITConfig(max_wait_s=60.0))
+    policy = JIT(JITConfig(max_wait_s=60.0, max_late_s=None))  # max_wait_s alone
     stale = late_stream("stale", 0.0, 0.1)  # 61 s late: nothing it can still earn
     policy.add_request(stale)
     plan = policy.schedule(make_view([], now=61.0, max_num_seqs=1, token_budget=2048, num_blocks=1024))

@@ -127,7 +127,17 @@ def test_a_best_effort_request_is_refused_a_bounded_time_after_its_deadline(now,
     assert plan.rejected == ([missed] if refused else [])
 
 
-@pytest.mark.parametrize("field, value", [("stream_pace", "sometimes"), ("probable", True), ("max_late_s", -1.0)])
+def test_a_late_stream_that_can_still_catch_up_is_not_refused_for_lateness():
+    policy = JIT(JITConfig(max_late_s=30.0))
+    busy = make_request("busy", running=True, generated=1, max_tokens=10_000)
+    stream = make_request("late", prompt=8, arrival=0.0, max_tokens=4000, slo=StreamSLO(ttft_s=0.1, tpot_s=0.1))
+    policy.add_request(stream)  # 35 s late, but steps far shorter than 0.1 s: its later tokens can be on time
+    plan = policy.schedule(make_view([busy], now=35.0, max_num_seqs=1, token_budget=2048, num_blocks=10_000))
+    assert plan.rejected == []
+
+
+@pytest.mark.parametrize("field, value", [("stream_pace", "sometimes"), ("probable", True), ("max_late_s", -1.0),
+                                           ("max_late_s", "30")])
 def test_bad_admission_config_is_refused(field, value):
     with pytest.raises(ValueError, match=field):
         JITConfig(**{field: value})

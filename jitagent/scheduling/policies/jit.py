@@ -88,9 +88,11 @@ class JITConfig:
             requests but a long-tailed class no longer waits behind every stream catching up;
             ``"value"``: best effort, ranked at ``pace_quantile`` times its value (the chance it meets
             its SLO at least that) rather than at 0; ``"off"``: best effort at value 0, as before.
-        max_late_s: a best-effort request still waiting this long after its first deadline is refused
-            (None: only ``max_wait_s`` bounds its wait). Opt-in: it bounds a caller's wait, and on
-            mixed load a stream refused 30 s late loses the tokens it would still have earned.
+        max_late_s: a best-effort request still waiting this long after its first deadline, with
+            nothing left to earn (its deadline, or its pipeline run's, passed; a stream that can no
+            longer catch up with its schedule), is refused at the next frame (None: only
+            ``max_wait_s`` bounds its wait). 0 by default: once serving it cannot count, its caller
+            gets the refusal (429 ``slo_infeasible``) rather than a late answer minutes later.
     """
 
     quantile: float = 0.99
@@ -110,7 +112,7 @@ class JITConfig:
     decode_weight: float = 1.0
     stream_pace: Literal["always", "reachable", "efficient", "never"] = "efficient"
     probable: Literal["tier", "value", "off"] = "tier"
-    max_late_s: float | None = None
+    max_late_s: float | None = 0.0
 
     def __post_init__(self) -> None:
         for name in ("quantile", "pace_quantile"):
@@ -122,7 +124,7 @@ class JITConfig:
             raise ValueError(f"probable must be 'tier', 'value' or 'off', got {self.probable!r}")
         if self.stream_pace not in _PACE_FLOOR:
             raise ValueError(f"stream_pace must be one of {', '.join(_PACE_FLOOR)}; got {self.stream_pace!r}")
-        if self.max_late_s is not None and not self.max_late_s >= 0:
+        if self.max_late_s is not None and not (isinstance(self.max_late_s, (int, float)) and self.max_late_s >= 0):
             raise ValueError(f"max_late_s must be None or at least 0, got {self.max_late_s}")
         for name in ("frame_steps", "refresh_tokens", "min_prefill_chunk"):
             if getattr(self, name) < 1:
@@ -361,6 +363,13 @@ class JIT(Policy):
         else:
             value = 0.0
         return value / cost
+
+    def _nothing_to_earn(self, req: RequestState, now: float) -> bool:
+        """``req``, waiting, can earn nothing more: a pipeline call's run deadline has passed (a call
+        late for its stage may still finish its run in time), else its margin goodput is 0."""
+        if req.pipeline is not None:
+            return now > req.pipeline.run_deadline
+        return self.margin_goodput(req, now) <= 0.0
 
     # -- one step -------------------------------------------------------------------------------
 
@@ -639,13 +648,14 @@ class JIT(Policy):
         chunk = -(-len(entries) // max(1, self.config.frame_steps // 2))
         self._sweep = _Sweep(entries, clock, now, self._token_time, self._step_time, self._waiting.next_seq, chunk)
         self._waiting.held = True
-        oldest, earliest = self._waiting.oldest_arrival(), self._waiting.earliest_due()
-        max_late = self.config.max_late_s
-        if ((oldest is not None and now - oldest > self.config.max_wait_s)
-                or (max_late is not None and earliest is not None and now - earliest > max_late)):
+        oldest = self._waiting.oldest_arrival()
+        if oldest is not None and now - oldest > self.config.max_wait_s:
             self._advance(len(entries))  # some may have waited too long: they are refused this step
         else:
+            # Those that may be refused this step: who asked to be, and who is max_late_s past due.
             through = self._waiting.last_refusable_key()
+            if self.config.max_late_s is not None:
+                through = max(now - self.config.max_late_s, -math.inf if through is None else through)
             if through is not None:
                 self._advance(len(entries), through)
 
@@ -702,7 +712,8 @@ class JIT(Policy):
             elif likely:
                 self._probable.append(req)  # the sweep goes in first-deadline order
                 self._probable_keys.append(key)
-            elif self._wants_rejection(req) or now - req.arrival > max_wait or now - key > max_late:
+            elif (self._wants_rejection(req) or now - req.arrival > max_wait
+                  or (now - key > max_late and self._nothing_to_earn(req, now))):
                 self._to_reject.append(req)
             else:
                 self._best_effort.append(req)

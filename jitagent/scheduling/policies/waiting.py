@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import bisect
 import heapq
-import math
 from collections.abc import Iterable, Iterator
 
 from jitagent.scheduling.request import RequestState
@@ -137,16 +136,6 @@ class WaitingIndex:
         while arrivals and live.get(arrivals[0][2]) != arrivals[0][1]:
             heapq.heappop(arrivals)
         return arrivals[0][0] if arrivals else None
-
-    def earliest_due(self) -> float | None:
-        """The earliest first deadline among the waiting requests with an SLO (requests without one
-        have an infinite key)."""
-        live = self._live_head()
-        return None if live is None or math.isinf(live[0]) else live[0]
-
-    def _live_head(self) -> Entry | None:
-        live = self.live
-        return next((entry for entry in self._order if live.get(entry[2]) == entry[1]), None)
 
     def tidy(self) -> None:
         """Compact the entries if they are mostly stale (not while :attr:`held`: call it on release)."""
