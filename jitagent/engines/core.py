@@ -111,17 +111,7 @@ class EngineCore:
 
     def validate(self, prompt_len: int, max_tokens: int) -> None:
         """Raise ValueError unless a request of this size can ever run on this engine."""
-        if prompt_len < 1:
-            raise ValueError(f"the prompt must have at least 1 token, got {prompt_len}")
-        if max_tokens < 1:
-            raise ValueError(f"max_tokens must be at least 1, got {max_tokens}")
-        total = prompt_len + max_tokens
-        if total > self.limits.max_model_len:
-            raise ValueError(f"prompt ({prompt_len} tokens) plus max_tokens ({max_tokens}) is {total} tokens, "
-                             f"over the model's maximum context length of {self.limits.max_model_len}")
-        if self.limits.blocks_for(total) > self.limits.num_blocks:
-            raise ValueError(f"a request of {total} tokens cannot fit the KV cache "
-                             f"({self.limits.num_blocks * self.limits.block_size} tokens)")
+        self.limits.check_request(prompt_len, max_tokens)
 
     def add_request(self, req: RequestState, output_len: int) -> None:
         """Queue ``req``; the simulated model ends it after ``output_len`` tokens (or ``max_tokens``)."""

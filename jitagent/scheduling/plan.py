@@ -46,6 +46,21 @@ class EngineLimits:
     def blocks_for(self, num_tokens: int) -> int:
         return -(-num_tokens // self.block_size)
 
+    def check_request(self, prompt_tokens: int, max_tokens: int) -> None:
+        """Raise ValueError naming the problem unless a request of this size can ever run within
+        these limits: every engine's one check of a request's size."""
+        if prompt_tokens < 1:
+            raise ValueError(f"the prompt must have at least 1 token, got {prompt_tokens}")
+        if max_tokens < 1:
+            raise ValueError(f"max_tokens must be at least 1, got {max_tokens}")
+        total = prompt_tokens + max_tokens
+        if total > self.max_model_len:
+            raise ValueError(f"prompt ({prompt_tokens} tokens) plus max_tokens ({max_tokens}) is {total} tokens, "
+                             f"over the model's maximum context length of {self.max_model_len}")
+        if self.blocks_for(total) > self.num_blocks:
+            raise ValueError(f"a request of {total} tokens cannot fit the KV cache "
+                             f"({self.num_blocks * self.block_size} tokens)")
+
 
 @dataclass(slots=True)
 class SchedulerView:

@@ -244,15 +244,8 @@ class VLLMEngine:
     # -- requests --------------------------------------------------------------------------------
 
     def validate(self, prompt_tokens: int, max_tokens: int) -> None:
-        """ValueError naming the problem unless a request this size fits the model."""
-        if prompt_tokens < 1:
-            raise ValueError(f"the prompt must have at least 1 token, got {prompt_tokens}")
-        if max_tokens < 1:
-            raise ValueError(f"max_tokens must be at least 1, got {max_tokens}")
-        if prompt_tokens + max_tokens > self.max_model_len:
-            raise ValueError(f"prompt ({prompt_tokens} tokens) plus max_tokens ({max_tokens}) is "
-                             f"{prompt_tokens + max_tokens} tokens, over the model's maximum context length of "
-                             f"{self.max_model_len}")
+        """ValueError naming the problem unless a request this size fits the model and the KV cache."""
+        self.limits.check_request(prompt_tokens, max_tokens)
 
     def validate_inputs(self, prompt_token_ids: Sequence[int], seed: int | None = None) -> None:
         """ValueError naming the problem unless vLLM can take these prompt ids and this seed.
