@@ -9,6 +9,7 @@ from collections import defaultdict
 
 from jitagent.bench.live import serve_live
 from jitagent.bench.workloads import PipelineArrival, build_workload
+from jitagent.engines.protocol import Engine
 from jitagent.engines.sim import SimEngine
 from jitagent.evaluation.goodput import RequestRecord
 
@@ -16,6 +17,7 @@ from jitagent.evaluation.goodput import RequestRecord
 def test_a_mixed_workload_plays_in_real_time() -> None:
     workload = build_workload("mixed", rate=1.0, duration=4.0, seed=1)
     engine = SimEngine(policy="jit", time_scale=0.05)
+    assert isinstance(engine, Engine)
     outcome = asyncio.run(serve_live(workload, engine, policy="jit", rate=1.0, warmup=0.0, drain_s=30.0))
     expected = sum(len(a.rounds[0].calls) if isinstance(a, PipelineArrival) else 1 for a in workload.arrivals)
     assert len(outcome.records) >= expected > 0

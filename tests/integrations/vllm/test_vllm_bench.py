@@ -13,6 +13,7 @@ from jitagent.cli import main  # noqa: E402
 from jitagent.bench.runner import simulate  # noqa: E402
 from jitagent.bench.workloads import build_workload  # noqa: E402
 from jitagent.engines.latency import FittedModel, load_profile  # noqa: E402
+from jitagent.engines.protocol import Engine  # noqa: E402
 from jitagent.engines.sim import SimConfig  # noqa: E402
 from jitagent_vllm.slo_scale import measure_slo_scale  # noqa: E402
 
@@ -36,6 +37,7 @@ def test_calibrate_writes_a_profile_the_simulator_runs(tmp_path: Path, capsys: p
 
 
 async def test_requests_of_known_lengths_have_them_and_the_slo_scale_is_measured(vllm_engine) -> None:
+    assert isinstance(vllm_engine, Engine)
     tokens = [t async for t in vllm_engine.generate(300, max_tokens=500, output_len=17, request_id="replay-1")]
     assert len(tokens) == 17   # stops at the true length, whatever the model would say
     scale = await measure_slo_scale(vllm_engine, prompt_len=256, repeats=1)
