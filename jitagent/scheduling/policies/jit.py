@@ -92,7 +92,8 @@ class JITConfig:
             nothing left to earn (its deadline, or its pipeline run's, passed; a stream that can no
             longer catch up with its schedule), is refused at the next frame (None: only
             ``max_wait_s`` bounds its wait). 0 by default: once serving it cannot count, its caller
-            gets the refusal (429 ``slo_infeasible``) rather than a late answer minutes later.
+            gets the refusal (429 ``slo_infeasible``) rather than a late answer minutes later. The
+            past-due front of the queue is swept a slice a frame, so a refusal may take some frames.
     """
 
     quantile: float = 0.99
@@ -652,12 +653,13 @@ class JIT(Policy):
         if oldest is not None and now - oldest > self.config.max_wait_s:
             self._advance(len(entries))  # some may have waited too long: they are refused this step
         else:
-            # Those that may be refused this step: who asked to be, and who is max_late_s past due.
             through = self._waiting.last_refusable_key()
-            if self.config.max_late_s is not None:
-                through = max(now - self.config.max_late_s, -math.inf if through is None else through)
-            if through is not None:
+            if through is not None:  # who asked to be refused is refused at this step, however deep
                 self._advance(len(entries), through)
+            if self.config.max_late_s is not None and self._sweep is not None:
+                # Who is max_late_s past due waits at the front: a slice of them a frame (the sweep's
+                # slices take the rest), so that a long late queue does not stall this step.
+                self._advance(self._sweep.chunk, now - self.config.max_late_s)
 
     def _advance(self, count: int, through: float = math.inf) -> None:
         """Sweep up to ``count`` more of the frame's entries, none with a first deadline after ``through``:
