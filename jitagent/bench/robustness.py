@@ -42,7 +42,7 @@ from jitagent.bench.runner import default_warmup
 from jitagent.bench.suite import BenchConfig, run_bench
 from jitagent.bench.workloads import build_workload
 from jitagent.engines.sim import SimConfig
-from jitagent.scheduling.goodput import RequestRecord
+from jitagent.evaluation.goodput import RequestRecord
 from jitagent.scheduling.policies import make_policy
 from jitagent.slo import DeadlineSLO, StreamSLO
 
