@@ -93,7 +93,8 @@ class JITConfig:
             longer catch up with its schedule), is refused at the next frame (None: only
             ``max_wait_s`` bounds its wait). 0 by default: once serving it cannot count, its caller
             gets the refusal (429 ``slo_infeasible``) rather than a late answer minutes later. The
-            past-due front of the queue is swept a slice a frame, so a refusal may take some frames.
+            past-due front of the queue is swept a little every step (a frame's slice spread over
+            its steps), so that a long late queue stalls no step; a refusal may take some frames.
     """
 
     quantile: float = 0.99
@@ -382,6 +383,10 @@ class JIT(Policy):
         else:
             self._place_newcomers(view)
         self._steps_to_frame -= 1
+        if self._sweep is not None and self.config.max_late_s is not None:
+            # Who is max_late_s past due waits at the front: the sweep's slice spread over the frame's
+            # steps, so that a long late queue adds a little to every step rather than a lot to one.
+            self._advance(-(-self._sweep.chunk // self.config.frame_steps), view.now - self.config.max_late_s)
 
         plan = PlanBuilder(view)
         self._eviction_order = None
@@ -656,10 +661,6 @@ class JIT(Policy):
             through = self._waiting.last_refusable_key()
             if through is not None:  # who asked to be refused is refused at this step, however deep
                 self._advance(len(entries), through)
-            if self.config.max_late_s is not None and self._sweep is not None:
-                # Who is max_late_s past due waits at the front: a slice of them a frame (the sweep's
-                # slices take the rest), so that a long late queue does not stall this step.
-                self._advance(self._sweep.chunk, now - self.config.max_late_s)
 
     def _advance(self, count: int, through: float = math.inf) -> None:
         """Sweep up to ``count`` more of the frame's entries, none with a first deadline after ``through``:
