@@ -26,7 +26,7 @@ from jitagent.engines.errors import EngineDeadError
 from jitagent.engines.latency import Profile, engine_preset, load_profile
 from jitagent.engines.speed_trace import load_speed_trace
 from jitagent.scheduling.plan import EngineLimits
-from jitagent.scheduling.policies import JIT, Policy, make_policy
+from jitagent.scheduling.policies import Policy, make_policy
 from jitagent.scheduling.request import PipelineContext, RequestState
 from jitagent.slo import SLO, InfeasibleSLOError, is_finite_number
 
@@ -375,7 +375,7 @@ class SimEngine:
         self.core.add_request(req, output_len)
         if log is not None:
             log.request = req
-            log.estimated_output_tokens = self._estimate(req)
+            log.estimated_output_tokens = self.core.policy.output_estimate(req)
             self._logs[req] = log
         self._streams[req] = stream
         stream.request = req
@@ -388,11 +388,6 @@ class SimEngine:
             self._logs.pop(req, None)
             self.core.abort(req)  # a no-op once finished
 
-    def _estimate(self, req: RequestState) -> float | None:
-        policy = self.core.policy
-        if isinstance(policy, JIT):  # the policies that estimate output lengths
-            return policy.estimate_total(req, policy.config.quantile)
-        return None
 
     def _log_step(self, step: Step, began: float, ended: float) -> None:
         """Note, for the logged requests, who sat ``step`` out and who was preempted."""

@@ -42,6 +42,11 @@ class Policy(ABC):
         overrides this (the default calls the class with none)."""
         return type(self)()
 
+    def output_estimate(self, req: RequestState) -> float | None:
+        """The output length this policy plans ``req`` with as it arrives (what telemetry shows);
+        ``None`` for a policy that estimates none."""
+        return None
+
     @abstractmethod
     def schedule(self, view: SchedulerView) -> StepPlan:
         """The plan for one step. Requests the plan admits or preempts change status in the engine

@@ -271,6 +271,10 @@ class JIT(Policy):
 
     # -- estimates ------------------------------------------------------------------------------
 
+    def output_estimate(self, req: RequestState) -> float:
+        """The conservative estimate ``req`` is admitted on."""
+        return self.estimate_total(req, self.config.quantile)
+
     def estimate_total(self, req: RequestState, quantile: float) -> float:
         """Total output length of ``req`` at ``quantile`` (or the mean), given what it generated."""
         generated = req.num_generated if self.config.refine else 0
