@@ -25,7 +25,8 @@ class RequestStatus(enum.IntEnum):
     PREEMPTED = 2
     FINISHED = 3
     ABORTED = 4
-    REJECTED = 5    # could not meet its SLO, and its caller asked for a refusal rather than lateness
+    REJECTED = 5    # refused by the policy: it cannot meet its SLO and its caller asked for a refusal, or it
+                    # waited past its deadline with nothing left to earn (JIT's bounded wait)
 
     @property
     def is_done(self) -> bool:

@@ -14,8 +14,10 @@ from jitagent.slo import DeadlineSLO, StreamSLO
 LATENCY = load_profile("llama-3.1-8b-a100").latency
 
 
-def drive(core: EngineCore, arrivals: list[tuple[float, RequestState, int]], max_steps: int = 100_000):
-    """Run arrivals through ``core`` in virtual time, checking the invariants after every step."""
+def drive(core: EngineCore, arrivals: list[tuple[float, RequestState, int]], max_steps: int = 100_000,
+          refused: dict[RequestState, float] | None = None):
+    """Run arrivals through ``core`` in virtual time, checking the invariants after every step;
+    ``refused`` gets each request the policy refused, with the time of the refusal."""
     limits = core.limits
     pending = sorted(arrivals, key=lambda a: a[0])
     now, steps = 0.0, 0
@@ -38,6 +40,8 @@ def drive(core: EngineCore, arrivals: list[tuple[float, RequestState, int]], max
         result = core.end_step(step, now)
         for req in result.emitted:
             assert req.token_times[-1] == now
+        if refused is not None:
+            refused.update((req, now) for req in result.rejected)
         steps += 1
         assert steps < max_steps, "engine does not make progress"
     return now
@@ -54,7 +58,7 @@ request_sets = st.lists(
 
 @settings(max_examples=200, deadline=None)
 @given(request_sets, st.sampled_from(sorted(POLICIES)), st.integers(8, 64), st.integers(1, 6), st.integers(24, 200))
-def test_invariants_hold_and_every_request_finishes(arrivals, policy, budget, seqs, blocks):
+def test_invariants_hold_and_every_request_finishes_or_is_refused_when_late(arrivals, policy, budget, seqs, blocks):
     limits = EngineLimits(token_budget=budget, max_num_seqs=seqs, block_size=4, num_blocks=blocks,
                           max_model_len=blocks * 4)
     core = EngineCore(make_policy(policy), LATENCY, limits)  # check_plans is on: every plan is validated
@@ -65,9 +69,14 @@ def test_invariants_hold_and_every_request_finishes(arrivals, policy, budget, se
             continue
         req = RequestState(f"r{i}", t, prompt, max_tokens=output, slo=slo)
         reqs.append((t, req, output))
-    drive(core, reqs)
+    refused: dict[RequestState, float] = {}
+    drive(core, reqs, refused=refused)
     assert core.free_blocks == limits.num_blocks and not core.running
     for _, req, output in reqs:
+        if req in refused:  # JIT's bounded wait: only a request past due with nothing left to earn
+            assert policy.startswith(("jit", "oracle")) and req.slo is not None
+            assert req.status is RequestStatus.REJECTED and refused[req] >= req.next_due()
+            continue
         assert req.status is RequestStatus.FINISHED
         assert req.num_generated == output == len(req.token_times)
         assert req.token_times == sorted(req.token_times)
