@@ -127,6 +127,15 @@ def test_a_best_effort_request_is_refused_a_bounded_time_after_its_deadline(now,
     assert plan.rejected == ([missed] if refused else [])
 
 
+def test_a_past_due_request_is_served_rather_than_refused_when_it_displaces_nobody():
+    # Refusing it would only idle the engine: the bounded wait is for requests kept waiting.
+    policy = JIT(JITConfig(max_late_s=30.0))
+    missed = make_request("missed", prompt=64, arrival=0.0, slo=DeadlineSLO(deadline_s=10.0))
+    policy.add_request(missed)
+    plan = policy.schedule(make_view([], now=10.0 + 31.0, max_num_seqs=4, token_budget=2048, num_blocks=10_000))
+    assert plan.rejected == [] and [req for req, _ in plan.scheduled] == [missed]
+
+
 def test_a_late_stream_that_can_still_catch_up_is_not_refused_for_lateness():
     policy = JIT(JITConfig(max_late_s=30.0))
     busy = make_request("busy", running=True, generated=1, max_tokens=10_000)

@@ -90,8 +90,8 @@ class JITConfig:
             its SLO at least that) rather than at 0; ``"off"``: best effort at value 0, as before.
         max_late_s: a best-effort request still waiting this long after its first deadline, with
             nothing left to earn (its deadline, or its pipeline run's, passed; a stream that can no
-            longer catch up with its schedule), is refused at the next frame (None: only
-            ``max_wait_s`` bounds its wait). 0 by default: once serving it cannot count, its caller
+            longer catch up with its schedule), is refused at the next frame unless that step has
+            room to serve it (None: only ``max_wait_s`` bounds its wait). 0 by default: once serving it cannot count, its caller
             gets the refusal (429 ``slo_infeasible``) rather than a late answer minutes later. The
             past-due front of the queue is swept a little every step (a frame's slice spread over
             its steps), so that a long late queue stalls no step; a refusal may take some frames.
@@ -719,11 +719,14 @@ class JIT(Policy):
             elif likely:
                 self._probable.append(req)  # the sweep goes in first-deadline order
                 self._probable_keys.append(key)
-            elif (self._wants_rejection(req) or now - req.arrival > max_wait
-                  or (now - key > max_late and self._nothing_to_earn(req, now))):
+            elif self._wants_rejection(req) or now - req.arrival > max_wait:
                 self._to_reject.append(req)
             else:
                 self._best_effort.append(req)
+                if now - key > max_late and self._nothing_to_earn(req, now):
+                    # Past due with nothing left to earn: served if this step has room for it (it
+                    # displaces nobody), refused rather than kept waiting if not (see max_late_s).
+                    self._to_reject.append(req)
         sweep.pos, sweep.clock = pos, clock
         if pos == len(entries):
             self._join_admission(len(pending))
