@@ -218,9 +218,9 @@ def _plot_growth(results: Sequence[DecisionCost], path: Path) -> Path:
     axes = grid.ravel()
     lines = dict.fromkeys((r.policy, r.running) for r in results)
     panels = [("mean_ms", "mean wall"), ("p99_ms", "p99 wall"), ("cpu_mean_ms", "mean CPU"), ("cpu_p99_ms", "p99 CPU")]
-    for ax, (field, label) in zip(axes, panels):
+    for ax, (key, label) in zip(axes, panels):
         for policy, running in lines:
-            points = sorted((r.waiting, getattr(r, field)) for r in results
+            points = sorted((r.waiting, getattr(r, key)) for r in results
                             if (r.policy, r.running) == (policy, running))
             ax.plot(*zip(*points), marker="o", label=f"{policy}, {running} running")
         ax.set_xscale("log")

@@ -445,9 +445,7 @@ def _cell_tables(cell: Cell, policies: Sequence[str]) -> str:
     for level in cell.levels:
         ratios, best = level.ratios(), level.best_baseline()
         best_cell = _fmt(ratios["jit_vs_best_baseline"]) + (f" ({best})" if best else "")
-        attained = level.attainment("fcfs")
-        rows.append([f"{level.target:.0%}", _fmt(level.rate, ".3g"),
-                     "-" if attained is None else f"{attained:.1%}",
+        rows.append([f"{level.target:.0%}", _fmt(level.rate, ".3g"), _fmt(level.attainment("fcfs"), ".1%"),
                      _fmt(ratios["jit_vs_fcfs"]), best_cell, _fmt(ratios["jit_vs_oracle"])])
     waits = [[f"{level.target:.0%}", *(" / ".join(_fmt(level.p99(p).get(kind), ".1f") for kind, _ in _KINDS)
                                        for p in policies)] for level in cell.levels if level.rate is not None]
@@ -459,8 +457,8 @@ def _cell_tables(cell: Cell, policies: Sequence[str]) -> str:
 def format_matrix(result: MatrixResult) -> str:
     """Every cell's ratios and waits, then the minima over the matrix and the worst cell."""
     parts = [_cell_tables(cell, result.config.policies) for cell in result.cells]
-    lines = ["== minima over the matrix =="]
-    for key, found in result.minima().items():
+    lines, minima = ["== minima over the matrix =="], result.minima()
+    for key, found in minima.items():
         name = key.replace("_vs_", " / ").replace("_", " ")
         lines.append(f"{name}: " + ("not measured" if found is None else
                                     f"{found['value']:.2f} in {found['cell']} at fcfs ~{found['target']:.0%} "
@@ -469,7 +467,7 @@ def format_matrix(result: MatrixResult) -> str:
         lines.append(f"worst p99 wait jit / fcfs, {kind}s, where fcfs attains >= 50%: " +
                      ("not measured" if found is None else
                       f"{found['value']:.2f} in {found['cell']} at fcfs ~{found['target']:.0%}"))
-    worst = result.minima()["jit_vs_best_baseline"]
+    worst = minima["jit_vs_best_baseline"]
     if worst is not None:
         lines.append(f"worst cell: {worst['cell']} at fcfs ~{worst['target']:.0%}, jit / best baseline "
                      f"{worst['value']:.2f}")

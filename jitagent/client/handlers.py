@@ -45,7 +45,7 @@ from jitagent.client.backend import Backend, Generation, GenerationRequest
 from jitagent.client.context import CallScope, check_pipeline
 from jitagent.client.text import BYTES_PER_TOKEN, MESSAGE_OVERHEAD_TOKENS, REPLY_PRIMING_TOKENS, count_tokens
 from jitagent.engines.errors import EngineDeadError
-from jitagent.scheduling.request import PipelineContext
+from jitagent.scheduling.request import MAX_NAME_CHARS, PipelineContext
 from jitagent.slo import SLO, PipelineSLO, InfeasibleSLOError, is_finite_number, parse_slo
 from jitagent.telemetry.calls import CallTrace, start_call
 from jitagent.telemetry.providers import Telemetry
@@ -69,7 +69,6 @@ MAX_BODY_DEPTH = 128       # nesting of lists and objects: tool schemas need som
 _INT64 = (-(2**63), 2**63 - 1)
 _MAX_METADATA = 16         # the OpenAI API's limits on metadata: pairs, key and value lengths
 _MAX_METADATA_KEY, _MAX_METADATA_VALUE = 64, 512
-MAX_NAME_CHARS = 256       # request_class and a pipeline's run id and stage (the scheduler keys on them)
 
 # Fields that describe the caller or the storage of the call, not what the model does.
 _BOOKKEEPING = {"user", "metadata", "store", "service_tier", "prompt_cache_key", "safety_identifier"}
@@ -676,7 +675,7 @@ def _chat_prompt(messages: Any, backend: Backend) -> tuple[int, bytes]:
         role = message.get("role") if isinstance(message, dict) else None
         if not isinstance(role, str) or role not in _CHAT_ROLES:   # a list or an object cannot be looked up
             raise _bad(f"{where} must be an object whose 'role' is one of {sorted(_CHAT_ROLES)}", where)
-        if message["role"] in ("tool", "function") or message.get("tool_calls") or message.get("function_call"):
+        if role in ("tool", "function") or message.get("tool_calls") or message.get("function_call"):
             if not backend.supports_tools:
                 raise _bad(f"tool calls are not supported by {backend.description} ({where} is a tool call or "
                            f"tool result)", where)

@@ -361,9 +361,7 @@ class SimEngine:
         """Abort the requests whose streams ``which`` picks; their callers get :class:`EngineDeadError`."""
         for req, stream in list(self._streams.items()):
             if which(stream):
-                del self._streams[req]
-                self._logs.pop(req, None)
-                self.core.abort(req)
+                self._give_up(req)
                 stream.tell(EngineDeadError(why))
 
     def _admit(self, prompt_len: int, max_tokens: int, output_len: int, slo: SLO | None, request_class: str,
@@ -384,10 +382,13 @@ class SimEngine:
     def _drop(self, stream: _Stream) -> None:
         """On the engine's loop: forget a caller, aborting its request (if admitted) unless it has ended."""
         if (req := stream.request) is not None:
-            self._streams.pop(req, None)
-            self._logs.pop(req, None)
-            self.core.abort(req)  # a no-op once finished
+            self._give_up(req)
 
+    def _give_up(self, req: RequestState) -> None:
+        """Forget ``req``'s caller and abort it in the engine (a no-op once it has finished)."""
+        self._streams.pop(req, None)
+        self._logs.pop(req, None)
+        self.core.abort(req)
 
     def _log_step(self, step: Step, began: float, ended: float) -> None:
         """Note, for the logged requests, who sat ``step`` out and who was preempted."""
@@ -459,9 +460,7 @@ class SimEngine:
         """Hand ``item`` to the request's caller; a caller whose loop has closed is given up."""
         stream = self._streams.get(req)
         if stream is not None and not stream.tell(item):
-            del self._streams[req]
-            self._logs.pop(req, None)
-            self.core.abort(req)
+            self._give_up(req)
 
 
 def _nothing() -> None:

@@ -46,24 +46,24 @@ def score_call(slo: SLO | None, arrival: float, token_times: Sequence[float], fi
     """
     if slo is None:
         return _NO_SLO
+    owed = max(len(token_times) + (not finished), 1)   # an unfinished call still owes the token it never delivered
     if isinstance(slo, StreamSLO):
-        met, counted = _score(slo, arrival, token_times, finished, prompt_tokens)
-        return CallOutcome(slo.token_due(arrival, max(len(token_times) + (not finished), 1)),
+        met, counted = _score(slo, arrival, token_times, owed, prompt_tokens)
+        return CallOutcome(slo.token_due(arrival, owed),
                            _stream_slack(slo, arrival, token_times, finished, end), met, int(counted))
     deadline = arrival + slo.deadline_s
     if not isinstance(slo, DeadlineSLO) and stage_deadline is not None:
         deadline = stage_deadline
     done = token_times[-1] if finished and token_times else end
     if isinstance(slo, DeadlineSLO):
-        met, counted = _score(slo, arrival, token_times, finished, prompt_tokens)
+        met, counted = _score(slo, arrival, token_times, owed, prompt_tokens)
         return CallOutcome(deadline, deadline - done, met, int(counted))
     return CallOutcome(deadline, deadline - done, finished and done <= deadline)
 
 
-def _score(slo: StreamSLO | DeadlineSLO, arrival: float, token_times: Sequence[float], finished: bool,
+def _score(slo: StreamSLO | DeadlineSLO, arrival: float, token_times: Sequence[float], owed: int,
            prompt_tokens: int) -> tuple[bool, float]:
-    """The benchmark's verdict on the call as a record: an unfinished one still owed the token it never delivered."""
-    owed = max(len(token_times) + (not finished), 1)
+    """The benchmark's verdict on the call as a record of ``owed`` output tokens."""
     return score_request(RequestRecord("call", "", arrival, slo, prompt_tokens, owed, list(token_times)))
 
 

@@ -16,7 +16,10 @@ from typing import Any
 
 from jitagent.slo import SLO, DeadlineSLO, PipelineSLO, StreamSLO, is_finite_number
 
-__all__ = ["RequestStatus", "PipelineContext", "RequestState"]
+__all__ = ["RequestStatus", "PipelineContext", "RequestState", "MAX_NAME_CHARS"]
+
+#: The longest request class, run id or stage a caller may send: the schedulers key on them.
+MAX_NAME_CHARS = 256
 
 
 class RequestStatus(enum.IntEnum):

@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from jitagent.scheduling.request import PipelineContext
+from jitagent.scheduling.request import MAX_NAME_CHARS, PipelineContext
 from jitagent.slo import SLO, PipelineSLO, parse_slo
 
 __all__ = ["RequestArgs", "parse_request_args", "encode_request_args", "ARG_KEYS", "MAX_NAME_CHARS"]
@@ -38,9 +38,6 @@ __all__ = ["RequestArgs", "parse_request_args", "encode_request_args", "ARG_KEYS
 ARG_KEYS = frozenset({"slo", "request_class", "run_id", "stage", "run_deadline_s", "stage_deadline_s",
                       "run_elapsed_s", "declared_max_tokens"})
 _PIPELINE_KEYS = ("run_id", "stage", "run_deadline_s", "stage_deadline_s", "run_elapsed_s")
-#: The longest request class, run id or stage: the scheduler keeps them (as the in-process
-#: server's limit, :data:`jitagent.client.handlers.MAX_NAME_CHARS`).
-MAX_NAME_CHARS = 256
 _MAX_TOKENS = 2**63 - 1                  # vLLM's bound on its integer fields
 
 

@@ -93,6 +93,8 @@ class JITScheduler(Scheduler):
         self._errors: list[tuple[Request, str]] = []       # ended with an error; reported at the next output
         self._invalid: list[tuple[Request, str]] = []      # arrived with bad data; ended at the next step
         self._planned: dict[str, int] = {}
+        model = self.vllm_config.model_config   # vLLM checks prompt ids itself only with a tokenizer
+        self._vocab_size: int | None = model.get_vocab_size() if model.skip_tokenizer_init else None
         logger.info("jitagent scheduler: policy %s, token budget %d, %d seats, %d KV blocks of %d tokens",
                     self.settings.policy, self.limits.token_budget, self.limits.max_num_seqs,
                     self.limits.num_blocks, self.limits.block_size)
@@ -139,8 +141,8 @@ class JITScheduler(Scheduler):
         """ValueError unless every prompt id is in the model's vocabulary. vLLM checks this in its
         front end only when it has a tokenizer; without one, a bad id would reach the embedding and
         kill this process."""
-        if self.vllm_config.model_config.skip_tokenizer_init and request.prompt_token_ids is not None:
-            check_token_ids(request.prompt_token_ids, self.vllm_config.model_config.get_vocab_size())
+        if self._vocab_size is not None and request.prompt_token_ids is not None:
+            check_token_ids(request.prompt_token_ids, self._vocab_size)
 
     def _refuse(self, request: Request, exc: ValueError) -> None:
         logger.warning("request %s refused: %s", request.request_id, exc)

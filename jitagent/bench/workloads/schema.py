@@ -165,6 +165,12 @@ class AppSpec(_Spec):
         return self
 
 
+def _check_scaled(slo: Any, tightness: tuple[float, ...]) -> None:
+    """ValueError if ``slo`` times its smallest or largest tightness leaves the positive finite floats."""
+    for factor in (min(tightness), max(tightness)):
+        slo.scaled(factor)
+
+
 def _single_or_deadline(value: Any) -> StreamSLO | DeadlineSLO:
     slo = parse_slo(value)
     if isinstance(slo, PipelineSLO):
@@ -192,8 +198,7 @@ class SingleClassSpec(_Spec):
     def _finite_slos(cls, value: tuple[float, ...], info: ValidationInfo) -> tuple[float, ...]:
         slo = info.data.get("slo")  # absent when it was invalid: its own error says so
         if slo is not None:
-            for factor in (min(value), max(value)):
-                slo.scaled(factor)  # ValueError if a budget leaves the floats
+            _check_scaled(slo, value)
         return value
 
     @model_validator(mode="after")
@@ -246,8 +251,7 @@ class PipelineClassSpec(_Spec):
         """The shortest and the longest run's deadline must be positive finite numbers of seconds."""
         app, slo = info.data.get("app"), info.data.get("slo")
         if slo is not None:
-            for factor in (min(value), max(value)):
-                slo.scaled(factor)  # ValueError if a budget leaves the floats
+            _check_scaled(slo, value)
         elif app is not None:  # absent when it was invalid: its own error says so
             spec = _builtin_app_specs()[app] if isinstance(app, str) else app
             most_rounds = sum(stage.max_rounds for stage in spec.stage.values())

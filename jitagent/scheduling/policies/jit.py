@@ -634,12 +634,7 @@ class JIT(Policy):
         self._class_estimates.clear()
         self._newcomers.clear()
         now = self._now
-        committed = 0  # prefill tokens the running requests still need (_prefill_left, inlined)
-        for r in view.running:
-            left = r.prompt_len + r.num_generated - r.num_computed
-            if left > 1 or r.num_generated == 0:
-                committed += left
-        clock = now + committed * self._token_time
+        clock = now + sum(self._prefill_left(r) for r in view.running) * self._token_time
         self._admission, self._admission_keys = [], []
         self._probable, self._probable_keys = [], []
         self._best_effort, self._best_effort_keys, self._demoted = [], None, []
