@@ -18,7 +18,7 @@ Importing this package imports vLLM.
 from jitagent_vllm.engine import Delta, EngineDeadError, VLLMEngine, VLLMEngineConfig
 from jitagent_vllm.middleware import TokenIdValidator
 from jitagent_vllm.models import TINY_MODEL, resolve_model
-from jitagent_vllm.request_args import RequestArgs, encode_request_args, parse_request_args
+from jitagent.scheduling.request_args import RequestArgs, encode_request_args, parse_request_args
 from jitagent_vllm.scheduler import JITScheduler
 from jitagent_vllm.settings import SchedulerSettings
 from jitagent_vllm.validator import RequestArgsValidator

@@ -38,7 +38,7 @@ from jitagent.scheduling.request import PipelineContext
 from jitagent.slo import SLO, InfeasibleSLOError
 from jitagent_vllm import _compat
 from jitagent_vllm.models import TINY_MODEL, has_weights, resolve_model
-from jitagent_vllm.request_args import encode_request_args
+from jitagent.scheduling.request_args import encode_request_args
 from jitagent_vllm.scheduler import INVALID_REQUEST, SLO_INFEASIBLE
 from jitagent_vllm.settings import SchedulerSettings
 from jitagent_vllm.token_ids import check_token_ids

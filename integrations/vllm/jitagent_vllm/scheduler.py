@@ -49,7 +49,7 @@ from jitagent.scheduling.request import RequestState, RequestStatus
 from jitagent.scheduling.supervisor import PolicySupervisor
 from jitagent_vllm import _compat
 from jitagent_vllm.gated_queue import GatedQueue
-from jitagent_vllm.request_args import parse_request_args
+from jitagent.scheduling.request_args import parse_request_args
 from jitagent_vllm.settings import SchedulerSettings
 from jitagent_vllm.step_timer import CPU_PRIOR, StepTimer
 from jitagent_vllm.token_ids import check_token_ids

@@ -16,7 +16,7 @@ import torch
 from vllm import SamplingParams
 from vllm.v1.sample.logits_processor import BatchUpdate, LogitsProcessor
 
-from jitagent_vllm.request_args import parse_request_args
+from jitagent.scheduling.request_args import parse_request_args
 
 __all__ = ["RequestArgsValidator"]
 

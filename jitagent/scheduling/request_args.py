@@ -1,4 +1,9 @@
-"""A request's SLO and pipeline data as it travels to the scheduler, in ``SamplingParams.extra_args``.
+"""The wire format of a request's SLO and pipeline data on its way to a scheduler in another
+process: ``SamplingParams.extra_args`` in vLLM, filled from the request body's ``vllm_xargs``.
+
+Whoever sends a request to a jitagent scheduler it does not share a process with encodes here
+(:func:`encode_request_args`: ``JITClient`` to a remote ``vllm serve``, the in-process vLLM engine
+to its engine process); the scheduler decodes here (:func:`parse_request_args`).
 
 ``vllm serve`` fills ``extra_args`` from the request body's ``vllm_xargs``, whose values must be
 flat (strings, numbers or lists of them), so every field is a flat key:
