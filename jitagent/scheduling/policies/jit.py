@@ -60,8 +60,7 @@ class JITConfig:
         estimate: ``"quantile"`` or ``"mean"`` output lengths (the latter an ablation).
         skip: streams ahead of schedule sit steps out (just-in-time decoding). Off by default: it saves
             little step time (a decode adds little to a step), and it spends the slack that absorbs a
-            real engine's delivery jitter: on vLLM (tiny model, CPU) it cut chat attainment from 93% to
-            26% under mixed load, and in simulation it cost 2% of goodput.
+            real engine's delivery jitter (docs/benchmarks.md, "Ablations" and "The vLLM engine").
         grouping: feasible-first admission and step-length control; False admits by margin goodput
             alone and fills the budget like vLLM (an ablation).
         frame_steps: steps between full re-rankings of the waiting requests.
@@ -81,7 +80,8 @@ class JITConfig:
             would deliver it in time (else the cut buys nothing); ``"efficient"`` (default) only where
             the cut step still prefills at half the full step's rate; ``"never"``. Where decodes are
             dear against prefill (the CPU profile: a step of decodes alone is near a stream's TPOT),
-            cutting every step for the next token starved newcomers' prefill: jit 0.70x fcfs on chat.
+            cutting every step for the next token starves newcomers' prefill (the robustness
+            benchmark measures it: ablations ``jit-stream-pace-always``, ``jit-stream-pace-reachable``).
         probable: what becomes of a deadline request feasible at ``pace_quantile`` but not at
             ``quantile``. ``"tier"`` (default): admitted after every feasible request and before best
             effort, in first-deadline order, so conservative admission still protects the sure

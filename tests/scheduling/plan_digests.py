@@ -5,7 +5,7 @@ seeded workload on the simulated engine (small enough to run in seconds, loaded 
 frames with long queues, best effort, refusals, pipelines and preemption), and every plan's
 scheduled requests with their token counts, its preemptions and its refusals feed one SHA-256 per
 (scenario, policy). ``plan_digests.json`` holds the digests made before the policies were
-optimised; ``python tests/scheduling/plan_replay.py --write`` rewrites it, for a change that alters
+optimised; ``python tests/scheduling/plan_digests.py --write`` rewrites it, for a change that alters
 decisions on purpose (say which and why in its commit).
 """
 
@@ -83,7 +83,7 @@ def _digest_plan(digest: "hashlib._Hash", plan: StepPlan) -> None:
     digest.update(f"{scheduled}|{preempted}|{rejected}\n".encode())
 
 
-def replay(scenario: Scenario, policy_name: str) -> dict[str, object]:
+def digest(scenario: Scenario, policy_name: str) -> dict[str, object]:
     """Serve ``scenario`` with the named policy; the digest of its plans and the steps taken."""
     workload = _with_refusals(build_workload(scenario.workload, rate=scenario.rate, duration=scenario.duration,
                                              seed=scenario.seed), scenario.reject_every)
@@ -104,12 +104,12 @@ def replay(scenario: Scenario, policy_name: str) -> dict[str, object]:
     return {"digest": digest.hexdigest(), "steps": core.num_steps, "preemptions": core.num_preemptions}
 
 
-def replay_all() -> dict[str, dict[str, dict[str, object]]]:
-    return {s.name: {p: replay(s, p) for p in POLICY_FACTORIES} for s in SCENARIOS}
+def digest_all() -> dict[str, dict[str, dict[str, object]]]:
+    return {s.name: {p: digest(s, p) for p in POLICY_FACTORIES} for s in SCENARIOS}
 
 
 if __name__ == "__main__":
-    recorded_runs = replay_all()
+    recorded_runs = digest_all()
     text = json.dumps(recorded_runs, indent=1, sort_keys=True) + "\n"
     if "--write" in sys.argv:
         DIGESTS.write_text(text)
