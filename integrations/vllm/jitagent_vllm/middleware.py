@@ -1,6 +1,9 @@
-"""``TokenIdValidator``: ``vllm serve`` answers a prompt id outside the vocabulary with HTTP 400.
+"""ASGI middleware for ``vllm serve`` with jitagent's scheduler (``--middleware``; vLLM's own extension point).
 
-vLLM checks prompt ids against the vocabulary only when it has a tokenizer. Without one
+* :class:`TokenIdValidator`: a prompt id outside the vocabulary is an HTTP 400.
+* :class:`SLORefusals`: a request the scheduler refused is an HTTP 429 ``slo_infeasible``.
+
+**Token ids.** vLLM checks prompt ids against the vocabulary only when it has a tokenizer. Without one
 (``--skip-tokenizer-init``: every config-only model such as ``tiny-random-llama``, and token-in,
 token-out deployments) an id past the vocabulary reaches the embedding, whose ``IndexError`` ends
 the engine process and the server with it. :class:`~jitagent_vllm.JITScheduler` refuses such a
@@ -9,18 +12,36 @@ an error as a 500. This ASGI middleware (``vllm serve --middleware jitagent_vllm
 which :func:`~jitagent_vllm.serve.serve_command` adds) checks the ids of ``/v1/completions``
 prompts first and answers a bad one with a 400 naming the id, its position and the vocabulary size,
 in vLLM's error shape. Everything else passes through untouched; with a tokenizer it does nothing.
+
+**Refusals.** :class:`~jitagent_vllm.JITScheduler` ends a request it refuses (it cannot meet its
+SLO, and asked to be refused, or waited past any use) with finish reason ``error`` and stop reason
+``slo_infeasible``. The stop reason reaches vLLM's front end in the request's ``RequestOutput``,
+but the OpenAI serving layer drops it: every ``error`` finish becomes a 500 ``Internal server
+error`` (an ``error`` event in a stream already answered 200), which the OpenAI client retries,
+and a retry meets the same refusal. :class:`SLORefusals` reads the stop reason where it still
+exists: it watches the outputs of the app's engine client (its ``generate``, wrapped once) and
+marks the HTTP request that the refused engine request belongs to (a context variable set per
+HTTP request: vLLM's handler and streaming tasks copy the context, so they share the mark). The
+middleware holds each response's start until its first body part: a marked request gets a 429 in
+the OpenAI error shape (``type`` and ``code`` ``slo_infeasible``, ``x-should-retry: false``, as
+JITClient's in-process refusals) instead of vLLM's 500, streamed or not; a stream refused after
+its first token (rare) has its ``error`` event rewritten to that shape. Other errors, and every
+other response, pass through unchanged.
 """
 
 from __future__ import annotations
 
+import contextvars
 import json
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, MutableMapping
+from contextlib import aclosing
 from typing import Any
 
 from jitagent_vllm import _compat
+from jitagent_vllm.scheduler import SLO_INFEASIBLE
 from jitagent_vllm.token_ids import check_token_ids
 
-__all__ = ["TokenIdValidator"]
+__all__ = ["TokenIdValidator", "SLORefusals", "REFUSAL_MESSAGE"]
 
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -87,3 +108,114 @@ def _bad_prompt(body: bytes, vocab_size: int) -> str | None:
             except ValueError as exc:
                 return str(exc)
     return None
+
+
+#: What a refused caller is told (the scheduler's stop reason carries no more than its kind).
+REFUSAL_MESSAGE = "the scheduler refused the request: it cannot meet its SLO at the current load"
+_REFUSAL_ERROR = {"message": REFUSAL_MESSAGE, "type": SLO_INFEASIBLE, "param": None, "code": SLO_INFEASIBLE}
+_REFUSAL_BODY = json.dumps({"error": _REFUSAL_ERROR}).encode()
+_REFUSAL_EVENT = b"data: " + _REFUSAL_BODY + b"\n\n"
+_REFUSAL_HEADERS = [(b"content-type", b"application/json"), (b"content-length", str(len(_REFUSAL_BODY)).encode()),
+                    (b"x-should-retry", b"false")]   # a retry at once would meet the same refusal
+
+
+class _Mark:
+    """Set when an engine request made for this HTTP request was refused by the scheduler."""
+
+    __slots__ = ("refused",)
+
+    def __init__(self) -> None:
+        self.refused = False
+
+
+_MARK: contextvars.ContextVar[_Mark | None] = contextvars.ContextVar("jitagent_slo_refusal", default=None)
+
+
+class SLORefusals:
+    """ASGI middleware for vLLM's OpenAI server: a request the scheduler refused is a 429
+    ``slo_infeasible`` that the OpenAI client does not retry, not a retried 500."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: MutableMapping[str, Any], receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST":
+            return await self.app(scope, receive, send)
+        _watch_refusals(_served_engine_client(scope))
+        mark = _Mark()
+        token = _MARK.set(mark)
+        try:
+            await self.app(scope, receive, _RefusalResponder(mark, send))
+        finally:
+            _MARK.reset(token)
+
+
+def _served_engine_client(scope: MutableMapping[str, Any]) -> Any:
+    """The engine client (an ``AsyncLLM``) behind ``vllm serve``'s app: vLLM keeps it in the app's
+    state, and its serving objects call the same object."""
+    return scope["app"].state.engine_client
+
+
+def _watch_refusals(engine_client: Any) -> None:
+    """Wrap ``engine_client.generate`` (once) so that a refused request marks its HTTP request.
+    vLLM's serving layer calls ``generate`` through the engine client it shares with the app's
+    state, on each request; the outputs pass through unchanged."""
+    generate = engine_client.generate
+    if getattr(generate, "_jitagent_watches_refusals", False):
+        return
+
+    async def watched(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, None]:
+        async with aclosing(generate(*args, **kwargs)) as outputs:   # closing it aborts the request
+            async for output in outputs:
+                if output.finished and _refused(output) and (mark := _MARK.get()) is not None:
+                    mark.refused = True
+                yield output
+
+    watched._jitagent_watches_refusals = True  # type: ignore[attr-defined]
+    engine_client.generate = watched
+
+
+def _refused(output: Any) -> bool:
+    """Whether a finished ``RequestOutput`` is a refusal by the scheduler (its stop reason)."""
+    return any(o.finish_reason == "error" and isinstance(o.stop_reason, str) and o.stop_reason.startswith(SLO_INFEASIBLE)
+               for o in output.outputs)
+
+
+class _RefusalResponder:
+    """The ``send`` of one HTTP request: holds the response's start until its first body part
+    (SSE comments such as keep-alives are held too), then sends the app's response, or the
+    refusal instead of it when the request was refused."""
+
+    def __init__(self, mark: _Mark, send: Send) -> None:
+        self._mark = mark
+        self._send = send
+        self._held: list[Message] = []
+        self._state = "holding"   # then "passing" (the app's response) or "refused" (ours; the app's is dropped)
+
+    async def __call__(self, message: Message) -> None:
+        if self._state == "refused":
+            return
+        if self._state == "passing":
+            if self._mark.refused and message.get("body", b"").startswith(b'data: {"error"'):
+                message = {**message, "body": _REFUSAL_EVENT}   # refused after the stream's first token
+            return await self._send(message)
+        if message["type"] == "http.response.start":
+            self._held.append(message)
+            return None
+        if self._mark.refused:
+            self._state = "refused"
+            await self._send({"type": "http.response.start", "status": 429, "headers": _REFUSAL_HEADERS})
+            return await self._send({"type": "http.response.body", "body": _REFUSAL_BODY})
+        self._held.append(message)
+        if message["type"] == "http.response.body" and message.get("more_body") and _only_comments(message):
+            return None
+        self._state = "passing"
+        held, self._held = self._held, []
+        for m in held:
+            await self._send(m)
+        return None
+
+
+def _only_comments(message: Message) -> bool:
+    """Whether a body part holds no data: empty, or SSE comment lines (vLLM's keep-alives)."""
+    return all(not line or line.startswith(b":") for line in message.get("body", b"").splitlines())

@@ -1,11 +1,14 @@
 """``vllm serve`` with jitagent's scheduler: the command line, and a server started for a ``with`` block.
 
-The server is vLLM's own OpenAI-compatible server, unmodified; jitagent adds four flags:
+The server is vLLM's own OpenAI-compatible server, unmodified; jitagent adds its flags:
 ``--scheduler-cls jitagent_vllm.JITScheduler``, ``--additional-config`` with the scheduler's
 settings, ``--logits-processors jitagent_vllm:RequestArgsValidator`` so that bad SLO data is a
-400 at the door, and ``--middleware jitagent_vllm.TokenIdValidator`` so that a prompt id outside
-the vocabulary is a 400 too (vLLM does not check ids without a tokenizer). Clients send each request's SLO in ``vllm_xargs`` (see
-:mod:`jitagent_vllm.request_args`), e.g. with the plain OpenAI client::
+400 at the door, ``--middleware jitagent_vllm.TokenIdValidator`` so that a prompt id outside
+the vocabulary is a 400 too (vLLM does not check ids without a tokenizer), and ``--middleware
+jitagent_vllm.middleware.SLORefusals`` so that a request the scheduler refuses is a 429
+``slo_infeasible`` that the OpenAI client does not retry (vLLM would answer 500). Clients send
+each request's SLO in ``vllm_xargs`` (see :mod:`jitagent.scheduling.request_args`; a
+``JITClient(base_url=...)`` does it for them), e.g. with the plain OpenAI client::
 
     client.completions.create(model=..., prompt=..., extra_body={"vllm_xargs": {
         "slo": '{"kind": "deadline", "deadline_s": 2}', "request_class": "tool"}})
@@ -45,7 +48,7 @@ def serve_command(model: str, *, policy: str = "jit", host: str = "127.0.0.1", p
                "--scheduler-cls", "jitagent_vllm.JITScheduler",
                "--additional-config", settings.model_dump_json(exclude_defaults=True).join(['{"jitagent": ', "}"]),
                "--logits-processors", "jitagent_vllm:RequestArgsValidator",
-               "--middleware", "jitagent_vllm.TokenIdValidator"]
+               "--middleware", "jitagent_vllm.TokenIdValidator", "--middleware", "jitagent_vllm.middleware.SLORefusals"]
     if not has_weights(path):
         command += ["--load-format", "dummy", "--skip-tokenizer-init", "--enforce-eager"]
     if on_cpu():
