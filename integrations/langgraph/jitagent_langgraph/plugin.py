@@ -14,7 +14,7 @@ __all__ = ["WORKLOAD"]
 class GraphWorkload:
     """The example graphs served on the simulated engine (see :class:`jitagent.plugins.WorkloadPlugin`)."""
 
-    description = "runs of real LangGraph graphs in real time (jitagent-langgraph): deep_research, map_reduce"
+    description = "runs of real LangGraph graphs in real time (jitagent-langgraph): deep_research, map_reduce, agent"
     options = GraphBenchOptions
 
     def check_policy(self, name: str) -> None:

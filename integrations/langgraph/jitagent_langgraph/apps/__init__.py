@@ -16,14 +16,18 @@ from typing import Any
 from langchain_core.language_models import BaseChatModel
 from langgraph.graph import StateGraph
 
+from jitagent_langgraph.apps.agent import CityComparison, agent_input, build_agent
 from jitagent_langgraph.apps.deep_research import build_deep_research, research_input
 from jitagent_langgraph.apps.map_reduce import build_map_reduce, document, summary_input
 
-__all__ = ["APPS", "GraphApp", "build_deep_research", "build_map_reduce", "document", "get_app"]
+__all__ = ["APPS", "CityComparison", "GraphApp", "agent_input", "build_agent", "build_deep_research",
+           "build_map_reduce", "document", "get_app"]
 
 #: One web search of the deep-research graph, in modelled seconds (0.02 s of wall time at a
 #: time scale of 0.1).
 SEARCH_S = 0.2
+#: One lookup of the agent's tool, in modelled seconds.
+LOOKUP_S = 0.1
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,9 @@ APPS: Mapping[str, GraphApp] = MappingProxyType({app.name: app for app in (
     GraphApp("map_reduce", "split, summarise 6 chunks with Send, reduce (7 calls)",
              lambda llm, scale: build_map_reduce(llm),
              lambda i: dict(summary_input(i))),
+    GraphApp("agent", "model and ToolNode (lookup, calculator) in a loop, then a structured answer (2-5 calls)",
+             lambda llm, scale: build_agent(llm, tool_latency_s=LOOKUP_S * scale),
+             agent_input),
 )})
 
 
