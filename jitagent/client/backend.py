@@ -2,12 +2,14 @@
 
 A backend knows its model's name and context length, counts prompt tokens, says what it cannot
 do, and turns a validated request into a generation, an async iterator of text pieces (one per
-output token). Asked to observe it (``generate(request, observe=True)``, which telemetry does),
+output token): the message's content, or, when the generation's ``tool_calls`` lists calls, their
+arguments one after another. Asked to observe it (``generate(request, observe=True)``, which telemetry does),
 the generation also tells what the engine saw of the request as a
 :class:`~jitagent.telemetry.stats.GenerationStats` (defined with telemetry, which reads it; every
 backend fills in the same record).
 :class:`SimBackend` serves from a :class:`~jitagent.engines.sim.SimEngine`, making text with
-:mod:`jitagent.client.text`.
+:mod:`jitagent.client.text`, and tool calls and JSON answers with
+:mod:`jitagent.client.simulated_turn` (how often it calls tools: :class:`SimToolSettings`).
 """
 
 from __future__ import annotations
@@ -16,13 +18,15 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from jitagent.client.text import simulated_answer
+from jitagent.client.answer_format import AnswerFormat
+from jitagent.client.simulated_turn import SimToolSettings, ToolCallPlan, simulated_turn
 from jitagent.engines.sim import RequestLog, SimEngine
 from jitagent.scheduling.request import PipelineContext
 from jitagent.slo import SLO
 from jitagent.telemetry.stats import GenerationStats
 
-__all__ = ["Backend", "Generation", "GenerationRequest", "GenerationStats", "SimGeneration", "SimBackend"]
+__all__ = ["Backend", "Generation", "GenerationRequest", "GenerationStats", "SimGeneration", "SimBackend",
+           "SimToolSettings", "ToolCallPlan"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,12 +43,15 @@ class GenerationRequest:
     request_class: str
     prompt_ids: tuple[int, ...] | None = None   # the prompt's token ids, from a backend that tokenizes
     temperature: float | None = None
+    answer_format: AnswerFormat | None = None   # tools, JSON: what the answer may be (None: text)
+    tool_rounds: int = 0                        # earlier assistant turns of the conversation that called tools
 
 
 class Generation(Protocol):
     """One request's answer as it is made: text pieces, one per engine output."""
 
     completion_tokens: int   # tokens delivered so far
+    tool_calls: tuple[ToolCallPlan, ...]   # the calls the pieces are the arguments of (empty: content)
 
     def __aiter__(self) -> AsyncIterator[str]: ...
 
@@ -63,7 +70,8 @@ class Generation(Protocol):
 
 
 class Backend(Protocol):
-    """An engine as the OpenAI-compatible handlers see it."""
+    """An engine as the OpenAI-compatible handlers see it. ``supports_tools``: it serves requests with
+    an answer format (tools, functions, ``response_format`` JSON) and histories holding tool calls."""
 
     description: str
     supports_tools: bool
@@ -87,13 +95,16 @@ class SimGeneration:
     """The text pieces of one simulated request, as the engine delivers its tokens.
 
     ``completion_tokens`` counts the tokens delivered so far; ``finish_reason`` is meaningful once
-    the iterator is exhausted. :meth:`aclose` aborts the request in the engine.
+    the iterator is exhausted; ``tool_calls``: the calls whose arguments the pieces are. :meth:`aclose`
+    aborts the request in the engine.
     """
 
-    __slots__ = ("_tokens", "_pieces", "_natural_length", "_max_tokens", "_log", "_policy", "completion_tokens")
+    __slots__ = ("_tokens", "_pieces", "_natural_length", "_max_tokens", "_log", "_policy", "completion_tokens",
+                 "tool_calls")
 
     def __init__(self, tokens: AsyncIterator[int], pieces: tuple[str, ...], natural_length: int,
-                 max_tokens: int, log: RequestLog | None = None, policy: str | None = None) -> None:
+                 max_tokens: int, log: RequestLog | None = None, policy: str | None = None,
+                 tool_calls: tuple[ToolCallPlan, ...] = ()) -> None:
         self._tokens = tokens
         self._pieces = pieces
         self._natural_length = natural_length
@@ -101,6 +112,7 @@ class SimGeneration:
         self._log = log
         self._policy = policy
         self.completion_tokens = 0
+        self.tool_calls = tool_calls
 
     def __aiter__(self) -> SimGeneration:
         return self
@@ -130,15 +142,17 @@ class SimGeneration:
 
 
 class SimBackend:
-    """Serves requests from a :class:`SimEngine`; its model cannot call tools or return logprobs."""
+    """Serves requests from a :class:`SimEngine`; its model calls tools as ``tools`` says (the
+    defaults of :class:`SimToolSettings` if ``None``) and answers JSON when asked; it returns no logprobs."""
 
     description = "the simulated engine"
-    supports_tools = False
+    supports_tools = True
     supports_logprobs = False
 
-    def __init__(self, engine: SimEngine, model: str) -> None:
+    def __init__(self, engine: SimEngine, model: str, tools: SimToolSettings | None = None) -> None:
         self.engine = engine
         self.model = model
+        self.tools = tools or SimToolSettings()
 
     @property
     def max_model_len(self) -> int:
@@ -154,11 +168,13 @@ class SimBackend:
 
     def generate(self, request: GenerationRequest, observe: bool = False) -> SimGeneration:
         """Start ``request``: the engine admits it on the first ``__anext__``. With ``observe``
-        the generation keeps what the engine saw of it (:meth:`SimGeneration.stats`)."""
-        answer = simulated_answer(request.prompt_key, request.seed, request.max_tokens)
+        the generation keeps what the engine saw of it (:meth:`SimGeneration.stats`). ``ValueError``
+        (a :class:`~jitagent.client.schema_instance.SchemaError`) if no instance of a schema turned up."""
+        answer, calls = simulated_turn(request.prompt_key, request.seed, request.max_tokens, request.answer_format,
+                                       request.tool_rounds, self.tools)
         log = RequestLog() if observe else None
         tokens = self.engine.generate(request.prompt_tokens, request.max_tokens, answer.length, slo=request.slo,
                                       request_class=request.request_class, pipeline=request.pipeline,
                                       request_id=request.request_id, log=log)
         return SimGeneration(tokens, answer.pieces, answer.length, request.max_tokens, log,
-                             self.engine.policy_name if observe else None)
+                             self.engine.policy_name if observe else None, calls)

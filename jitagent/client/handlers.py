@@ -10,7 +10,12 @@ jitagent's own (``extra_body`` in the OpenAI client): ``slo`` (anything
 
 Errors are OpenAI-shaped (``{"error": {"message", "type", "param", "code"}}``):
 
-* 400 for a malformed request or one the backend cannot do (tools, ``n`` > 1, logprobs, ...);
+* 400 for a malformed request or one the backend cannot do (``n`` > 1, logprobs, ``logit_bias``;
+  tools and ``response_format`` on a backend without ``supports_tools``), naming the field
+  (``tools[0].function.parameters``): a malformed tool, ``tool_choice`` naming no given tool, a
+  JSON Schema that is invalid or that the simulated engine cannot make instances of
+  (:mod:`jitagent.client.schema_instance`), a ``response_format`` of an unknown shape, a
+  ``strict`` schema that breaks the OpenAI strict-mode rules;
 * 404 for an unknown model or route;
 * 429 (``type`` and ``code`` ``"slo_infeasible"``) when the scheduler refuses a request that
   cannot meet its SLO, or when its deadline has already passed and it asked for refusal
@@ -22,6 +27,15 @@ Errors are OpenAI-shaped (``{"error": {"message", "type", "param", "code"}}``):
 
 A streamed request answers with its headers once its first token exists, so a refusal before
 the first token is an HTTP error; a refusal after it (rare) is an ``error`` event in the stream.
+
+A backend with ``supports_tools`` answers ``tools`` (``tool_choice``, ``parallel_tool_calls``, the
+legacy ``functions``/``function_call``) with tool calls when its turn calls them: ``message.tool_calls``
+and finish reason ``"tool_calls"`` (``message.function_call`` and ``"function_call"`` for the legacy
+API), streamed as the OpenAI API streams them (the first chunk of each call carries its ``id`` and
+``name``, the next ones pieces of its ``arguments``). ``response_format`` JSON is the message's
+content. Stop strings apply to content only. Histories may hold assistant messages with
+``tool_calls`` (or ``function_call``) and ``tool`` (or ``function``) results; all of it, and the
+``tools`` themselves, count as prompt tokens.
 
 Each generation call is traced (see :mod:`jitagent.telemetry.calls`) as a child of the caller's
 OpenTelemetry context, which the transport hands over with the request.
@@ -41,7 +55,8 @@ from typing import Any
 
 from opentelemetry.context import Context
 
-from jitagent.client.backend import Backend, Generation, GenerationRequest
+from jitagent.client.answer_format import AnswerFormat, FormatError, read_answer_format
+from jitagent.client.backend import Backend, Generation, GenerationRequest, ToolCallPlan
 from jitagent.client.context import CallScope, check_pipeline
 from jitagent.client.text import BYTES_PER_TOKEN, MESSAGE_OVERHEAD_TOKENS, REPLY_PRIMING_TOKENS, count_tokens
 from jitagent.engines.errors import EngineDeadError
@@ -169,6 +184,12 @@ class _Call:
     request: GenerationRequest
     prompt: Any            # the messages or the prompt, as given (traced only when asked)
 
+    @property
+    def functions(self) -> bool:
+        """Whether tool calls are answered in the legacy ``function_call`` form."""
+        answer_format = self.request.answer_format
+        return answer_format is not None and answer_format.functions
+
 
 class OpenAIServer:
     """The in-process OpenAI API over one backend.
@@ -249,6 +270,7 @@ class OpenAIServer:
             raise _bad(f"Unrecognized request argument supplied: {', '.join(unknown)}", unknown[0])
         model = self._check_model(body.get("model"))
         self._refuse_unsupported(body, chat)
+        answer_format = self._answer_format(body) if chat else None
         for name, (low, high) in _SAMPLING.items():
             _number(body, name, low, high)
         seed = _number(body, "seed", *_INT64, integer=True)
@@ -260,8 +282,9 @@ class OpenAIServer:
         include_usage = _stream_options(body.get("stream_options"), stream)
 
         prompt = body.get("messages") if chat else _one_prompt(body.get("prompt"))
+        tool_rounds = 0
         if chat:
-            prompt_tokens, prompt_key = _chat_prompt(prompt, self.backend)
+            prompt_tokens, prompt_key, tool_rounds = _chat_prompt(prompt, self.backend, _tool_definitions(body))
             max_tokens = body.get("max_completion_tokens")
             param = "max_completion_tokens"
             if max_tokens is None:
@@ -296,7 +319,7 @@ class OpenAIServer:
         prefix = "chatcmpl-" if chat else "cmpl-"
         request = GenerationRequest(prefix + uuid.uuid4().hex, prompt_tokens, prompt_key, max_tokens, seed, slo,
                                     pipeline, request_class, tuple(prompt_ids) if prompt_ids is not None else None,
-                                    body.get("temperature"))
+                                    body.get("temperature"), answer_format, tool_rounds)
         return _Call(chat, model, stream, include_usage, _stop_strings(body.get("stop")), request,
                      body.get("messages") if chat else body.get("prompt"))
 
@@ -313,6 +336,8 @@ class OpenAIServer:
             for name in ("tool_choice", "function_call"):
                 if body.get(name) not in (None, "none"):
                     raise _bad(f"tool calls are not supported by {backend} ('{name}' was given)", name)
+            if body.get("response_format") not in (None, {"type": "text"}):
+                raise _bad(f"'response_format' other than text is not supported by {backend}", "response_format")
         if chat:
             _boolean(body, "logprobs")
             _number(body, "top_logprobs", 0, 20, integer=True)
@@ -324,9 +349,6 @@ class OpenAIServer:
             raise _bad(f"logprobs are not supported by {backend}", "top_logprobs")
         if _logit_bias(body.get("logit_bias")):
             raise _bad(f"'logit_bias' is not supported by {backend}", "logit_bias")
-        response_format = body.get("response_format")
-        if response_format is not None and response_format != {"type": "text"}:
-            raise _bad(f"'response_format' other than text is not supported by {backend}", "response_format")
         if body.get("modalities") not in (None, ["text"]) or body.get("audio") is not None:
             raise _bad(f"only text output is supported by {backend}", "modalities")
         for name in ("prediction", "reasoning_effort", "web_search_options", "verbosity", "suffix"):
@@ -337,6 +359,15 @@ class OpenAIServer:
                 raise _bad(f"'echo' is not supported by {backend}", "echo")
             if body.get("best_of") not in (None, 1):
                 raise _bad("'best_of' must be 1: jitagent serves one choice per request", "best_of")
+
+    def _answer_format(self, body: dict[str, Any]) -> AnswerFormat | None:
+        """What the answer may be (tools, JSON); ``None`` for text, or on a backend that refused them above."""
+        if not self.backend.supports_tools:
+            return None
+        try:
+            return read_answer_format(body)
+        except FormatError as exc:
+            raise _bad(str(exc), exc.param) from None
 
     def _slo_and_pipeline(self, body: dict[str, Any], scope: CallScope | None) -> tuple[SLO | None, PipelineContext | None]:
         """The call's SLO and pipeline: from its body, else the ambient scope, else the client's defaults."""
@@ -361,7 +392,11 @@ class OpenAIServer:
         generation: Generation | None = None
         try:
             _refuse_late_stage(request.slo, request.pipeline)
-            generation = self.backend.generate(request, observe=trace is not None)
+            try:
+                generation = self.backend.generate(request, observe=trace is not None)
+            except ValueError as exc:   # the backend cannot make this answer (a schema with no instance found)
+                raise _bad(str(exc), "response_format" if request.answer_format and request.answer_format.json
+                           else "tools") from None
             first = await _next_piece(generation)
             if not call.stream:
                 return await self._collect(call, generation, first, trace)
@@ -375,23 +410,27 @@ class OpenAIServer:
         return StreamReply(make_events(call, generation, first, trace), generation, trace)
 
     async def _collect(self, call: _Call, generation: Generation, first: str, trace: CallTrace | None) -> JSONReply:
-        answer = _Answer(generation, first, call.stops)
+        tool_calls = _planned_calls(call, generation)
+        answer = _Answer(generation, first, [] if tool_calls else call.stops)
         try:
-            text = "".join([piece async for piece in answer])
+            pieces = [piece async for piece in answer]
         except (InfeasibleSLOError, EngineDeadError) as exc:
             raise _engine_error(exc) from None
         finally:
             await generation.aclose()  # ends the request early when a stop string cut the answer
+        text = "".join(pieces)
+        finish = _finish_reason(answer.finish, call, tool_calls)
         if trace is not None:
-            trace.end(generation.stats(), answer.finish, text)
+            trace.end(generation.stats(), finish, text)
         request = call.request
         usage = _usage(request.prompt_tokens, generation.completion_tokens)
         if call.chat:
-            choice = {"index": 0, "message": {"role": "assistant", "content": text, "refusal": None, "annotations": []},
-                      "logprobs": None, "finish_reason": answer.finish}
+            message = _tool_call_message(call, tool_calls, pieces) if tool_calls else \
+                {"role": "assistant", "content": text, "refusal": None, "annotations": []}
+            choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": finish}
             obj = "chat.completion"
         else:
-            choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": answer.finish}
+            choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": finish}
             obj = "text_completion"
         return self._json({"id": request.request_id, "object": obj, "created": int(time.time()), "model": call.model,
                            "system_fingerprint": None, "choices": [choice], "usage": usage})
@@ -401,12 +440,16 @@ class OpenAIServer:
         head = _DUMPS({"id": call.request.request_id, "object": "chat.completion.chunk", "created": int(time.time()),
                        "model": call.model, "system_fingerprint": None})[:-1]
         tail = ',"usage":null}\n\n' if call.include_usage else "}\n\n"
-        yield f'data: {head},"choices":[{{"index":0,"delta":{{"role":"assistant","content":""}},"logprobs":null,' \
+        tool_calls = _planned_calls(call, generation)
+        content = "null" if tool_calls else '""'
+        yield f'data: {head},"choices":[{{"index":0,"delta":{{"role":"assistant","content":{content}}},"logprobs":null,' \
               f'"finish_reason":null}}]{tail}'.encode()
-        prefix = f'data: {head},"choices":[{{"index":0,"delta":{{"content":'.encode()
-        suffix = f'}},"logprobs":null,"finish_reason":null}}]{tail}'.encode()
+        prefix = f'data: {head},"choices":[{{"index":0,"delta":'
+        suffix = f',"logprobs":null,"finish_reason":null}}]{tail}'
+        frame = _CallFrames(prefix, suffix, tool_calls, call.functions) if tool_calls \
+            else _text_frames(f'{prefix}{{"content":'.encode(), f"}}{suffix}".encode())
         end = f'data: {head},"choices":[{{"index":0,"delta":{{}},"logprobs":null,"finish_reason":%s}}]{tail}'
-        async for event in _token_events(call, generation, first, prefix, suffix, end, trace):
+        async for event in _token_events(call, generation, first, frame, end, trace, tool_calls):
             yield event
 
     async def _completion_events(self, call: _Call, generation: Generation, first: str,
@@ -414,10 +457,10 @@ class OpenAIServer:
         head = _DUMPS({"id": call.request.request_id, "object": "text_completion", "created": int(time.time()),
                        "model": call.model, "system_fingerprint": None})[:-1]
         tail = ',"usage":null}\n\n' if call.include_usage else "}\n\n"
-        prefix = f'data: {head},"choices":[{{"index":0,"text":'.encode()
-        suffix = f',"logprobs":null,"finish_reason":null}}]{tail}'.encode()
+        frame = _text_frames(f'data: {head},"choices":[{{"index":0,"text":'.encode(),
+                             f',"logprobs":null,"finish_reason":null}}]{tail}'.encode())
         end = f'data: {head},"choices":[{{"index":0,"text":"","logprobs":null,"finish_reason":%s}}]{tail}'
-        async for event in _token_events(call, generation, first, prefix, suffix, end, trace):
+        async for event in _token_events(call, generation, first, frame, end, trace, ()):
             yield event
 
     def _model_card(self) -> dict[str, Any]:
@@ -428,17 +471,89 @@ class OpenAIServer:
         return JSONReply(200, _DUMPS(payload).encode())
 
 
-async def _token_events(call: _Call, generation: Generation, first: str, prefix: bytes, suffix: bytes,
-                        end: str, trace: CallTrace | None) -> AsyncGenerator[bytes, None]:
+def _text_frames(prefix: bytes, suffix: bytes) -> Callable[[str], bytes]:
+    """The event of a piece of text: ``prefix``, the piece as a JSON string, ``suffix``."""
+    def frame(piece: str) -> bytes:
+        return prefix + _DUMPS(piece).encode() + suffix
+    return frame
+
+
+class _CallFrames:
+    """The events of a streamed tool-call answer, as the OpenAI API streams them: a piece is a piece
+    of one call's arguments (the plans say how many pieces each call has); the first piece of a call
+    also carries its ``index``, ``id``, ``type`` and ``name`` (``delta.function_call`` for the legacy API)."""
+
+    __slots__ = ("_prefix", "_suffix", "_calls", "_functions", "_index", "_left")
+
+    def __init__(self, prefix: str, suffix: str, calls: tuple[ToolCallPlan, ...], functions: bool) -> None:
+        self._prefix = prefix
+        self._suffix = suffix
+        self._calls = calls
+        self._functions = functions
+        self._index = -1
+        self._left = 0
+
+    def __call__(self, piece: str) -> bytes:
+        opening = self._left == 0
+        if opening:
+            self._index += 1
+            self._left = self._calls[self._index].tokens
+        self._left -= 1
+        plan = self._calls[self._index]
+        function = {"name": plan.name, "arguments": piece} if opening else {"arguments": piece}
+        if self._functions:
+            delta = {"function_call": function}
+        else:
+            call = {"index": self._index, "id": plan.id, "type": "function", "function": function} if opening \
+                else {"index": self._index, "function": function}
+            delta = {"tool_calls": [call]}
+        return f"{self._prefix}{_DUMPS(delta)}{self._suffix}".encode()
+
+
+def _planned_calls(call: _Call, generation: Generation) -> tuple[ToolCallPlan, ...]:
+    """The tool calls the generation's pieces are the arguments of (only a request with an answer
+    format, which only a backend that supports tools takes, can have any)."""
+    return generation.tool_calls if call.request.answer_format is not None else ()
+
+
+def _finish_reason(finish: str | None, call: _Call, tool_calls: tuple[ToolCallPlan, ...]) -> str | None:
+    """A tool-call answer that ended by itself finishes with ``"tool_calls"`` (``"function_call"``)."""
+    if tool_calls and finish == "stop":
+        return "function_call" if call.functions else "tool_calls"
+    return finish
+
+
+def _tool_call_message(call: _Call, plans: tuple[ToolCallPlan, ...], pieces: list[str]) -> dict[str, Any]:
+    """The assistant message of a tool-call answer (calls that ``max_tokens`` cut keep what they have)."""
+    calls: list[dict[str, Any]] = []
+    start = 0
+    for plan in plans:
+        if start >= len(pieces):
+            break
+        calls.append({"id": plan.id, "type": "function",
+                      "function": {"name": plan.name, "arguments": "".join(pieces[start:start + plan.tokens])}})
+        start += plan.tokens
+    message: dict[str, Any] = {"role": "assistant", "content": None, "refusal": None, "annotations": []}
+    if call.functions:
+        message["function_call"] = calls[0]["function"]
+    else:
+        message["tool_calls"] = calls
+    return message
+
+
+async def _token_events(call: _Call, generation: Generation, first: str, frame: Callable[[str], bytes], end: str,
+                        trace: CallTrace | None, tool_calls: tuple[ToolCallPlan, ...]) -> AsyncGenerator[bytes, None]:
     """The events after the stream's opening: one per token as the engine delivers it (the hot
-    path: one JSON string encoding per token); then the finish event (``end`` with ``%s`` for the
-    reason), the usage event and ``[DONE]``. Closing this early aborts the request in the engine."""
-    answer = _Answer(generation, first, call.stops, keep_text=trace is not None and trace.trace_content)
+    path: one JSON string encoding per token, framed by ``frame``); then the finish event (``end``
+    with ``%s`` for the reason), the usage event and ``[DONE]``. Closing this early aborts the
+    request in the engine. Stop strings apply to text, not to ``tool_calls``' arguments."""
+    answer = _Answer(generation, first, [] if tool_calls else call.stops,
+                     keep_text=trace is not None and trace.trace_content)
     refusal: APIErrorReply | None = None
     try:
         async for piece in answer:
             if piece:
-                yield prefix + _DUMPS(piece).encode() + suffix
+                yield frame(piece)
     except (InfeasibleSLOError, EngineDeadError) as exc:  # after its first token: say so in the stream
         refusal = _engine_error(exc)
         yield f"data: {_DUMPS({'error': refusal.error})}\n\n".encode()
@@ -446,8 +561,8 @@ async def _token_events(call: _Call, generation: Generation, first: str, prefix:
     finally:
         await generation.aclose()  # aborts the request unless it has finished
         if trace is not None:
-            trace.end(generation.stats(), answer.finish, answer.text, refusal)
-    yield (end % _DUMPS(answer.finish)).encode()
+            trace.end(generation.stats(), _finish_reason(answer.finish, call, tool_calls), answer.text, refusal)
+    yield (end % _DUMPS(_finish_reason(answer.finish, call, tool_calls))).encode()
     if call.include_usage:
         usage = _DUMPS(_usage(call.request.prompt_tokens, generation.completion_tokens))
         head = end[:end.index(',"choices"')]
@@ -665,24 +780,68 @@ def _stop_strings(stop: Any) -> list[str]:
     return stops
 
 
-def _chat_prompt(messages: Any, backend: Backend) -> tuple[int, bytes]:
-    """(approximate prompt tokens, the prompt's identity) of a Chat Completions message list."""
+def _tool_definitions(body: dict[str, Any]) -> Any:
+    """The tools (or legacy functions) a body defines, which a chat template puts in the prompt."""
+    return body.get("tools") or body.get("functions")
+
+
+def _chat_prompt(messages: Any, backend: Backend, tools: Any) -> tuple[int, bytes, int]:
+    """(approximate prompt tokens, the prompt's identity, the assistant turns that called tools) of a
+    Chat Completions message list and the tool definitions that go with it."""
     if not isinstance(messages, list) or not messages:
         raise _bad("'messages' must be a non-empty list", "messages")
     tokens = REPLY_PRIMING_TOKENS
+    rounds = 0
     for i, message in enumerate(messages):
         where = f"messages[{i}]"
         role = message.get("role") if isinstance(message, dict) else None
         if not isinstance(role, str) or role not in _CHAT_ROLES:   # a list or an object cannot be looked up
             raise _bad(f"{where} must be an object whose 'role' is one of {sorted(_CHAT_ROLES)}", where)
+        tool_tokens = 0
         if role in ("tool", "function") or message.get("tool_calls") or message.get("function_call"):
             if not backend.supports_tools:
                 raise _bad(f"tool calls are not supported by {backend.description} ({where} is a tool call or "
                            f"tool result)", where)
-        tokens += MESSAGE_OVERHEAD_TOKENS + _content_tokens(message.get("content"), where, backend)
+            tool_tokens = _tool_message_tokens(message, role, where)
+            rounds += role == "assistant"
+        tokens += MESSAGE_OVERHEAD_TOKENS + tool_tokens + _content_tokens(message.get("content"), where, backend)
         if isinstance(message.get("name"), str):
             tokens += count_tokens(message["name"])
-    return tokens, _DUMPS(messages).encode()
+    if not tools:
+        return tokens, _DUMPS(messages).encode(), rounds
+    definitions = _DUMPS(tools)   # validated with the answer format
+    return tokens + count_tokens(definitions), _DUMPS([messages, tools]).encode(), rounds
+
+
+def _tool_message_tokens(message: dict[str, Any], role: str, where: str) -> int:
+    """The tokens of a message's tool calls or tool-result fields (checked to the OpenAI API's rules)."""
+    if role == "tool":
+        if not isinstance(message.get("tool_call_id"), str):
+            raise _bad(f"{where} (a tool result) needs a string 'tool_call_id'", f"{where}.tool_call_id")
+        return count_tokens(message["tool_call_id"])
+    if role == "function":
+        if not isinstance(message.get("name"), str):
+            raise _bad(f"{where} (a function result) needs a string 'name'", f"{where}.name")
+        return 0
+    if role != "assistant":
+        raise _bad(f"{where}: only assistant messages hold tool calls", where)
+    calls = message.get("tool_calls") or []
+    if not isinstance(calls, list):
+        raise _bad(f"{where}.tool_calls must be a list", f"{where}.tool_calls")
+    for j, call in enumerate(calls):
+        if not (isinstance(call, dict) and isinstance(call.get("id"), str) and call.get("type", "function") == "function"
+                and _is_function_call(call.get("function"))):
+            raise _bad(f"{where}.tool_calls[{j}] must be {{'id': str, 'type': 'function', 'function': "
+                       f"{{'name': str, 'arguments': str}}}}", f"{where}.tool_calls")
+    function_call = message.get("function_call")
+    if function_call is not None and not _is_function_call(function_call):
+        raise _bad(f"{where}.function_call must be {{'name': str, 'arguments': str}}", f"{where}.function_call")
+    return count_tokens(_DUMPS(calls)) + (count_tokens(_DUMPS(function_call)) if function_call else 0)
+
+
+def _is_function_call(function: Any) -> bool:
+    return isinstance(function, dict) and isinstance(function.get("name"), str) \
+        and isinstance(function.get("arguments"), str)
 
 
 def _content_tokens(content: Any, where: str, backend: Backend) -> int:

@@ -3,20 +3,22 @@
 Each gets the OpenAI error a server would send (``openai.BadRequestError`` 400,
 ``NotFoundError`` 404, ``RateLimitError`` 429 ``slo_infeasible``), or a ``ValueError`` or
 ``TypeError`` whose message names the problem; and in the same test, right after it, the same
-engine serves a good call normally and holds no request and no KV block. 106 kinds:
+engine serves a good call normally and holds no request and no KV block. 107 kinds:
 
-* 72 through ``chat.completions.create`` (each sent whole and streamed, unless ``stream`` is itself
+* 73 through ``chat.completions.create`` (each sent whole and streamed, unless ``stream`` is itself
   the mistake): 13 kinds of bad SLO (negative, zero, NaN, inf (NaN and inf: a ``ValueError`` from
   the OpenAI client, which cannot put them in JSON), a string, a bool, an unknown kind, no kind,
   an extra field, a missing field, not an object, invalid JSON text, an unknown
   ``on_infeasible``); a prompt longer than the model allows, and prompt plus ``max_tokens`` over
   it; an unknown and an empty model; ``max_tokens`` zero, negative, a float, a string, a bool, and
   ``max_completion_tokens`` zero; ``messages`` a string, empty, holding a non-object, an unknown
-  role, content of the wrong type, an image, a tool result; ``stream`` not a boolean,
+  role, content of the wrong type, an image, a tool result without ``tool_call_id``, a tool call of the
+  wrong shape; ``stream`` not a boolean,
   ``stream_options`` without a stream or malformed; ``stop`` of the wrong type, too many or
   empty; ``temperature`` a string, out of range or NaN; ``top_p`` out of range; ``seed`` a string
-  or a float; ``n`` 2 or a string; an unknown top-level argument; tools, ``tool_choice``,
-  logprobs, JSON mode and ``logit_bias`` on the simulated engine; ``request_class`` not a string;
+  or a float; ``n`` 2 or a string; an unknown top-level argument; ``tools`` not a list, ``tool_choice``
+  without tools, a JSON schema format without a name (more in ``test_sim_tools.py``); logprobs and
+  ``logit_bias`` on the simulated engine; ``request_class`` not a string;
   a pipeline context with missing fields, a field of the wrong type, or not an object; a pipeline
   stage whose deadline has passed with ``on_infeasible="reject"`` (429), and an SLO the scheduler
   finds infeasible (429); and, to the OpenAI API's rules, a message ``role`` that is a list or an
@@ -128,8 +130,10 @@ CHAT: list[tuple[str, dict[str, Any] | Callable[[], dict[str, Any]], type[Except
      r"messages\[0\]\.content must be a string or a list of text parts"),
     ("image content", {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]},
      BAD, r"only text content is supported"),
-    ("tool result message", {"messages": [{"role": "tool", "content": "42", "tool_call_id": "c1"}]}, BAD,
-     r"tool calls are not supported by the simulated engine \(messages\[0\]"),
+    ("tool result without tool_call_id", {"messages": [{"role": "tool", "content": "42"}]}, BAD,
+     r"messages\[0\] \(a tool result\) needs a string 'tool_call_id'"),
+    ("tool call of the wrong shape", {"messages": [{"role": "assistant", "tool_calls": [{"id": "c1"}]}]}, BAD,
+     r"messages\[0\]\.tool_calls\[0\] must be \{'id': str"),
     ("stream not a boolean", {"stream": "yes"}, BAD, r"'stream' must be a boolean, got 'yes'"),
     ("stream_options without stream", {"stream": False, "stream_options": {"include_usage": True}}, BAD,
      r"'stream_options' is only allowed when 'stream' is true"),
@@ -147,11 +151,11 @@ CHAT: list[tuple[str, dict[str, Any] | Callable[[], dict[str, Any]], type[Except
     ("n=2", {"n": 2}, BAD, r"'n' must be 1"),
     ("n a string", {"n": "1"}, BAD, r"'n' must be 1"),
     ("unknown argument", {"extra_body": {"frobnicate": 1}}, BAD, r"Unrecognized request argument supplied: frobnicate"),
-    ("tools", {"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]}, BAD,
-     r"tool calls are not supported by the simulated engine \('tools' was given\)"),
-    ("tool_choice", {"tool_choice": "auto"}, BAD, r"tool calls are not supported .*'tool_choice' was given"),
+    ("tools not a list", {"tools": {"type": "function"}}, BAD, r"'tools' must be a list of 1 to 128 tools"),
+    ("tool_choice without tools", {"tool_choice": "auto"}, BAD, r"'tool_choice' is only allowed when 'tools'"),
     ("logprobs", {"logprobs": True}, BAD, r"logprobs are not supported by the simulated engine"),
-    ("json mode", {"response_format": {"type": "json_object"}}, BAD, r"'response_format' other than text"),
+    ("json schema without a name", {"response_format": {"type": "json_schema", "json_schema": {"schema": {}}}}, BAD,
+     r"'response_format\.json_schema\.name' must be 1 to 64"),
     ("logit_bias", {"logit_bias": {"50256": -100}}, BAD, r"'logit_bias' is not supported"),
     ("request_class an int", {"extra_body": {"request_class": 7}}, BAD, r"'request_class' must be a non-empty string"),
     ("pipeline missing fields", {"extra_body": {"pipeline": {"run_id": "r"}}}, BAD,
