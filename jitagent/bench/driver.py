@@ -7,20 +7,23 @@ time) and the overload soak.
   together, each carrying the round's stage deadline (its share of the time left before the run's
   deadline, by the rounds expected to remain: what ``jit_slo`` does for a real graph); when the last
   of them finishes, the next round follows after its tool gap.
-* In virtual time, :func:`step_virtual` steps the simulated engine's core from one event to the
-  next: arrivals between steps wait for the next step, as in a real engine. In real time the live
-  benchmark awaits the engine's tokens and sleeps until each arrival.
+* In virtual time, :func:`step_virtual` steps the simulated engine's replicas (one, or several
+  behind a router) from one event to the next: arrivals between steps wait for the next step, as
+  in a real engine. In real time the live benchmark awaits the engine's tokens and sleeps until
+  each arrival.
 """
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from jitagent.bench.workloads import CallSpec, PipelineArrival, Round
-from jitagent.engines.core import EngineCore
+from jitagent.engines.core import EngineCore, Step
+from jitagent.engines.replicated import ReplicatedCore
 from jitagent.evaluation.goodput import RequestRecord
 from jitagent.scheduling.request import PipelineContext, RequestState
 from jitagent.slo import SLO
@@ -99,36 +102,69 @@ class PipelineRun:
         return self.spec.rounds[self.next_round].gap_s
 
 
-def step_virtual(core: EngineCore, due: Callable[[float], None], next_time: Callable[[], float | None],
+def step_virtual(engine: ReplicatedCore | EngineCore, due: Callable[[float], None], next_time: Callable[[], float | None],
                  ended: Callable[[RequestState, str, float], None], *, horizon: float = math.inf,
                  on_progress: Callable[[float], None] | None = None) -> tuple[float, bool]:
-    """Step ``core`` in virtual time from 0 until nothing is left to do, or ``horizon``.
+    """Step each of ``engine``'s replicas in virtual time from 0 until nothing is left to do, or ``horizon``.
 
-    Before each step ``due(now)`` issues whatever is due by ``now``; when the engine is idle (or
-    every request sits out) time jumps to ``next_time()``, the next thing due. ``ended(req,
-    outcome, now)`` hears of each request a step ends (``"finished"`` or ``"rejected"``);
-    ``on_progress`` gets the time every 2,000 steps.
+    ``due(now)`` issues whatever is due by ``now``. With several replicas it is called at each
+    arrival, so that the router places a request when it arrives (its replica takes it when its
+    step ends); with one (or a bare core) at step ends, which is when the core takes what arrived
+    meanwhile. A replica that is free plans its next step at once; one with nothing live waits for
+    a request, and one whose requests all sit out waits for the next thing to happen (an arrival,
+    another replica's step end). Time moves to the next of those: the earliest step end (replicas
+    in order on a tie), or the next thing due, ``next_time()``. ``ended(req, outcome, now)`` hears
+    of each request a step ends (``"finished"`` or ``"rejected"``); ``on_progress`` gets the time
+    every 2,000 steps.
 
     Returns the time it stopped and whether requests were left that can never be scheduled
     (live, nothing scheduled and nothing to come).
     """
+    if isinstance(engine, EngineCore):
+        engine = ReplicatedCore([engine], None)
+    routes = len(engine.replicas) > 1   # arrivals must meet the router when they arrive
     now = 0.0
+    ends: list[tuple[float, int, Step]] = []   # steps in flight: (end, replica, step)
+    free = set(range(len(engine.replicas)))   # replicas that will plan a step at the next chance
+    busy: set[int] = set()      # replicas running a step
+    stalled: set[int] = set()   # free, with live requests that all sat out
+    steps = 0
     while True:
         due(now)
-        step = core.begin_step(now)
-        if step is None or step.idle:
-            after = next_time()
-            if after is None:
-                return now, step is not None
-            now = max(now, after)
+        for index in sorted((free | engine.with_inbox) - busy):
+            free.discard(index)
+            stalled.discard(index)
+            step = engine.begin_step(index, now)
+            if step is None:   # nothing live: it waits for a request (one replica looks at every turn,
+                if not routes:  # as a bare core's driver may hand it requests itself)
+                    free.add(index)
+                continue
+            if step.idle:
+                stalled.add(index)
+                continue
+            busy.add(index)
+            heapq.heappush(ends, (now + step.duration, index, step))
+        free |= stalled   # they look again when something happens
+        after = next_time()
+        if ends and (after is None or ends[0][0] <= after or not routes):
+            now = ends[0][0]
+            while ends and ends[0][0] == now:
+                _, index, step = heapq.heappop(ends)
+                result = engine.end_step(index, step, now)
+                busy.discard(index)
+                free.add(index)
+                for req in result.finished:
+                    ended(req, "finished", now)
+                for req in result.rejected:
+                    ended(req, "rejected", now)
+                steps += 1
+                if on_progress is not None and steps % 2000 == 0:
+                    on_progress(now)
+        elif after is None:
+            return now, bool(stalled)
         else:
-            now += step.duration
-            result = core.end_step(step, now)
-            for req in result.finished:
-                ended(req, "finished", now)
-            for req in result.rejected:
-                ended(req, "rejected", now)
-            if on_progress is not None and core.num_steps % 2000 == 0:
-                on_progress(now)
+            now = max(now, after)
+            if ends:   # an arrival while steps run: placed now, taken when its replica's step ends
+                continue
         if now >= horizon:
             return now, False

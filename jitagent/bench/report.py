@@ -97,15 +97,18 @@ def format_class_table(runs: list[dict[str, Any]]) -> str:
     return _render(["policy", "rate", *(f"{f} attained" for f in families)], rows)
 
 
-def format_capacity(capacity: dict[str, float | None], baseline: str = "fcfs", target: float = 0.9) -> str:
-    """Capacity per policy (``-`` where the search had nothing to score), and the GPUs it saves
-    against ``baseline`` (1 - base / policy)."""
-    header = ["policy", f"capacity (req/s at >= {target:.0%})", "resource saving"]
+def format_capacity(capacity: dict[str, float | None], baseline: str = "fcfs", target: float = 0.9,
+                    replicas: int = 1) -> str:
+    """Capacity per policy (``-`` where the search had nothing to score), per replica when there
+    are several, and the GPUs it saves against ``baseline`` (1 - base / policy)."""
+    header = ["policy", f"capacity (req/s at >= {target:.0%})", *(["per replica"] if replicas > 1 else []),
+              "resource saving"]
     base = capacity.get(baseline)
     rows = []
     for policy, rate in capacity.items():
         saving = f"{1 - base / rate:.0%}" if base and rate else "-"
-        rows.append([policy, "-" if rate is None else f"{rate:.3g}", saving])
+        per_replica = ["-" if rate is None else f"{rate / replicas:.3g}"] if replicas > 1 else []
+        rows.append([policy, "-" if rate is None else f"{rate:.3g}", *per_replica, saving])
     return _render(header, rows)
 
 

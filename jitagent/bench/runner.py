@@ -1,9 +1,10 @@
 """Runs a workload through the simulated engine in virtual time and scores it.
 
 The driver (:mod:`jitagent.bench.driver`) plays the applications: single requests at their arrival
-times, pipeline runs round by round with stage deadlines. After the arrival window closes the
-engine keeps serving for up to ``drain_s`` so that late arrivals can finish; whatever is unfinished
-then counts as missed.
+times, pipeline runs round by round with stage deadlines. The engine is one replica, or several
+behind a router (:mod:`jitagent.engines.replicated`). After the arrival window closes the engine
+keeps serving for up to ``drain_s`` so that late arrivals can finish; whatever is unfinished then
+counts as missed, as does a call the router refused.
 """
 
 from __future__ import annotations
@@ -14,16 +15,19 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from jitagent.bench.driver import PipelineRun, call_record, step_virtual
 from jitagent.bench.workloads import CallSpec, PipelineArrival, SingleArrival, Workload
 from jitagent.engines.core import EngineCore
+from jitagent.engines.replicated import ReplicatedCore
 from jitagent.engines.sim import SimConfig
 from jitagent.evaluation.goodput import GoodputSummary, RequestRecord, Window, summarize
+from jitagent.routing import Router, make_router
 from jitagent.scheduling.policies import Policy
 from jitagent.scheduling.request import RequestState
 
-__all__ = ["RunOutcome", "simulate", "default_warmup", "DEFAULT_DRAIN_S"]
+__all__ = ["RunOutcome", "RoutingCounters", "simulate", "default_warmup", "DEFAULT_DRAIN_S"]
 
 logger = logging.getLogger(__name__)
 
@@ -35,10 +39,30 @@ def default_warmup(duration: float) -> float:
     return min(60.0, 0.05 * duration)
 
 
+@dataclass(frozen=True)
+class RoutingCounters:
+    """What the router of a replicated run did: its decisions, the time they took (the router's
+    own, and gathering the replicas' states for it), and the calls it refused."""
+
+    router: str
+    replicas: int
+    decisions: int
+    decision_s: float
+    state_s: float
+    refused: int
+
+    def to_dict(self) -> dict[str, Any]:
+        per = max(1, self.decisions)
+        return {"router": self.router, "replicas": self.replicas, "router_decisions": self.decisions,
+                "router_decision_us": 1e6 * self.decision_s / per, "router_state_us": 1e6 * self.state_s / per,
+                "router_refused": self.refused}
+
+
 @dataclass
 class RunOutcome:
     """One policy's run of one workload: every call's record, the score, and engine counters
-    (``None`` where the engine does not report them: a live engine)."""
+    (``None`` where the engine does not report them: a live engine; ``routing`` for a run on
+    replicas behind a router)."""
 
     policy: str
     rate: float
@@ -49,12 +73,13 @@ class RunOutcome:
     preemptions: int | None
     simulated_s: float
     wall_s: float
+    routing: RoutingCounters | None = None
 
 
 class _Driver:
-    def __init__(self, workload: Workload, core: EngineCore, policy: str, rate: float) -> None:
+    def __init__(self, workload: Workload, engine: ReplicatedCore | EngineCore, policy: str, rate: float) -> None:
         self.workload = workload
-        self.core = core
+        self.engine = engine
         self.provenance = {"policy": policy, "seed": workload.seed, "rate": rate}
         self._events: list[tuple[float, int, SingleArrival | PipelineRun]] = []
         self._order = itertools.count()
@@ -65,10 +90,10 @@ class _Driver:
             heapq.heappush(self._events, (arrival.time, next(self._order), event))
 
     def run(self, horizon: float, on_progress: Callable[[float], None] | None) -> float:
-        now, stuck = step_virtual(self.core, self._due, self._next_time, self._ended, horizon=horizon,
+        now, stuck = step_virtual(self.engine, self._due, self._next_time, self._ended, horizon=horizon,
                                   on_progress=on_progress)
         if stuck:
-            logger.warning("%d requests can never be scheduled; stopping", self.core.num_live)
+            logger.warning("%d requests can never be scheduled; stopping", self.engine.num_live)
         return now
 
     def _due(self, now: float) -> None:
@@ -98,7 +123,7 @@ class _Driver:
     def _add(self, req: RequestState, call: CallSpec, score_class: str, run_id: str | None, final: bool) -> None:
         pipeline = req.pipeline
         try:
-            self.core.add_request(req, call.output_len)
+            self.engine.add_request(req, call.output_len)
         except ValueError as exc:  # a call this engine can never serve: a workload made for another
             raise ValueError(f"workload {self.workload.name}: class {call.request_class}: {exc}") from None
         self.records[req] = call_record(req.id, call, req.slo, score_class, req.arrival, req.token_times,
@@ -124,19 +149,27 @@ class _Driver:
 
 def simulate(workload: Workload, policy: Policy | str, config: SimConfig, *, rate: float,
              decode_weight: float = 1.0, warmup: float | None = None, drain_s: float = DEFAULT_DRAIN_S,
-             check_plans: bool = False, on_progress: Callable[[float], None] | None = None) -> RunOutcome:
+             check_plans: bool = False, on_progress: Callable[[float], None] | None = None,
+             replicas: int = 1, router: Router | str | None = None) -> RunOutcome:
     """Serve ``workload`` with ``policy`` on the simulated engine in virtual time, and score it.
 
     Scoring covers arrivals in ``[warmup, workload.duration)``; the engine serves on for up to
     ``drain_s`` after the window. ``on_progress`` is called now and then with the simulated time.
+    With ``replicas`` above one, that many engines, each with its own ``policy``, serve behind
+    ``router`` (a name is seeded with the workload's seed); with one, a router changes nothing.
     """
+    if replicas < 1:
+        raise ValueError(f"replicas must be at least 1, got {replicas}")
     started = time.perf_counter()
-    core = config.build_core(policy, check_plans=check_plans)
-    policy_name = core.policy.name
-    driver = _Driver(workload, core, policy_name, rate)
+    chosen = make_router(router, workload.seed) if isinstance(router, str) else router
+    engine = ReplicatedCore.build(lambda p: config.build_core(p, check_plans=check_plans), policy, replicas, chosen)
+    policy_name = engine.policy_name
+    driver = _Driver(workload, engine, policy_name, rate)
     end = driver.run(workload.duration + drain_s, on_progress)
     records = driver.finalized_records()
     warmup = default_warmup(workload.duration) if warmup is None else warmup
     summary = summarize(records, Window(warmup=warmup, end=workload.duration), decode_weight=decode_weight)
-    return RunOutcome(policy_name, rate, workload.seed, records, summary, core.num_steps,
-                      core.num_preemptions, end, time.perf_counter() - started)
+    routing = None if chosen is None else RoutingCounters(
+        chosen.name, replicas, engine.num_decisions, engine.decision_s, engine.state_s, engine.num_refused)
+    return RunOutcome(policy_name, rate, workload.seed, records, summary, engine.num_steps,
+                      engine.num_preemptions, end, time.perf_counter() - started, routing)

@@ -1,5 +1,8 @@
 """A benchmark: every policy at every rate and seed on one workload, plus optional capacity search.
 
+On several replicas a "policy" is ``ROUTER/POLICY`` (:func:`routed`): every replica runs the policy,
+the router places each request (``pow2/fcfs`` is what Ray Serve and vLLM give by default).
+
 Runs are independent, so they go to a pool of worker processes (one per core by default); each
 worker builds its workload from the seed, so nothing large crosses a process boundary but the
 results. Progress is reported in simulated seconds.
@@ -27,7 +30,16 @@ from jitagent.engines.sim import SimConfig
 from jitagent.evaluation.goodput import RequestRecord
 from jitagent.scheduling.policies import make_policy
 
-__all__ = ["BenchConfig", "BenchResult", "run_bench", "outcome_row"]
+__all__ = ["BenchConfig", "BenchResult", "run_bench", "outcome_row", "routed", "ROUTED_SEPARATOR"]
+
+#: Between a router and a policy in a run's name: ``slo/jit`` is the ``slo`` router before ``jit`` replicas.
+ROUTED_SEPARATOR = "/"
+
+
+def routed(name: str) -> tuple[str | None, str]:
+    """The router (``None`` for none) and the policy of a run's name, ``ROUTER/POLICY`` or ``POLICY``."""
+    router, _, policy = name.rpartition(ROUTED_SEPARATOR)
+    return router or None, policy
 
 
 @dataclass(frozen=True)
@@ -48,6 +60,7 @@ class BenchConfig:
     capacity_target: float = 0.9
     keep_records: bool = False
     slo_scale: float | None = None   # SLOs and tool gaps multiplied by this; None: 1 (measured on a live engine)
+    replicas: int = 1   # engines, each running the policy, behind the router a policy's name gives (ROUTER/POLICY)
 
     def to_dict(self) -> dict[str, Any]:
         config = asdict(self)
@@ -102,18 +115,21 @@ def _workload(config: BenchConfig, rate: float, seed: int) -> Workload:
 
 def _simulate(config: BenchConfig, policy: str, rate: float, seed: int,
               on_progress: Callable[[float], None] | None) -> RunOutcome:
+    router, policy = routed(policy)
     return simulate(_workload(config, rate, seed), make_policy(policy, decode_weight=config.decode_weight),
                     config.sim, rate=rate,
                     decode_weight=config.decode_weight, warmup=config.warmup, drain_s=config.drain_s,
-                    on_progress=on_progress)
+                    on_progress=on_progress, replicas=config.replicas, router=router)
 
 
 def outcome_row(policy: str, outcome: RunOutcome) -> dict[str, Any]:
     """One run's line of ``results.json``: the policy as asked for (an ablation's name, not its
-    class's), provenance, score and engine counters."""
+    class's; ``ROUTER/POLICY`` behind a router), provenance, score, engine counters, and the
+    router's (its decisions' cost per request, the calls it refused)."""
+    routing = outcome.routing.to_dict() if outcome.routing is not None else {}
     return {"policy": policy, "rate": outcome.rate, "seed": outcome.seed, **outcome.summary.to_dict(),
             "steps": outcome.steps, "engine_preemptions": outcome.preemptions,
-            "simulated_s": outcome.simulated_s, "wall_s": outcome.wall_s}
+            "simulated_s": outcome.simulated_s, "wall_s": outcome.wall_s, **routing}
 
 
 def _grid_run(task: int, config: BenchConfig, policy: str, rate: float, seed: int) -> tuple[dict[str, Any], list[RequestRecord]]:

@@ -36,6 +36,7 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from jitagent.scheduling.estimator import OutputLengthEstimator
+from jitagent.scheduling.feasibility import completion_due, finish_slack, first_token_at, prefill_left
 from jitagent.scheduling.plan import PlanBuilder, SchedulerView, StepPlan
 from jitagent.scheduling.policies.base import Policy
 from jitagent.scheduling.policies.waiting import Entry, WaitingIndex
@@ -320,28 +321,22 @@ class JIT(Policy):
         totals = self._class_estimates[request_class, max_tokens] = self._totals(request_class, max_tokens, 0)
         return totals
 
-    @staticmethod
-    def _prefill_left(req: RequestState) -> int:
-        left = req.num_uncomputed
-        return left if left > 1 or req.num_generated == 0 else 0
+    _prefill_left = staticmethod(prefill_left)
 
     def _first_token_at(self, req: RequestState, start: float) -> float:
         """When ``req``'s next token comes if its remaining prefill starts at ``start``."""
-        return start + self._prefill_left(req) * self._token_time + self._step_time
+        return first_token_at(start, self._prefill_left(req), self._token_time, self._step_time)
 
-    def _completion_ok(self, req: RequestState, first_token_at: float, pace: bool = False) -> bool:
+    def _completion_ok(self, req: RequestState, first_token: float, pace: bool = False) -> bool:
         """Would ``req`` meet its SLO (and a pipeline call its stage deadline) if its next token came
-        at ``first_token_at`` and it then ran every step? Its length at the admission quantile, or
+        at ``first_token`` and it then ran every step? Its length at the admission quantile, or
         at the pace quantile when ``pace``."""
         slo = req.slo
         if slo is None:
             return True
         if isinstance(slo, StreamSLO):
-            return first_token_at <= req.next_due()
-        finish = first_token_at + (self.remaining_output(req, pace) - 1) * self._step_time
-        if req.pipeline is not None and finish > req.pipeline.run_deadline:
-            return False
-        return finish <= req.deadline
+            return first_token <= req.next_due()
+        return finish_slack(first_token, self.remaining_output(req, pace), self._step_time, completion_due(req)) >= 0
 
     def margin_goodput(self, req: RequestState, now: float) -> float:
         """Goodput ``req`` can still earn per second of GPU time, if served from now on."""
