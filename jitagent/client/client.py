@@ -8,6 +8,7 @@ the ambient :func:`~jitagent.client.slo_scope`, else the client's ``slo``.
 
 from __future__ import annotations
 
+import os
 import weakref
 from typing import TYPE_CHECKING, Any, Self
 
@@ -22,6 +23,7 @@ from jitagent import plugins
 from jitagent.client._compat import FastResponseData
 from jitagent.client.backend import Backend, SimBackend
 from jitagent.client.handlers import OpenAIServer
+from jitagent.client.remote import RemoteServed
 from jitagent.client.transport import LoopHost, InProcessTransport, SyncInProcessTransport
 from jitagent.engines.protocol import Engine
 from jitagent.engines.sim import DEFAULT_PROFILE, SimConfig, SimEngine
@@ -134,6 +136,9 @@ class JITClient(_ServedInProcess, openai.AsyncOpenAI):
         trace_content: record prompt and completion text on spans (off by default; ``None`` reads
             the ``JITAGENT_TRACE_CONTENT`` environment variable).
         **kwargs: passed to ``openai.AsyncOpenAI`` (``timeout``, ``max_retries``, ``default_headers``, ...).
+            With ``base_url`` (``http://host:port/v1``) the client talks to that running server over
+            HTTP instead of an engine in this process, each call carrying its SLO and pipeline (see
+            :mod:`jitagent.client.remote`); ``engine`` must then be left out.
     """
 
     def __init__(self, *, engine: Engine | str | None = None, policy: Policy | str = "jit",
@@ -141,6 +146,11 @@ class JITClient(_ServedInProcess, openai.AsyncOpenAI):
                  slo: SLO | dict[str, Any] | str | None = None, pipeline: PipelineContext | None = None,
                  tracer_provider: TracerProvider | None = None, meter_provider: MeterProvider | None = None,
                  trace_content: bool | None = None, _served: _Served | None = None, **kwargs: Any) -> None:
+        if _served is None and kwargs.get("base_url") is not None:   # a server elsewhere, over HTTP
+            kwargs.setdefault("api_key", os.environ.get("OPENAI_API_KEY") or _API_KEY)
+            _served = RemoteServed(kwargs["base_url"], engine=engine, slo=slo, pipeline=pipeline, model=model,  # type: ignore[assignment]
+                                   headers={"authorization": f"Bearer {kwargs['api_key']}"})
+            kwargs.setdefault("http_client", httpx2.AsyncClient(transport=_served.transport()))
         if _served is None:
             owns_engine = engine is None or isinstance(engine, str)
             default_slo = parse_slo(slo) if slo is not None else None   # before an engine starts

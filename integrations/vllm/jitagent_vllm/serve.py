@@ -39,13 +39,15 @@ __all__ = ["serve_command", "running_server", "free_port"]
 
 
 def serve_command(model: str, *, policy: str = "jit", host: str = "127.0.0.1", port: int = 8000,
-                  api_key: str | None = None, extra: tuple[str, ...] = ()) -> list[str]:
+                  api_key: str | None = None, extra: tuple[str, ...] = (),
+                  scheduler_cls: str = "jitagent_vllm.JITScheduler") -> list[str]:
     """The ``vllm serve`` command line (vLLM's OpenAI server) for ``model`` (a built-in name, folder or hub name) with the JIT
-    scheduler running ``policy``; a config-only model gets random weights and no tokenizer."""
+    scheduler (or ``scheduler_cls``, an importable subclass of it) running ``policy``; a config-only
+    model gets random weights and no tokenizer."""
     path = resolve_model(model)
     settings = SchedulerSettings(policy=policy)
     command = [*_vllm_serve(), path, "--served-model-name", model, "--host", host, "--port", str(port),
-               "--scheduler-cls", "jitagent_vllm.JITScheduler",
+               "--scheduler-cls", scheduler_cls,
                "--additional-config", settings.model_dump_json(exclude_defaults=True).join(['{"jitagent": ', "}"]),
                "--logits-processors", "jitagent_vllm:RequestArgsValidator",
                "--middleware", "jitagent_vllm.TokenIdValidator", "--middleware", "jitagent_vllm.middleware.SLORefusals"]
@@ -77,12 +79,14 @@ def free_port() -> int:
 
 @contextmanager
 def running_server(model: str, *, policy: str = "jit", port: int | None = None, api_key: str | None = None,
-                   extra: tuple[str, ...] = (), timeout_s: float = 300.0) -> Iterator[str]:
+                   extra: tuple[str, ...] = (), scheduler_cls: str = "jitagent_vllm.JITScheduler",
+                   timeout_s: float = 300.0) -> Iterator[str]:
     """Start ``vllm serve`` on loopback (on ``port``, else a free one), wait until it answers, yield its
     base URL (``.../v1``), stop it."""
     port = port if port is not None else free_port()
     log = tempfile.TemporaryFile(mode="w+")  # a file, not a pipe: vLLM logs a lot, and a full pipe would stall it
-    process = subprocess.Popen(serve_command(model, policy=policy, port=port, api_key=api_key, extra=extra),
+    process = subprocess.Popen(serve_command(model, policy=policy, port=port, api_key=api_key, extra=extra,
+                                             scheduler_cls=scheduler_cls),
                                stdout=log, stderr=subprocess.STDOUT, text=True)
     base = f"http://127.0.0.1:{port}"
     try:

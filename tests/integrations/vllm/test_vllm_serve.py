@@ -1,9 +1,21 @@
-"""``vllm serve --scheduler-cls jitagent_vllm.JITScheduler``, driven by the plain OpenAI client."""
+"""``vllm serve --scheduler-cls jitagent_vllm.JITScheduler``, driven by the plain OpenAI client, by
+``JITClient(base_url=...)``, by ``jit_slo`` running a LangGraph graph and by ``jitagent bench --base-url``.
+
+One server for the module (starting one takes tens of seconds). It runs :class:`RecordingScheduler`,
+``JITScheduler`` noting what it read from each request, so that the tests see what reached the
+scheduler in the server's engine process.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import time
 from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
 
 import httpx2
 import openai
@@ -11,16 +23,64 @@ import pytest
 
 pytest.importorskip("vllm")
 
+from jitagent.cli import main  # noqa: E402
+from jitagent.client import JITClient, slo_scope  # noqa: E402
+from jitagent.scheduling.request import PipelineContext, RequestState  # noqa: E402
+from jitagent_vllm.scheduler import JITScheduler  # noqa: E402
 from jitagent_vllm.serve import running_server, serve_command  # noqa: E402
 
 MODEL = "tiny-random-llama"
 PROMPT = list(range(100, 200))
+LOG_ENV = "JITAGENT_TEST_SCHEDULER_LOG"
+REFUSE = {"kind": "deadline", "deadline_s": 0.001, "on_infeasible": "reject"}
+
+
+class RecordingScheduler(JITScheduler):
+    """``JITScheduler`` that also appends what it read from each request to the file named by
+    ``$JITAGENT_TEST_SCHEDULER_LOG`` (it runs in the server's engine process)."""
+
+    def add_request(self, request: Any) -> None:
+        super().add_request(request)
+        state = self.states.get(request.request_id)
+        if state is not None:
+            with open(os.environ[LOG_ENV], "a") as log:
+                log.write(json.dumps(_seen(state)) + "\n")
+
+
+def _seen(state: RequestState) -> dict[str, Any]:
+    """A request's scheduling data as the scheduler holds it; pipeline deadlines relative to its arrival."""
+    pipeline = state.pipeline
+    return {"slo": state.slo.model_dump(mode="json") if state.slo is not None else None,
+            "request_class": state.request_class, "max_tokens": state.max_tokens,
+            "run_id": pipeline.run_id if pipeline else None, "stage": pipeline.stage if pipeline else None,
+            "stage_deadline_in": pipeline.stage_deadline - state.arrival if pipeline else None,
+            "run_deadline_in": pipeline.run_deadline - state.arrival if pipeline else None}
 
 
 @pytest.fixture(scope="module")
-def url() -> Iterator[str]:
-    with running_server(MODEL, policy="jit") as base_url:
-        yield base_url
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """The server's base URL, and the file its scheduler notes requests in."""
+    log = tmp_path_factory.mktemp("scheduler") / "requests.jsonl"
+    log.touch()
+    with ExitStack() as stack:
+        with pytest.MonkeyPatch.context() as env:   # the server's processes inherit these
+            env.setenv(LOG_ENV, str(log))
+            env.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(Path(__file__).parent),
+                                                                   os.environ.get("PYTHONPATH")])))
+            url = stack.enter_context(running_server(MODEL, policy="jit",
+                                                     scheduler_cls=f"{__name__}.RecordingScheduler"))
+        yield url, log
+
+
+@pytest.fixture(scope="module")
+def url(server: tuple[str, Path]) -> str:
+    return server[0]
+
+
+def seen(server: tuple[str, Path], **match: Any) -> list[dict[str, Any]]:
+    """What the scheduler noted of the requests whose fields have these values."""
+    lines = server[1].read_text().splitlines()
+    return [r for r in map(json.loads, lines) if all(r[k] == v for k, v in match.items())]
 
 
 @pytest.fixture(scope="module")
@@ -35,6 +95,7 @@ def xargs(**fields: object) -> dict:
 def test_the_command_line_names_the_scheduler_and_binds_loopback() -> None:
     command = serve_command(MODEL, policy="edf", port=9000, api_key="secret")
     assert command[command.index("--scheduler-cls") + 1] == "jitagent_vllm.JITScheduler"
+    assert serve_command(MODEL, scheduler_cls="my.Sub").count("my.Sub") == 1
     assert json.loads(command[command.index("--additional-config") + 1]) == {"jitagent": {"policy": "edf"}}
     assert [command[i + 1] for i, flag in enumerate(command) if flag == "--middleware"] == [
         "jitagent_vllm.TokenIdValidator", "jitagent_vllm.middleware.SLORefusals"]
@@ -92,3 +153,93 @@ def test_a_prompt_id_outside_the_vocabulary_is_a_400_and_the_server_serves_on(cl
         client.completions.create(model=MODEL, prompt=prompt, max_tokens=2, stream=stream)
     assert client.completions.create(model=MODEL, prompt=PROMPT, max_tokens=4).usage.completion_tokens >= 1
     assert client.completions.create(model=MODEL, prompt=[PROMPT, PROMPT[:5]], max_tokens=2).usage.prompt_tokens == 105
+
+
+async def test_jitclient_calls_carry_their_slo_class_and_stage_deadline_to_the_remote_scheduler(
+        server: tuple[str, Path]) -> None:
+    client = JITClient(base_url=server[0], max_retries=0)
+    assert client.served_model == MODEL   # asked of the server
+    now = time.monotonic()
+    pipeline = PipelineContext("run-a", run_start=now - 1, run_deadline=now + 20, stage="draft", stage_deadline=now + 5)
+    with slo_scope({"kind": "pipeline", "deadline_s": 21}, pipeline=pipeline, request_class="remote/draft"):
+        sent = time.monotonic()
+        reply = await client.completions.create(model=MODEL, prompt=PROMPT, max_tokens=4)
+        answered = time.monotonic()
+    stream = await client.completions.create(model=MODEL, prompt=PROMPT, max_tokens=6, stream=True, extra_body={
+        "slo": {"kind": "stream", "ttft_s": 5, "tpot_s": 1}, "request_class": "remote/chat"})
+    chunks = [chunk async for chunk in stream]
+    await client.close()
+    assert reply.usage.completion_tokens >= 1 and len(chunks) >= 2
+    [planned] = seen(server, run_id="run-a")
+    assert (planned["stage"], planned["request_class"]) == ("draft", "remote/draft")
+    assert planned["slo"]["kind"] == "pipeline" and planned["slo"]["deadline_s"] == 21
+    # Sent relative to the moment the request left: 5 s to the stage's deadline then, 20 to the run's.
+    assert pipeline.stage_deadline - answered <= planned["stage_deadline_in"] <= pipeline.stage_deadline - sent
+    assert pipeline.run_deadline - answered <= planned["run_deadline_in"] <= pipeline.run_deadline - sent
+    [streamed] = seen(server, request_class="remote/chat")
+    assert streamed["slo"] == {"kind": "stream", "ttft_s": 5.0, "tpot_s": 1.0, "on_infeasible": "best_effort"}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_refusal_reaches_jitclient_as_a_429_it_does_not_retry(server: tuple[str, Path], stream: bool) -> None:
+    client = JITClient(base_url=server[0], model=MODEL, max_retries=2)
+    label = f"refused/{stream}"
+    with slo_scope(REFUSE, request_class=label), pytest.raises(openai.RateLimitError) as refused:
+        await client.completions.create(model=MODEL, prompt=PROMPT * 40, max_tokens=64, stream=stream)
+    await client.close()
+    assert refused.value.code == "slo_infeasible"
+    assert len(seen(server, request_class=label)) == 1   # the scheduler met it once: no retry
+
+
+def test_jit_slo_stage_deadlines_reach_the_remote_scheduler(server: tuple[str, Path],
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("langgraph")
+    from jitagent_langgraph import jit_slo
+
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "langgraph"))
+    from graphs import fan_out_builder
+
+    async def run() -> Any:
+        client = JITClient(base_url=server[0], model=MODEL, max_retries=0)
+        graph = jit_slo(fan_out_builder(_Completions(client), width=2, max_tokens=4), deadline_s=60)
+        await graph.ainvoke({"topic": "t"})
+        await client.close()
+        return graph.last_run
+
+    report = asyncio.run(run())
+    assert report.met
+    calls = seen(server, run_id=report.run_id)
+    assert sorted(call["stage"] for call in calls) == ["final", "plan", "work", "work"]
+    for call in calls:   # each call's stage deadline, as jit_slo planned it, from when the call was sent
+        assert call["slo"]["kind"] == "pipeline" and call["slo"]["deadline_s"] == 60
+        assert 0 < call["stage_deadline_in"] <= call["run_deadline_in"] <= 60
+        assert any(s.stage_deadline - s.finish <= call["stage_deadline_in"] <= s.stage_deadline - s.start
+                   for s in report.stages if s.node == call["stage"])
+
+
+class _Completions:
+    """The graph's model: ``ainvoke`` as a completion of token ids (the tiny model has no chat template)."""
+
+    def __init__(self, client: JITClient) -> None:
+        self.client = client
+
+    async def ainvoke(self, text: str, max_tokens: int) -> Any:
+        reply = await self.client.completions.create(model=MODEL, prompt=[100 + len(text)] * 20, max_tokens=max_tokens)
+        return type("Reply", (), {"content": reply.choices[0].text})
+
+
+def test_bench_base_url_benchmarks_the_running_server(server: tuple[str, Path], tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "bench"
+    assert main(["bench", "--base-url", server[0], "--workload", "tool", "--policies", "jit", "--rate", "2",
+                 "--duration", "4", "--slo-scale", "20", "--records", "--no-progress", "--out", str(out)]) == 0
+    results = json.loads((out / "results.json").read_text())
+    [run] = results["runs"]
+    assert run["policy"] == "jit" and results["engine"] == {
+        "kind": "remote", "base_url": server[0], "model": MODEL, "slo_scale": {"factor": 20.0}}
+    records = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
+    assert records and any(r["token_times"] for r in records)
+    assert (out / "goodput.png").exists() and "jit" in capsys.readouterr().out
+    # Each request reached the scheduler with its deadline SLO and its class; told only max_tokens.
+    tools = seen(server, request_class="tool")
+    assert len(tools) == len(records) and all(t["slo"]["kind"] == "deadline" for t in tools)
