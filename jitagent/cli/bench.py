@@ -2,8 +2,9 @@
 
 Runs on the simulated engine in virtual time, or (``--engine vllm``) a real vLLM engine in real
 time, or (``--base-url URL``) a server that is already running, in real time, or (``--workload
-langgraph``) runs of real LangGraph graphs on the simulated engine in real time. Prints the table; writes ``results.json``, ``goodput.png``, optionally ``records.jsonl`` to
-``--out`` and with ``--trace FILE`` the runs' spans as JSON lines.
+langgraph``) runs of real LangGraph graphs on the simulated engine in real time. Prints the table;
+writes ``results.json``, ``goodput.png``, optionally ``records.jsonl`` to ``--out`` and with
+``--trace FILE`` the runs' spans as JSON lines.
 """
 
 from __future__ import annotations
@@ -34,6 +35,10 @@ logger = logging.getLogger(__name__)
 _MAX_FACTOR = 1e6       # --slo-scale, --decode-weight, --tightness: far beyond use, far from overflowing a float
 _MAX_TIME_SCALE = 10.0  # --time-scale: wall seconds per modelled second (a run's sleeps grow with it)
 _MAX_PROFILE_BYTES = 1 << 20   # a fitted profile is about 2 KB
+_MAX_REPLICAS = 4096   # --replicas: far beyond a deployment, far from exhausting memory with empty cores
+#: Routers on several replicas unless --routers says: what Ray Serve gives by default (pow2) against the
+#: SLO-aware one, as the default policies set the engine's default (fcfs) against jit.
+_DEFAULT_ROUTERS = ("pow2", "slo")
 
 
 def add_parser(commands: Any) -> None:
@@ -73,7 +78,14 @@ def add_parser(commands: Any) -> None:
     bench.add_argument("--token-budget", type=positive_int, help="max tokens per step (default: vLLM's for the GPU)")
     bench.add_argument("--max-num-seqs", type=positive_int, help="max running requests (default: vLLM's for the GPU)")
     bench.add_argument("--policies", type=name_list, default=("fcfs", "edf", "ltr", "las", "jit"),
-                       help="comma-separated policies (default: fcfs,edf,ltr,las,jit)")
+                       help="comma-separated policies (default: fcfs,edf,ltr,las,jit); on replicas, each runs "
+                            "behind each of --routers, or name a pair ROUTER/POLICY (e.g. pow2/fcfs,slo/jit)")
+    bench.add_argument("--replicas", type=at_most(positive_int, _MAX_REPLICAS), default=1,
+                       help="simulated engines, each running the policy, behind a router (default: 1); "
+                            "--rate is the arrival rate they share")
+    bench.add_argument("--routers", "--router", type=name_list,
+                       help="with --replicas: comma-separated routers, each run with each policy (default: "
+                            f"{','.join(_DEFAULT_ROUTERS)}: Ray Serve's default against the SLO-aware one)")
     bench.add_argument("--rate", type=positive_float, default=2.0, help="arrivals per second (default: 2)")
     bench.add_argument("--sweep", type=list_of(positive_float), help="comma-separated rates, instead of --rate")
     bench.add_argument("--duration", type=positive_float, default=600.0, help="arrival window in seconds (default: 600)")
@@ -145,11 +157,12 @@ def _write_trace(path: Path, records: list[RequestRecord], model: str) -> int:
 def _print_list() -> None:
     from jitagent.bench.workloads import describe_workloads
     from jitagent.engines.latency import list_profiles
+    from jitagent.routing import describe_routers
     from jitagent.scheduling.policies import describe_policies
 
     workloads = [*describe_workloads(), *addons.workloads()]
     for title, items in (("workloads", workloads), ("profiles", list_profiles()),
-                         ("policies", describe_policies())):
+                         ("policies", describe_policies()), ("routers", describe_routers())):
         print(f"{title}:")
         width = max(len(name) for name, _ in items)
         for name, text in items:
@@ -168,13 +181,35 @@ def _graph_bench(args: argparse.Namespace) -> WorkloadPlugin | None:
     return addons.workload(addons.GRAPHS)
 
 
+def _run_names(args: argparse.Namespace) -> tuple[str, ...]:
+    """The runs' names: each policy behind each router (``ROUTER/POLICY``) when routers are asked
+    for or there are several replicas, a pair as given; ValueError for an unknown name or for
+    routers without the simulated engine in virtual time."""
+    from jitagent.bench.suite import routed
+    from jitagent.routing import make_router
+
+    routers = args.routers or (_DEFAULT_ROUTERS if args.replicas > 1 else ())
+    names = tuple(dict.fromkeys(
+        name for policy in args.policies
+        for name in ([policy] if routed(policy)[0] is not None or not routers else
+                     [f"{router}/{policy}" for router in routers])))
+    for name in names:
+        router, _ = routed(name)
+        if router is not None:
+            make_router(router)   # unknown names fail here, before any work
+    if any(routed(name)[0] is not None for name in names) and (args.engine != "sim" or args.workload == addons.GRAPHS):
+        raise ValueError("--replicas and routers run on the simulated engine in virtual time only")
+    return names
+
+
 def _remote_policy(args: argparse.Namespace) -> str | None:
     """With ``--base-url``: the name the results give the server's policy (checking the flags that
     go with it), else ``None``."""
     if args.base_url is None:
         return None
-    if args.engine != "sim" or args.capacity:
-        raise ValueError("--base-url benchmarks one running server: it goes without --engine and --capacity")
+    if args.engine != "sim" or args.capacity or args.replicas > 1 or args.routers:
+        raise ValueError("--base-url benchmarks one running server: it goes without --engine, --capacity, "
+                         "--replicas and --routers")
     if not args.base_url.startswith(("http://", "https://")):
         raise ValueError(f"--base-url must be an http:// or https:// URL, got {args.base_url!r}")
     return args.policies[0] if len(args.policies) == 1 else "server"
@@ -187,18 +222,19 @@ def run(args: argparse.Namespace, about: dict[str, Any]) -> None:
         return
     from jitagent.bench.plots import plot_results
     from jitagent.bench.report import format_capacity, format_class_table, format_table
-    from jitagent.bench.suite import BenchConfig, run_bench
+    from jitagent.bench.suite import BenchConfig, routed, run_bench
     from jitagent.bench.workloads import build_workload
     from jitagent.engines.sim import DEFAULT_PROFILE, SimConfig
     from jitagent.scheduling.policies import make_policy
 
     graph_bench = _graph_bench(args)
     _check_paths(args)
-    for name in args.policies:  # unknown names fail here, before any work
+    names = _run_names(args)
+    for name in names:  # unknown names fail here, before any work
         if graph_bench is not None:
             graph_bench.check_policy(name)  # a policy, maybe with +jit_slo or +plain
         else:
-            make_policy(name)
+            make_policy(routed(name)[1])
     remote = _remote_policy(args)
     live = args.engine == "vllm"
     sim = SimConfig(profile=DEFAULT_PROFILE if live else args.profile or DEFAULT_PROFILE, preset=args.preset,
@@ -225,14 +261,16 @@ def run(args: argparse.Namespace, about: dict[str, Any]) -> None:
 
         require_sdk()  # before the work, not after it
 
-    config = BenchConfig(workload=args.workload, policies=(remote,) if remote else args.policies, rates=tuple(rates), seeds=args.seed,
+    config = BenchConfig(workload=args.workload, policies=(remote,) if remote else names, rates=tuple(rates),
+                         seeds=args.seed,
                          duration=args.duration, sim=sim, arrivals=args.arrivals, decode_weight=args.decode_weight,
                          warmup=args.warmup, capacity=args.capacity,
-                         keep_records=args.records or args.trace is not None, slo_scale=args.slo_scale)
+                         keep_records=args.records or args.trace is not None, slo_scale=args.slo_scale,
+                         replicas=args.replicas)
     args.out.mkdir(parents=True, exist_ok=True)
     progress = show_progress(args.no_progress)
-    logger.info("%s: %d policies x %d rates x %d seeds, writing to %s", args.workload, len(args.policies),
-                len(rates), len(args.seed), args.out)
+    logger.info("%s: %d policies x %d rates x %d seeds on %d replicas, writing to %s", args.workload, len(names),
+                len(rates), len(args.seed), args.replicas, args.out)
     results: dict[str, object] = {}
     if remote:
         from jitagent.bench.remote import run_remote_bench
@@ -266,19 +304,22 @@ def run(args: argparse.Namespace, about: dict[str, Any]) -> None:
             for record in result.records:
                 f.write(json.dumps(record.to_json()) + "\n")
         written.append("records.jsonl")
+    replicas = f", {args.replicas} replicas" if args.replicas > 1 else ""
     plot_results(result.runs, args.out / "goodput.png",
-                 f"{args.workload} on {args.model if remote else 'vLLM, ' + args.model if live else sim.profile}")
+                 f"{args.workload} on {args.model if remote else 'vLLM, ' + args.model if live else sim.profile}{replicas}")
     written.append("goodput.png")
     if args.trace is not None:
         spec = sim.resolve()[0]
         spans = _write_trace(args.trace, result.records, spec.model.name if spec.model is not None else spec.name)
 
-    print(format_table(result.runs))
+    baseline = next((name for name in names if routed(name)[1] == "fcfs"), "fcfs")
+    print(format_table(result.runs, baseline=baseline))
     print()
     print(format_class_table(result.runs))
     if result.capacity is not None:
         print()
-        print(format_capacity(result.capacity, target=config.capacity_target))
+        print(format_capacity(result.capacity, baseline=baseline, target=config.capacity_target,
+                              replicas=args.replicas))
     _note_nothing_scored(result.runs, result.capacity, config)
     print(f"\nwall time {result.wall_s:.1f} s; wrote {', '.join(written)} to {args.out}/")
     if args.trace is not None:
