@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import httpx2
@@ -243,3 +244,68 @@ def test_bench_base_url_benchmarks_the_running_server(server: tuple[str, Path], 
     # Each request reached the scheduler with its deadline SLO and its class; told only max_tokens.
     tools = seen(server, request_class="tool")
     assert len(tools) == len(records) and all(t["slo"]["kind"] == "deadline" for t in tools)
+
+
+class _App:
+    """An ASGI app shaped as vLLM's serving layer is (for the middleware alone, without a server):
+    it reads its engine client's outputs and answers 500 for an ``error`` finish, or (``stream``,
+    after ``keep_alive`` comments) streams an event per output (200), vLLM's error event for an
+    ``error`` finish."""
+
+    def __init__(self, outputs: list[Any], stream: bool, keep_alive: int = 0) -> None:
+        self.state = SimpleNamespace(engine_client=SimpleNamespace(generate=self.generate))
+        self.outputs, self.stream, self.keep_alive = outputs, stream, keep_alive
+
+    async def generate(self) -> Any:
+        for output in self.outputs:
+            yield output
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        outputs = scope["app"].state.engine_client.generate()
+        if not self.stream:
+            failed = any([o.outputs[0].finish_reason == "error" async for o in outputs])
+            await send({"type": "http.response.start", "status": 500 if failed else 200, "headers": []})
+            return await send({"type": "http.response.body", "body": b'{"error": {"code": 500}}' if failed else b"{}"})
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        for _ in range(self.keep_alive):
+            await send({"type": "http.response.body", "body": b": keep-alive\n\n", "more_body": True})
+        async for output in outputs:
+            failed = output.outputs[0].finish_reason == "error"
+            event = b'data: {"error": {"code": 500}}\n\n' if failed else b'data: {"t": 1}\n\n'
+            await send({"type": "http.response.body", "body": event, "more_body": True})
+        await send({"type": "http.response.body", "body": b"data: [DONE]\n\n"})
+
+
+def _output(finish_reason: str | None = None, stop_reason: str | None = None) -> Any:
+    return SimpleNamespace(finished=finish_reason is not None,
+                           outputs=[SimpleNamespace(finish_reason=finish_reason, stop_reason=stop_reason)])
+
+
+REFUSED = _output("error", "slo_infeasible")
+
+
+@pytest.mark.parametrize("outputs, stream, status, body", [
+    ([REFUSED], False, 429, '"code": "slo_infeasible"'),                    # answered whole
+    ([REFUSED], True, 429, '"code": "slo_infeasible"'),                     # streamed, before its first token
+    ([_output(), REFUSED], True, 200, '"code": "slo_infeasible"'),          # after it: the error event says so
+    ([_output("error", "engine failed")], False, 500, '"code": 500'),       # other errors pass unchanged
+    ([_output(), _output("error", None)], True, 200, '"code": 500'),
+    ([_output(), _output("stop")], True, 200, '"t": 1'),
+])
+def test_the_refusal_middleware_alone(outputs: list[Any], stream: bool, status: int, body: str) -> None:
+    from jitagent_vllm.middleware import SLORefusals
+
+    app = _App(outputs, stream, keep_alive=2)
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"{}"}
+
+    asyncio.run(SLORefusals(app)({"type": "http", "method": "POST", "path": "/v1/completions", "app": app},
+                                 receive, send))
+    assert sent[0]["type"] == "http.response.start" and sent[0]["status"] == status
+    assert (dict(sent[0]["headers"]).get(b"x-should-retry") == b"false") == (status == 429)
+    assert body in b"".join(m.get("body", b"") for m in sent[1:]).decode()
