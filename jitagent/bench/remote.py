@@ -48,7 +48,8 @@ async def _run(config: BenchConfig, base_url: str, model: str | None, api_key: s
     records: list[RequestRecord] = []
     engine = await RemoteEngine.connect(base_url, model=model, policy=policy, api_key=api_key)
     total = len(config.rates) * len(config.seeds)
-    bar = tqdm(total=total, unit="run", disable=not progress, bar_format="{l_bar}{bar}| {n:.1f}/{total} runs [{elapsed}]")
+    bar = tqdm(total=total, unit="run", disable=not progress,
+               bar_format="{l_bar}{bar}| {n:.1f}/{total} runs [{elapsed}]")
     try:
         for rate in config.rates:
             for seed in config.seeds:
@@ -60,8 +61,9 @@ async def _run(config: BenchConfig, base_url: str, model: str | None, api_key: s
                     bar.n = done + min(1.0, now / (config.duration + drain))
                     bar.refresh()
 
-                outcome = await serve_live(workload, engine, policy=policy, rate=rate, decode_weight=config.decode_weight,
-                                           warmup=config.warmup, drain_s=drain, on_progress=advance)
+                outcome = await serve_live(workload, engine, policy=policy, rate=rate,
+                                           decode_weight=config.decode_weight, warmup=config.warmup, drain_s=drain,
+                                           on_progress=advance)
                 await engine.wait_idle()   # the next run starts on an idle server
                 bar.n = done + 1
                 bar.refresh()

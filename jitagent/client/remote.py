@@ -165,7 +165,8 @@ def _is_generation(request: httpx2.Request) -> bool:
 
 
 def carry_scheduling(request: httpx2.Request, body: bytes, scope: CallScope | None, *, slo: SLO | None = None,
-                     pipeline: PipelineContext | None = None, now: float | None = None) -> httpx2.Request | httpx2.Response:
+                     pipeline: PipelineContext | None = None,
+                     now: float | None = None) -> httpx2.Request | httpx2.Response:
     """``request`` (whose body is ``body``) as it goes to a remote server: with its SLO, pipeline and
     request class in ``vllm_xargs`` and its SLO headers; unchanged when it carries none (or its
     body is not a JSON object: the server answers that); a 400 response when its jitagent fields

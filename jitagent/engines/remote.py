@@ -94,7 +94,8 @@ class RemoteEngine:
 
     def validate(self, prompt_tokens: int, max_tokens: int) -> None:
         if prompt_tokens < 1 or max_tokens < 1:
-            raise ValueError(f"a request needs at least one prompt and one output token, got {prompt_tokens} and {max_tokens}")
+            raise ValueError(f"a request needs at least one prompt and one output token, got {prompt_tokens} "
+                             f"and {max_tokens}")
         if prompt_tokens + max_tokens > self._max_model_len:
             raise ValueError(f"{prompt_tokens} prompt + {max_tokens} output tokens exceed the server's context "
                              f"length ({self._max_model_len})")

@@ -141,7 +141,9 @@ class SLORefusals:
     async def __call__(self, scope: MutableMapping[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST":
             return await self.app(scope, receive, send)
-        _watch_refusals(_served_engine_client(scope))
+        engine_client = _served_engine_client(scope)
+        if engine_client is not None:
+            _watch_refusals(engine_client)
         mark = _Mark()
         token = _MARK.set(mark)
         try:
@@ -151,9 +153,9 @@ class SLORefusals:
 
 
 def _served_engine_client(scope: MutableMapping[str, Any]) -> Any:
-    """The engine client (an ``AsyncLLM``) behind ``vllm serve``'s app: vLLM keeps it in the app's
-    state, and its serving objects call the same object."""
-    return scope["app"].state.engine_client
+    """The engine client (an ``AsyncLLM``) behind ``vllm serve``'s app (``None`` before it has one):
+    vLLM keeps it in the app's state, and its serving objects call the same object."""
+    return getattr(scope["app"].state, "engine_client", None)
 
 
 def _watch_refusals(engine_client: Any) -> None:
@@ -177,8 +179,8 @@ def _watch_refusals(engine_client: Any) -> None:
 
 def _refused(output: Any) -> bool:
     """Whether a finished ``RequestOutput`` is a refusal by the scheduler (its stop reason)."""
-    return any(o.finish_reason == "error" and isinstance(o.stop_reason, str) and o.stop_reason.startswith(SLO_INFEASIBLE)
-               for o in output.outputs)
+    return any(o.finish_reason == "error" and isinstance(o.stop_reason, str)
+               and o.stop_reason.startswith(SLO_INFEASIBLE) for o in output.outputs)
 
 
 class _RefusalResponder:

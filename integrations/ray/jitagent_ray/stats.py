@@ -1,0 +1,130 @@
+"""A replica's state as it travels to the routers: Ray Serve's ``record_routing_stats`` carries a
+plain mapping, polled every ``request_routing_stats_period_s`` by Ray's controller and handed to
+every router of the deployment.
+
+:class:`ReplicaReport` is the figures of :class:`jitagent.routing.ReplicaState` in a form that
+travels: the output-length estimates as a table (request class to the replica's conservative
+estimate of an uncapped request of that class; the estimate for a capped one is the smaller of
+that and its cap, as :class:`~jitagent.scheduling.estimator.OutputLengthEstimator` bounds it). A
+router adds what it sent the replica since the report (:meth:`ReplicaReport.state`).
+
+A simulated replica reports what its engine core holds, with the figures the simulated replicated
+engine (:mod:`jitagent.engines.replicated`) reports: its queue, seats and KV cache, the prefill its
+live requests have left, its prefill rate and step time as JIT plans with them, and its policy's
+output-length estimates for the request classes it has served.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from jitagent.engines.latency import StepShape
+from jitagent.engines.sim import SimEngine
+from jitagent.routing import ReplicaState
+from jitagent.scheduling.estimator import OutputLengthEstimator
+from jitagent.scheduling.feasibility import prefill_left
+from jitagent.scheduling.policies import JITConfig
+from jitagent.scheduling.request import RequestState
+
+__all__ = ["ReplicaReport", "RequestClasses", "sim_report"]
+
+#: Request classes a replica reports estimates for (the least recently seen is forgotten first, as
+#: the estimator forgets them): callers choose class names, so this bounds what they cost.
+MAX_CLASSES_REPORTED = 256
+_UNCAPPED = 2**31   # max_tokens of the probe request an uncapped estimate is read with
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaReport:
+    """One replica's figures as it reported them (see :class:`jitagent.routing.ReplicaState`).
+
+    Attributes:
+        estimates: request class -> conservative total output length of an uncapped request.
+        other_estimate: the same for a class not in ``estimates``.
+        reported_at: wall-clock time of the report (``time.time()``).
+    """
+
+    queue_len: int
+    running: int
+    free_seats: int
+    free_kv_tokens: int
+    step_time: float
+    token_time: float
+    committed_tokens: int
+    estimates: dict[str, float] = field(default_factory=dict)
+    other_estimate: float = 200.0
+    reported_at: float = field(default_factory=time.time)
+
+    def to_stats(self) -> dict[str, Any]:
+        """The mapping ``record_routing_stats`` returns."""
+        return asdict(self)
+
+    @classmethod
+    def from_stats(cls, stats: dict[str, Any]) -> ReplicaReport | None:
+        """The report in a replica's routing stats; ``None`` before its first one (or a foreign one)."""
+        try:
+            return cls(**stats)
+        except TypeError:
+            return None
+
+    def output_estimate(self, request_class: str, max_tokens: int) -> float:
+        """The replica's estimate of a request's total output length (at least 1, at most its cap)."""
+        return max(1.0, min(self.estimates.get(request_class, self.other_estimate), max_tokens))
+
+    def state(self, sent: int = 0, sent_prompt_tokens: int = 0) -> ReplicaState:
+        """The replica's state, with ``sent`` calls (of ``sent_prompt_tokens`` prompt tokens in all)
+        that this router has sent it since the report: they wait there, behind its committed work."""
+        return ReplicaState(queue_len=self.queue_len + sent, running=self.running, free_seats=self.free_seats,
+                            free_kv_tokens=self.free_kv_tokens, step_time=self.step_time,
+                            token_time=self.token_time, committed_tokens=self.committed_tokens + sent_prompt_tokens,
+                            output_estimate=self.output_estimate)
+
+
+class RequestClasses:
+    """The request classes a replica has served, the most recent :data:`MAX_CLASSES_REPORTED`."""
+
+    def __init__(self) -> None:
+        self._seen: OrderedDict[str, None] = OrderedDict()
+
+    def add(self, request_class: str) -> None:
+        self._seen[request_class] = None
+        self._seen.move_to_end(request_class)
+        if len(self._seen) > MAX_CLASSES_REPORTED:
+            self._seen.popitem(last=False)
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(tuple(self._seen))
+
+
+def sim_report(engine: SimEngine, classes: RequestClasses) -> ReplicaReport:
+    """What a simulated replica reports now."""
+    core = engine.core
+    limits = core.limits
+    live: list[RequestState] = list(core._output_len)   # the core's live requests, waiting or running
+    running = len(core.running)
+    budget = limits.token_budget
+    config = JITConfig()
+    token_time = core.latency.step_time(StepShape.estimate(budget, 0, 0)) / budget / config.prefill_efficiency
+    context = sum(req.num_tokens for req in core.running)
+    step_time = core.latency.step_time(StepShape.estimate(0, max(running, 1), context))
+    estimate = _estimator_of(engine, config.quantile)
+    return ReplicaReport(queue_len=len(live), running=running, free_seats=limits.max_num_seqs - running,
+                         free_kv_tokens=core.free_blocks * limits.block_size, step_time=step_time,
+                         token_time=token_time, committed_tokens=sum(prefill_left(req) for req in live),
+                         estimates={name: estimate(name) for name in classes}, other_estimate=estimate(None))
+
+
+def _estimator_of(engine: SimEngine, quantile: float) -> Any:
+    """The uncapped estimate of a class (``None``: one the replica has not served) as the engine's
+    policy plans with it; a policy that estimates nothing is given the estimator's prior."""
+    policy = engine.core.policy
+    prior = OutputLengthEstimator()
+
+    def estimate(request_class: str | None) -> float:
+        probe = RequestState("probe", 0.0, 1, _UNCAPPED, request_class=request_class or "\0unseen")
+        planned = policy.output_estimate(probe)
+        return float(planned) if planned is not None else prior.quantile(probe.request_class, quantile)
+    return estimate
