@@ -67,8 +67,7 @@ class SLORouter(RequestRouter):
         known = next((report for report in reports if report is not None), None)
         if call is None or known is None:   # nothing to decide from: Ray's choice on queue length, as its own
             return [random.sample(candidate_replicas, len(candidate_replicas))]
-        idle = dataclasses.replace(known, queue_len=0, running=0, free_seats=known.free_seats + known.running,
-                                   committed_tokens=0, reported_at=time.time())
+        idle = known.idle()
         states = [self._state(replica.replica_id, report or idle) for replica, report in zip(candidate_replicas, reports)]
         args = call.request_args()
         now = time.monotonic()
@@ -94,7 +93,7 @@ class SLORouter(RequestRouter):
         sent = self._sent.get(replica_id, {})
         for internal_id in [key for key, (sent_at, _) in sent.items() if sent_at < report.reported_at]:
             del sent[internal_id]
-        return report.state(len(sent), sum(tokens for _, tokens in sent.values()))
+        return report.state_with(len(sent), sum(tokens for _, tokens in sent.values()))
 
     def _remember_run(self, run_id: str, replica_id: ReplicaID) -> None:
         self._runs[run_id] = replica_id

@@ -2,11 +2,11 @@
 plain mapping, polled every ``request_routing_stats_period_s`` by Ray's controller and handed to
 every router of the deployment.
 
-:class:`ReplicaReport` is the figures of :class:`jitagent.routing.ReplicaState` in a form that
-travels: the output-length estimates as a table (request class to the replica's conservative
-estimate of an uncapped request of that class; the estimate for a capped one is the smaller of
-that and its cap, as :class:`~jitagent.scheduling.estimator.OutputLengthEstimator` bounds it). A
-router adds what it sent the replica since the report (:meth:`ReplicaReport.state`).
+:class:`ReplicaReport` is a :class:`jitagent.routing.ReplicaState` in a form that travels: its
+output-length estimates as a table (:class:`Estimates`: request class to the replica's conservative
+estimate of an uncapped request of that class; the estimate for a capped one is the smaller of that
+and its cap, as :class:`~jitagent.scheduling.estimator.OutputLengthEstimator` bounds it). A router
+adds what it sent the replica since the report (:meth:`ReplicaReport.state_with`).
 
 A simulated replica reports what its engine core holds, with the figures the simulated replicated
 engine (:mod:`jitagent.engines.replicated`) reports: its queue, seats and KV cache, the prefill its
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from jitagent.engines.latency import StepShape
@@ -29,7 +29,7 @@ from jitagent.scheduling.feasibility import prefill_left
 from jitagent.scheduling.policies import JITConfig
 from jitagent.scheduling.request import RequestState
 
-__all__ = ["ReplicaReport", "RequestClasses", "sim_report"]
+__all__ = ["ReplicaReport", "Estimates", "RequestClasses", "sim_report"]
 
 #: Request classes a replica reports estimates for (the least recently seen is forgotten first, as
 #: the estimator forgets them): callers choose class names, so this bounds what they cost.
@@ -38,49 +38,55 @@ _UNCAPPED = 2**31   # max_tokens of the probe request an uncapped estimate is re
 
 
 @dataclass(frozen=True, slots=True)
+class Estimates:
+    """A replica's output-length estimates as a table: request class -> conservative total output
+    length of an uncapped request of that class (``other``: of a class not in the table). Called
+    as :attr:`ReplicaState.output_estimate <jitagent.routing.ReplicaState.output_estimate>` is."""
+
+    table: dict[str, float] = field(default_factory=dict)
+    other: float = 200.0
+
+    def __call__(self, request_class: str, max_tokens: int) -> float:
+        return max(1.0, min(self.table.get(request_class, self.other), max_tokens))
+
+
+@dataclass(frozen=True, slots=True)
 class ReplicaReport:
-    """One replica's figures as it reported them (see :class:`jitagent.routing.ReplicaState`).
+    """One replica's state as it reported it, and when (``time.time()``)."""
 
-    Attributes:
-        estimates: request class -> conservative total output length of an uncapped request.
-        other_estimate: the same for a class not in ``estimates``.
-        reported_at: wall-clock time of the report (``time.time()``).
-    """
-
-    queue_len: int
-    running: int
-    free_seats: int
-    free_kv_tokens: int
-    step_time: float
-    token_time: float
-    committed_tokens: int
-    estimates: dict[str, float] = field(default_factory=dict)
-    other_estimate: float = 200.0
+    state: ReplicaState
     reported_at: float = field(default_factory=time.time)
 
     def to_stats(self) -> dict[str, Any]:
         """The mapping ``record_routing_stats`` returns."""
-        return asdict(self)
+        state = self.state
+        estimates = state.output_estimate
+        if not isinstance(estimates, Estimates):
+            raise TypeError(f"a report travels with an Estimates table, not {type(estimates).__name__}")
+        figures = {f.name: getattr(state, f.name) for f in fields(ReplicaState) if f.name != "output_estimate"}
+        return {"figures": figures, "estimates": estimates.table, "other_estimate": estimates.other,
+                "reported_at": self.reported_at}
 
     @classmethod
     def from_stats(cls, stats: dict[str, Any]) -> ReplicaReport | None:
         """The report in a replica's routing stats; ``None`` before its first one (or a foreign one)."""
         try:
-            return cls(**stats)
-        except TypeError:
+            estimates = Estimates(dict(stats["estimates"]), float(stats["other_estimate"]))
+            return cls(ReplicaState(**stats["figures"], output_estimate=estimates), float(stats["reported_at"]))
+        except (KeyError, TypeError, ValueError):
             return None
 
-    def output_estimate(self, request_class: str, max_tokens: int) -> float:
-        """The replica's estimate of a request's total output length (at least 1, at most its cap)."""
-        return max(1.0, min(self.estimates.get(request_class, self.other_estimate), max_tokens))
-
-    def state(self, sent: int = 0, sent_prompt_tokens: int = 0) -> ReplicaState:
+    def state_with(self, sent: int = 0, sent_prompt_tokens: int = 0) -> ReplicaState:
         """The replica's state, with ``sent`` calls (of ``sent_prompt_tokens`` prompt tokens in all)
-        that this router has sent it since the report: they wait there, behind its committed work."""
-        return ReplicaState(queue_len=self.queue_len + sent, running=self.running, free_seats=self.free_seats,
-                            free_kv_tokens=self.free_kv_tokens, step_time=self.step_time,
-                            token_time=self.token_time, committed_tokens=self.committed_tokens + sent_prompt_tokens,
-                            output_estimate=self.output_estimate)
+        that a router has sent it since the report: they wait there, behind its committed work."""
+        state = self.state
+        return replace(state, queue_len=state.queue_len + sent, committed_tokens=state.committed_tokens + sent_prompt_tokens)
+
+    def idle(self) -> ReplicaReport:
+        """This report as an idle replica of the same kind would make it (for one yet to report)."""
+        state = self.state
+        return ReplicaReport(replace(state, queue_len=0, running=0, free_seats=state.free_seats + state.running,
+                                     committed_tokens=0))
 
 
 class RequestClasses:
@@ -111,10 +117,11 @@ def sim_report(engine: SimEngine, classes: RequestClasses) -> ReplicaReport:
     context = sum(req.num_tokens for req in core.running)
     step_time = core.latency.step_time(StepShape.estimate(0, max(running, 1), context))
     estimate = _estimator_of(engine, config.quantile)
-    return ReplicaReport(queue_len=len(live), running=running, free_seats=limits.max_num_seqs - running,
-                         free_kv_tokens=core.free_blocks * limits.block_size, step_time=step_time,
-                         token_time=token_time, committed_tokens=sum(prefill_left(req) for req in live),
-                         estimates={name: estimate(name) for name in classes}, other_estimate=estimate(None))
+    estimates = Estimates({name: estimate(name) for name in classes}, estimate(None))
+    return ReplicaReport(ReplicaState(
+        queue_len=len(live), running=running, free_seats=limits.max_num_seqs - running,
+        free_kv_tokens=core.free_blocks * limits.block_size, step_time=step_time, token_time=token_time,
+        committed_tokens=sum(prefill_left(req) for req in live), output_estimate=estimates))
 
 
 def _estimator_of(engine: SimEngine, quantile: float) -> Any:
