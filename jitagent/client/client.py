@@ -164,6 +164,10 @@ class JITClient(_ServedInProcess, openai.AsyncOpenAI):
             kwargs["http_client"] = httpx2.AsyncClient(transport=InProcessTransport(_served.server, _served.host))
         super().__init__(**kwargs)
         self._sync: SyncJITClient | None = None
+        if isinstance(_served, RemoteServed):   # its sync face talks to the server over HTTP too
+            self._sync = SyncJITClient(_served, http_client=httpx2.Client(transport=_served.sync_transport()),  # type: ignore[arg-type]
+                                       base_url=self.base_url, api_key=self.api_key, timeout=self.timeout,
+                                       max_retries=self.max_retries)
 
     @property
     def engine(self) -> Engine:

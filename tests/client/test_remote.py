@@ -154,5 +154,8 @@ def test_jitclient_with_base_url_sends_over_http_and_refuses_an_engine_too() -> 
     assert client.engine is None and client.served_model == "m"
     with pytest.raises(openai.APIConnectionError):   # nothing listens on port 9 (discard): it went to the network
         asyncio.run(client.completions.create(model="m", prompt="a"))
+    with pytest.raises(openai.APIConnectionError):   # so did its sync face (LangChain's invoke), and a copy's
+        client.with_options(timeout=5).sync.completions.create(model="m", prompt="a")
+    assert client.chat_model().model_name == "m"
     with pytest.raises(ValueError, match="not both"):
         JITClient(base_url="http://127.0.0.1:9/v1", engine="sim")

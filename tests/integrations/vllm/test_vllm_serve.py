@@ -169,6 +169,8 @@ async def test_jitclient_calls_carry_their_slo_class_and_stage_deadline_to_the_r
     stream = await client.completions.create(model=MODEL, prompt=PROMPT, max_tokens=6, stream=True, extra_body={
         "slo": {"kind": "stream", "ttft_s": 5, "tpot_s": 1}, "request_class": "remote/chat"})
     chunks = [chunk async for chunk in stream]
+    with slo_scope({"kind": "deadline", "deadline_s": 30}, request_class="remote/sync"):
+        client.sync.completions.create(model=MODEL, prompt=PROMPT, max_tokens=2)   # LangChain's sync path
     await client.close()
     assert reply.usage.completion_tokens >= 1 and len(chunks) >= 2
     [planned] = seen(server, run_id="run-a")
@@ -179,6 +181,8 @@ async def test_jitclient_calls_carry_their_slo_class_and_stage_deadline_to_the_r
     assert pipeline.run_deadline - answered <= planned["run_deadline_in"] <= pipeline.run_deadline - sent
     [streamed] = seen(server, request_class="remote/chat")
     assert streamed["slo"] == {"kind": "stream", "ttft_s": 5.0, "tpot_s": 1.0, "on_infeasible": "best_effort"}
+    [synced] = seen(server, request_class="remote/sync")
+    assert synced["slo"]["deadline_s"] == 30
 
 
 @pytest.mark.parametrize("stream", [False, True])
