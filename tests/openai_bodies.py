@@ -9,8 +9,10 @@ Engine-agnostic: every strategy takes the model name to put in ``model`` and ret
   range of a float such as ``10**400``, nested lists and objects, odd Unicode including lone
   surrogates, which JSON's ``\\ud800`` escapes allow), a field removed, an unknown field added, a
   message whose ``role`` is a list, an object or an unknown word, and so on. Good bodies exercise
-  ``tools``, ``tool_choice``, ``response_format``, ``stream``/``stream_options``, ``logit_bias``,
-  ``metadata`` and jitagent's extras ``slo``, ``pipeline`` and ``request_class``.
+  ``tools`` (with parameter schemas of several shapes), ``tool_choice`` (named tools included), the
+  legacy ``functions``/``function_call``, histories holding assistant tool calls and tool results,
+  ``response_format`` (JSON mode, JSON Schemas strict and not), ``stream``/``stream_options``,
+  ``logit_bias``, ``metadata`` and jitagent's extras ``slo``, ``pipeline`` and ``request_class``.
 * :func:`request_bodies`: ``(path, body)`` pairs over both APIs, and bodies that are not objects.
 * :func:`raw_bodies`: ``(path, bytes)`` pairs: the above serialised, plus text no JSON parser
   should accept quietly: truncated, not UTF-8, NaN and Infinity literals, integers of thousands of
@@ -75,14 +77,39 @@ def _content() -> st.SearchStrategy[JSONBody]:
 
 
 _ROLES = ["system", "developer", "user", "assistant"]
+_name = st.from_regex(r"[a-z_]{1,8}", fullmatch=True)
 _message = st.fixed_dictionaries({"role": st.sampled_from(_ROLES), "content": _content()},
-                                  optional={"name": st.from_regex(r"[a-z_]{1,8}", fullmatch=True)})
-_tool = st.fixed_dictionaries({"type": st.just("function"), "function": st.fixed_dictionaries(
-    {"name": st.from_regex(r"[a-z_]{1,8}", fullmatch=True)},
-    optional={"description": _text(), "parameters": st.just({"type": "object", "properties": {}})})})
+                                  optional={"name": _name})
+# Argument schemas as tools write them: empty, flat, closed (strict-ready), nested, with $defs.
+_PARAMETERS = [
+    {"type": "object", "properties": {}},
+    {"type": "object", "properties": {"city": {"type": "string"}, "unit": {"enum": ["c", "f"]}}, "required": ["city"]},
+    {"type": "object", "properties": {"a": {"type": "integer", "minimum": 0}, "b": {"type": "number"}},
+     "required": ["a", "b"], "additionalProperties": False},
+    {"type": "object", "properties": {"items": {"type": "array", "items": {"type": "string", "maxLength": 8}, "maxItems": 3},
+                                      "when": {"type": "string", "format": "date"}}},
+    {"$defs": {"P": {"type": "object", "properties": {"x": {"type": "boolean"}}, "required": ["x"]}},
+     "type": "object", "properties": {"p": {"$ref": "#/$defs/P"}, "q": {"anyOf": [{"type": "string"}, {"type": "null"}]}}},
+]
+_function = st.fixed_dictionaries({"name": _name}, optional={"description": _text(),
+                                                             "parameters": st.sampled_from(_PARAMETERS)})
+_tool = st.fixed_dictionaries({"type": st.just("function"), "function": _function})
+_arguments = st.sampled_from(['{}', '{"city": "Paris"}', '{"a": 1, "b": 2.5}', '{"a": '])
+_tool_call = st.fixed_dictionaries({"id": st.from_regex(r"call_[a-z0-9]{1,8}", fullmatch=True),
+                                    "type": st.just("function"),
+                                    "function": st.fixed_dictionaries({"name": _name, "arguments": _arguments})})
+# An assistant turn that called tools, and a result for each call.
+_tool_round = st.lists(_tool_call, min_size=1, max_size=2).map(lambda calls: [
+    {"role": "assistant", "content": None, "tool_calls": calls},
+    *({"role": "tool", "tool_call_id": call["id"], "content": "42"} for call in calls)])
+_messages = st.tuples(st.lists(_message, min_size=1, max_size=3), st.lists(_tool_round, max_size=2)).map(
+    lambda parts: parts[0] + [m for round_ in parts[1] for m in round_])
+_tool_choice = st.sampled_from(["none", "auto", "required"]) | _name.map(
+    lambda name: {"type": "function", "function": {"name": name}})
 _response_format = st.sampled_from([
     {"type": "text"}, {"type": "json_object"},
-    {"type": "json_schema", "json_schema": {"name": "answer", "schema": {"type": "object"}, "strict": True}}])
+    {"type": "json_schema", "json_schema": {"name": "answer", "schema": {"type": "object"}}},
+    *({"type": "json_schema", "json_schema": {"name": "answer", "schema": p, "strict": True}} for p in _PARAMETERS[:3])])
 _seconds = st.floats(0.001, 60.0)
 _slo = st.one_of(
     st.fixed_dictionaries({"kind": st.just("stream"), "ttft_s": _seconds, "tpot_s": _seconds}),
@@ -108,7 +135,9 @@ _COMMON_OPTIONAL: dict[str, st.SearchStrategy[JSONBody]] = {
 }
 _CHAT_OPTIONAL: dict[str, st.SearchStrategy[JSONBody]] = {
     **_COMMON_OPTIONAL, "max_completion_tokens": st.integers(1, 4), "metadata": _metadata,
-    "tools": st.lists(_tool, min_size=1, max_size=2), "tool_choice": st.sampled_from(["none", "auto", "required"]),
+    "tools": st.lists(_tool, min_size=1, max_size=2), "tool_choice": _tool_choice,
+    "functions": st.lists(_function, min_size=1, max_size=2),
+    "function_call": st.sampled_from(["none", "auto"]) | _name.map(lambda name: {"name": name}),
     "parallel_tool_calls": st.booleans(), "response_format": _response_format,
     "logprobs": st.booleans(), "top_logprobs": st.integers(0, 20), "store": st.booleans(),
 }
@@ -183,8 +212,7 @@ def _mutated(draw: st.DrawFn, good: st.SearchStrategy[dict[str, Any]], fields: l
 
 def chat_bodies(model: str) -> st.SearchStrategy[JSONBody]:
     """Chat Completions bodies for ``model``: good ones, and good ones with mutations."""
-    good = _good({"model": st.just(model), "messages": st.lists(_message, min_size=1, max_size=3),
-                  "max_tokens": st.integers(1, 4)}, _CHAT_OPTIONAL)
+    good = _good({"model": st.just(model), "messages": _messages, "max_tokens": st.integers(1, 4)}, _CHAT_OPTIONAL)
     fields = ["model", "messages", "max_tokens", "stream", "stream_options", *_CHAT_OPTIONAL]
     return _mutated(good, fields)
 

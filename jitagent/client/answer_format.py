@@ -30,7 +30,7 @@ _NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}")
 _TOOL_KEYS = {"type", "function"}
 _FUNCTION_KEYS = {"name", "description", "parameters", "strict"}
 _JSON_SCHEMA_KEYS = {"name", "description", "schema", "strict"}
-_FENCED = re.compile(r"```(?:json)?\s*(\{.*?\})\s*```", re.DOTALL)
+_FENCE = "```"
 _INSTRUCTING_ROLES = ("system", "developer", "user")
 _ANY_OBJECT: dict[str, Any] = {"type": "object"}
 
@@ -264,12 +264,19 @@ def _schema_in_prompt(messages: Any) -> dict[str, Any] | None:
         texts = [content] if isinstance(content, str) else \
             [part.get("text") for part in content if isinstance(part, dict)] if isinstance(content, list) else []
         for text in reversed([t for t in texts if isinstance(t, str)]):
-            for block in reversed(_FENCED.findall(text)):
+            for block in reversed(text.split(_FENCE)[1::2]):   # the fenced parts (one pass over the text)
+                block = block.removeprefix("json").strip()
+                if not block.startswith("{"):
+                    continue
                 try:
-                    schema = json.loads(block)
+                    schema = json.loads(block, parse_constant=_no_constant)
                     if isinstance(schema, dict) and schema.keys() & {"properties", "type", "$ref", "anyOf"}:
                         check_schema(schema)
                         return schema
                 except (ValueError, RecursionError):   # not JSON, or no schema the engine serves
                     continue
     return None
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")

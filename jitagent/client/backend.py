@@ -88,7 +88,10 @@ class Backend(Protocol):
 
     def validate(self, prompt_tokens: int, max_tokens: int) -> None: ...
 
-    def generate(self, request: GenerationRequest, observe: bool = False) -> Generation: ...
+    def generate(self, request: GenerationRequest, observe: bool = False) -> Generation:
+        """Start ``request``; :class:`~jitagent.client.answer_format.FormatError` (naming the field)
+        for an answer it cannot make."""
+        ...
 
 
 class SimGeneration:
@@ -168,8 +171,8 @@ class SimBackend:
 
     def generate(self, request: GenerationRequest, observe: bool = False) -> SimGeneration:
         """Start ``request``: the engine admits it on the first ``__anext__``. With ``observe``
-        the generation keeps what the engine saw of it (:meth:`SimGeneration.stats`). ``ValueError``
-        (a :class:`~jitagent.client.schema_instance.SchemaError`) if no instance of a schema turned up."""
+        the generation keeps what the engine saw of it (:meth:`SimGeneration.stats`).
+        :class:`~jitagent.client.answer_format.FormatError` if no instance of a schema turned up."""
         answer, calls = simulated_turn(request.prompt_key, request.seed, request.max_tokens, request.answer_format,
                                        request.tool_rounds, self.tools)
         log = RequestLog() if observe else None

@@ -394,9 +394,8 @@ class OpenAIServer:
             _refuse_late_stage(request.slo, request.pipeline)
             try:
                 generation = self.backend.generate(request, observe=trace is not None)
-            except ValueError as exc:   # the backend cannot make this answer (a schema with no instance found)
-                raise _bad(str(exc), "response_format" if request.answer_format and request.answer_format.json
-                           else "tools") from None
+            except FormatError as exc:   # the backend cannot make this answer (a schema with no instance found)
+                raise _bad(str(exc), exc.param) from None
             first = await _next_piece(generation)
             if not call.stream:
                 return await self._collect(call, generation, first, trace)

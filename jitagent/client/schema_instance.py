@@ -5,8 +5,8 @@ structured answers.
 draft's meta-schema with ``jsonschema``, 2020-12 unless it names another), use only keywords the
 generator can satisfy, and, with ``strict``, follow the OpenAI API's strict-mode rules (every
 object lists all its properties in ``required`` and sets ``additionalProperties`` to ``false``).
-Checked schemas are remembered (a bounded cache keyed by their JSON text), so an agent that sends
-the same tools every turn pays for the check once.
+Checked schemas are remembered (the digests of the last 1,024 schemas that passed, by their JSON
+text), so an agent that sends the same tools every turn pays for the check once.
 
 :func:`make_instance` builds an instance: ``enum``/``const`` values, numbers within their bounds
 and ``multipleOf``, strings of a ``format`` (date-time, date, time, email, uri, uuid, ipv4, ipv6,
@@ -29,9 +29,11 @@ Refused (a :class:`SchemaError`): ``not``, ``if``/``then``/``else``, ``dependent
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import math
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,7 +58,10 @@ _MAX_DEPTH = 48
 _MAX_REF_CHAIN = 32
 _BYTES_PER_WORD = 6          # a filler word and its space, on average: how many words fill a byte budget
 _TRIES = 32                  # attempts at a oneOf instance, a distinct array item, a multiple
-_CHECKED_CACHE = 256
+_CHECKED_CACHE = 1024       # digests of schemas that passed the check
+_VALIDATOR_CACHE = 64        # validators of schemas holding oneOf, each of a schema under:
+_CACHED_SCHEMA_CHARS = 65536 # (a validator holds its schema: the cache's memory stays bounded)
+_checked: OrderedDict[tuple[bytes, bool], None] = OrderedDict()
 
 
 class SchemaError(ValueError):
@@ -69,13 +74,17 @@ def check_schema(schema: Any, *, strict: bool = False) -> None:
     """``SchemaError`` naming the problem unless :func:`make_instance` can serve ``schema``."""
     if not isinstance(schema, dict):
         raise SchemaError(f"a JSON Schema must be an object, got {type(schema).__name__}")
-    _check_text(json.dumps(schema, sort_keys=True), strict)
+    key = (hashlib.blake2b(json.dumps(schema, sort_keys=True).encode(), digest_size=16).digest(), strict)
+    if key in _checked:
+        _checked.move_to_end(key)
+        return
+    _check(schema, strict)
+    _checked[key] = None
+    if len(_checked) > _CHECKED_CACHE:
+        _checked.popitem(last=False)
 
 
-@functools.lru_cache(maxsize=_CHECKED_CACHE)
-def _check_text(text: str, strict: bool) -> None:
-    """The check of one schema, by its JSON text (cached: a failing schema raises again each time)."""
-    schema = json.loads(text)
+def _check(schema: dict[str, Any], strict: bool) -> None:
     validator = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
     try:
         validator.check_schema(schema)
@@ -239,7 +248,8 @@ def make_instance(schema: dict[str, Any], rng: np.random.Generator, target_token
     """An instance of a :func:`check_schema`-checked ``schema``, its free-form strings filled so that
     its JSON (:func:`instance_json`) has about ``target_tokens`` tokens. ``SchemaError`` when none
     turned up (a ``oneOf`` whose branches overlap everywhere, a recursion with no end)."""
-    validator = _one_of_validator(json.dumps(schema, sort_keys=True))
+    text = json.dumps(schema, sort_keys=True)
+    validator = _one_of_validator(text) if len(text) <= _CACHED_SCHEMA_CHARS else _one_of_validator.__wrapped__(text)
     for _ in range(_TRIES if validator is not None else 1):
         frees: list[_Free] = []
         value = _Maker(schema, rng, frees).make(schema, 0)
@@ -256,7 +266,7 @@ def instance_json(value: Any) -> str:
     return json.dumps(value)
 
 
-@functools.lru_cache(maxsize=_CHECKED_CACHE)
+@functools.lru_cache(maxsize=_VALIDATOR_CACHE)
 def _one_of_validator(text: str) -> Any:
     """A validator of the schema (its JSON text) if it holds ``oneOf``, whose instances need checking."""
     if '"oneOf"' not in text:

@@ -34,8 +34,8 @@ from typing import Any
 
 import numpy as np
 
-from jitagent.client.answer_format import AnswerFormat, Tool
-from jitagent.client.schema_instance import instance_json, make_instance
+from jitagent.client.answer_format import AnswerFormat, FormatError, Tool
+from jitagent.client.schema_instance import SchemaError, instance_json, make_instance
 from jitagent.client.text import SimulatedAnswer, answer_seed, output_length, simulated_answer, token_pieces
 
 __all__ = ["SimToolSettings", "ToolCallPlan", "simulated_turn"]
@@ -94,16 +94,16 @@ class ToolCallPlan:
 def simulated_turn(prompt_key: bytes, seed: int | None, max_tokens: int, answer_format: AnswerFormat | None,
                    tool_rounds: int, settings: SimToolSettings) -> tuple[SimulatedAnswer, tuple[ToolCallPlan, ...]]:
     """The answer to one request (its pieces cut at ``max_tokens``), and the tool calls those pieces
-    make up (none: the pieces are the message's content)."""
+    make up (none: the pieces are the message's content). :class:`FormatError` (``tools`` or
+    ``response_format``) if no instance of a schema turned up (see :func:`make_instance`)."""
     if answer_format is None:
         return simulated_answer(prompt_key, seed, max_tokens), ()
     base = answer_seed(prompt_key, seed)
     choices = np.random.default_rng([base, settings.seed])
     tools = _calls(answer_format, tool_rounds, settings, choices)
     if tools:
-        arguments = [token_pieces(instance_json(make_instance(tool.parameters, choices,
-                                                              output_length(choices, settings.arguments_tokens))))
-                     for tool in tools]
+        arguments = [token_pieces(_instance(tool.parameters, choices, output_length(choices, settings.arguments_tokens),
+                                            "tools", f"the arguments of {tool.name!r}")) for tool in tools]
         plans = tuple(ToolCallPlan(f"call_{uuid.uuid4().hex[:24]}", tool.name, len(args))
                       for tool, args in zip(tools, arguments))
         pieces = tuple(piece for args in arguments for piece in args)
@@ -112,8 +112,17 @@ def simulated_turn(prompt_key: bytes, seed: int | None, max_tokens: int, answer_
         return simulated_answer(prompt_key, seed, max_tokens), ()
     rng = np.random.default_rng(base)   # the text answer's generator: its first draw is the text's length
     target = output_length(rng)
-    pieces = token_pieces(instance_json(make_instance(answer_format.json.schema or _ANY_OBJECT, rng, target)))
+    pieces = token_pieces(_instance(answer_format.json.schema or _ANY_OBJECT, rng, target, "response_format",
+                                    "the answer"))
     return SimulatedAnswer(len(pieces), pieces[:max_tokens]), ()
+
+
+def _instance(schema: dict[str, Any], rng: np.random.Generator, target: int, param: str, what: str) -> str:
+    """The JSON text of an instance of ``schema``, else a :class:`FormatError` naming ``param``."""
+    try:
+        return instance_json(make_instance(schema, rng, target))
+    except SchemaError as exc:
+        raise FormatError(f"the simulated engine cannot make {what}: {exc}", param) from None
 
 
 def _calls(answer_format: AnswerFormat, rounds: int, settings: SimToolSettings,

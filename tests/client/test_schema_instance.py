@@ -245,3 +245,14 @@ def test_pattern_matches(pattern: str, seed: int, low: int) -> None:
 def test_a_pattern_that_is_no_regular_expression() -> None:
     with pytest.raises(ValueError, match=r"the pattern '\(' is not a valid regular expression"):
         sample_match("(", np.random.default_rng(0))
+
+
+def test_the_check_remembers_a_bounded_number_of_schemas() -> None:
+    """However many distinct schemas callers send, the cache of checked ones holds at most its
+    bound, and only digests (a caller chooses the schemas' sizes)."""
+    from jitagent.client import schema_instance
+
+    for i in range(schema_instance._CHECKED_CACHE + 50):
+        check_schema({"type": "object", "properties": {f"p{i}": {"type": "string"}}})
+    assert len(schema_instance._checked) == schema_instance._CHECKED_CACHE
+    assert all(len(digest) == 16 for digest, _ in schema_instance._checked)

@@ -326,6 +326,12 @@ MALFORMED: list[tuple[str, dict[str, Any], str, str]] = [
         "name": "a", "strict": True, "schema": ADD}}}, "response_format.json_schema.schema", r"strict mode"),
     ("json_schema with an unknown field", {"response_format": {"type": "json_schema", "json_schema": {
         "name": "a", "schema": {}, "format": "x"}}}, "response_format.json_schema", r"must be an object of"),
+    ("json_schema with no instance", {"response_format": {"type": "json_schema", "json_schema": {"name": "a", "schema": {
+        "type": "array", "items": {"type": "boolean"}, "minItems": 3, "uniqueItems": True}}}}, "response_format",
+     r"the simulated engine cannot make the answer: no 3 distinct items"),
+    ("tool with no instance", {"tools": _tool(parameters={"type": "object", "properties": {"x": {
+        "type": "array", "items": {"const": 1}, "minItems": 2, "uniqueItems": True}}, "required": ["x"]}),
+        "tool_choice": "required"}, "tools", r"cannot make the arguments of 'f': no 2 distinct items"),
     ("assistant tool call arguments not a string", {"messages": [*MESSAGES, {"role": "assistant", "tool_calls": [
         {"id": "c", "type": "function", "function": {"name": "f", "arguments": {"a": 1}}}]}]},
      "messages[1].tool_calls", r"messages\[1\]\.tool_calls\[0\] must be"),
