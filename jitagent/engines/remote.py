@@ -62,13 +62,17 @@ class RemoteEngine:
         """Reach the server and read its model (``model``, else the first it serves) and context length.
 
         Raises:
-            EngineDeadError: the server does not answer.
-            ValueError: it does not serve ``model``.
+            ConnectionError: the server does not answer.
+            ValueError: it does not serve ``model``, or refuses the question (a wrong API key).
         """
         headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
         client = httpx2.AsyncClient(base_url=base_url.rstrip("/") + "/", headers=headers, timeout=_TIMEOUT)
         try:
-            cards = (await _checked(await _send(client, "GET", "models"))).json()["data"]
+            try:
+                response = await client.get("models")
+            except httpx2.TransportError as exc:
+                raise ConnectionError(f"{base_url} does not answer: {exc!r}") from exc
+            cards = (await _checked(response)).json()["data"]
             card = next((c for c in cards if model in (None, c["id"])), None)
             if card is None:
                 raise ValueError(f"{base_url} does not serve {model!r} (it serves {', '.join(c['id'] for c in cards)})")
@@ -139,13 +143,6 @@ class RemoteEngine:
     def close(self) -> None:
         """:meth:`aclose` for synchronous code without a running event loop."""
         asyncio.run(self.aclose())
-
-
-async def _send(client: httpx2.AsyncClient, method: str, path: str) -> httpx2.Response:
-    try:
-        return await client.request(method, path)
-    except httpx2.TransportError as exc:
-        raise EngineDeadError(f"{client.base_url} does not answer: {exc!r}") from exc
 
 
 async def _checked(response: httpx2.Response) -> httpx2.Response:
