@@ -70,11 +70,9 @@ class Generation(Protocol):
 
 
 class Backend(Protocol):
-    """An engine as the OpenAI-compatible handlers see it. ``supports_tools``: it serves requests with
-    an answer format (tools, functions, ``response_format`` JSON) and histories holding tool calls."""
+    """An engine as the OpenAI-compatible handlers see it."""
 
     description: str
-    supports_tools: bool
     supports_logprobs: bool
     model: str
 
@@ -149,7 +147,6 @@ class SimBackend:
     defaults of :class:`SimToolSettings` if ``None``) and answers JSON when asked; it returns no logprobs."""
 
     description = "the simulated engine"
-    supports_tools = True
     supports_logprobs = False
 
     def __init__(self, engine: SimEngine, model: str, tools: SimToolSettings | None = None) -> None:

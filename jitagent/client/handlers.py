@@ -10,8 +10,8 @@ jitagent's own (``extra_body`` in the OpenAI client): ``slo`` (anything
 
 Errors are OpenAI-shaped (``{"error": {"message", "type", "param", "code"}}``):
 
-* 400 for a malformed request or one the backend cannot do (``n`` > 1, logprobs, ``logit_bias``;
-  tools and ``response_format`` on a backend without ``supports_tools``), naming the field
+* 400 for a malformed request or one the backend cannot do (``n`` > 1, logprobs, ``logit_bias``),
+  naming the field
   (``tools[0].function.parameters``): a malformed tool, ``tool_choice`` naming no given tool, a
   JSON Schema that is invalid or that the simulated engine cannot make instances of
   (:mod:`jitagent.client.schema_instance`), a ``response_format`` of an unknown shape, a
@@ -28,7 +28,7 @@ Errors are OpenAI-shaped (``{"error": {"message", "type", "param", "code"}}``):
 A streamed request answers with its headers once its first token exists, so a refusal before
 the first token is an HTTP error; a refusal after it (rare) is an ``error`` event in the stream.
 
-A backend with ``supports_tools`` answers ``tools`` (``tool_choice``, ``parallel_tool_calls``, the
+The backend answers ``tools`` (``tool_choice``, ``parallel_tool_calls``, the
 legacy ``functions``/``function_call``) with tool calls when its turn calls them: ``message.tool_calls``
 and finish reason ``"tool_calls"`` (``message.function_call`` and ``"function_call"`` for the legacy
 API), streamed as the OpenAI API streams them (the first chunk of each call carries its ``id`` and
@@ -329,15 +329,6 @@ class OpenAIServer:
         n = body.get("n")
         if n is not None and n != 1:
             raise _bad(f"'n' must be 1: jitagent serves one choice per request (got n={_show(n)})", "n")
-        if not self.backend.supports_tools:
-            for name in ("tools", "functions"):
-                if body.get(name):
-                    raise _bad(f"tool calls are not supported by {backend} ('{name}' was given)", name)
-            for name in ("tool_choice", "function_call"):
-                if body.get(name) not in (None, "none"):
-                    raise _bad(f"tool calls are not supported by {backend} ('{name}' was given)", name)
-            if body.get("response_format") not in (None, {"type": "text"}):
-                raise _bad(f"'response_format' other than text is not supported by {backend}", "response_format")
         if chat:
             _boolean(body, "logprobs")
             _number(body, "top_logprobs", 0, 20, integer=True)
@@ -360,10 +351,9 @@ class OpenAIServer:
             if body.get("best_of") not in (None, 1):
                 raise _bad("'best_of' must be 1: jitagent serves one choice per request", "best_of")
 
-    def _answer_format(self, body: dict[str, Any]) -> AnswerFormat | None:
-        """What the answer may be (tools, JSON); ``None`` for text, or on a backend that refused them above."""
-        if not self.backend.supports_tools:
-            return None
+    @staticmethod
+    def _answer_format(body: dict[str, Any]) -> AnswerFormat | None:
+        """What the answer may be (tools, JSON); ``None`` for text."""
         try:
             return read_answer_format(body)
         except FormatError as exc:
@@ -798,9 +788,6 @@ def _chat_prompt(messages: Any, backend: Backend, tools: Any) -> tuple[int, byte
             raise _bad(f"{where} must be an object whose 'role' is one of {sorted(_CHAT_ROLES)}", where)
         tool_tokens = 0
         if role in ("tool", "function") or message.get("tool_calls") or message.get("function_call"):
-            if not backend.supports_tools:
-                raise _bad(f"tool calls are not supported by {backend.description} ({where} is a tool call or "
-                           f"tool result)", where)
             tool_tokens = _tool_message_tokens(message, role, where)
             rounds += role == "assistant"
         tokens += MESSAGE_OVERHEAD_TOKENS + tool_tokens + _content_tokens(message.get("content"), where, backend)
