@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 
 import pytest
 
@@ -14,6 +15,7 @@ from jitagent_langgraph import jit_slo  # noqa: E402
 from jitagent_langgraph.apps import CityComparison, agent_input, build_agent, get_app  # noqa: E402
 from jitagent_langgraph.apps.agent import CITIES, make_tools  # noqa: E402
 from langchain_core.messages import AIMessage, ToolMessage  # noqa: E402
+from pydantic import ValidationError  # noqa: E402
 
 from jitagent.cli import main  # noqa: E402
 from jitagent.client import JITClient  # noqa: E402
@@ -49,11 +51,59 @@ async def test_the_agent_calls_its_tools_and_answers_in_structure_under_jit_slo(
     ("__import__('os')", "error: cannot evaluate \"__import__('os')\" (ValueError)"),
     ("1 / 0", "error: cannot evaluate '1 / 0' (ZeroDivisionError)"),
     ("2 +", "error: cannot evaluate '2 +' (SyntaxError)"),
-    ("1+" * 150 + "1", "error: the expression is longer than 200 characters"),
 ])
 def test_the_calculator_answers_bad_input_with_an_error_for_the_model(expression: str, answer: str) -> None:
     calculate = {t.name: t for t in make_tools()}["calculate"]
     assert calculate.invoke({"expression": expression}) == answer
+    assert calculate.tool_call_schema.model_json_schema()["properties"]["expression"]["maxLength"] == 100
+    with pytest.raises(ValidationError, match="at most 100 characters"):   # ToolNode tells the model so
+        calculate.invoke({"expression": "1+" * 50 + "1"})
+
+
+async def test_after_its_tool_rounds_the_agent_must_answer() -> None:
+    """A model that must call tools (``tool_choice="required"``) still ends: its turn after
+    ``max_tool_rounds`` rounds is called with ``tool_choice="none"``."""
+    client = JITClient(time_scale=0.01)
+    try:
+        graph = jit_slo(build_agent(client.chat_model(), tool_choice="required", max_tool_rounds=2), deadline_s=30.0)
+        result = await graph.ainvoke(agent_input(3))
+    finally:
+        await client.close()
+    turns = [m for m in result["messages"] if isinstance(m, AIMessage)]
+    assert [bool(m.tool_calls) for m in turns] == [True, True, False]
+    assert sum(isinstance(m, ToolMessage) for m in result["messages"]) >= 2
+    assert isinstance(result["answer"], CityComparison)
+
+
+@pytest.fixture(scope="module")
+def vllm_engine() -> Iterator[object]:
+    pytest.importorskip("vllm")
+    from jitagent_vllm import VLLMEngine, VLLMEngineConfig
+    from vllm.config import StructuredOutputsConfig
+
+    # Random weights under a JSON grammar that allows any whitespace may write whitespace until
+    # max_tokens: compact JSON, so that the tool calls and the answer end.
+    compact = StructuredOutputsConfig(backend="xgrammar", disable_any_whitespace=True)
+    with VLLMEngine(VLLMEngineConfig(max_model_len=4096, engine_args={"structured_outputs_config": compact})) as engine:
+        yield engine
+
+
+async def test_the_agent_completes_on_the_vllm_engine(vllm_engine: object) -> None:
+    """The same graph on a real vLLM engine (tiny-random-llama, through vLLM's own OpenAI layer):
+    tools bound, the model's turns parsed by the model's tool parser, the structured answer made
+    under vLLM's structured outputs. With random weights the model mostly answers in text rather
+    than calling a tool; any call it makes must be run by the ToolNode."""
+    client = JITClient(engine=vllm_engine)
+    try:
+        graph = jit_slo(build_agent(client.chat_model(temperature=0.0)), deadline_s=120.0)
+        result = await graph.ainvoke(agent_input(0))
+    finally:
+        await client.close()
+    calls = [c for m in result["messages"] if isinstance(m, AIMessage) for c in m.tool_calls]
+    assert {c["name"] for c in calls} <= {"lookup_city", "calculate"}
+    assert sum(isinstance(m, ToolMessage) for m in result["messages"]) == len(calls)
+    assert isinstance(result["answer"], CityComparison)
+    assert graph.last_run is not None and [s.node for s in graph.last_run.stages][-1] == "respond"
 
 
 def test_the_agent_is_a_bench_graph_with_distinct_inputs() -> None:

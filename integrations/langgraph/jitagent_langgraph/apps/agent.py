@@ -4,9 +4,9 @@ whose model node calls ``llm.bind_tools(...)``, a prebuilt ``ToolNode`` and ``to
 agent ─┬─▶ tools (``ToolNode``: ``lookup_city``, ``calculate``) ─▶ agent
        └─▶ respond (``with_structured_output(CityComparison)``) ─▶ END
 
-The model decides when to call a tool and when it has enough; after ``max_tool_rounds`` rounds of
-tool calls it is asked to answer without them (``tool_choice="none"``), so a model that keeps
-calling tools still ends. The ``respond`` node turns the conversation into a :class:`CityComparison`.
+The model decides when to call a tool and when it has enough (``tool_choice="auto"``; or must call
+one, ``"required"``); after ``max_tool_rounds`` rounds of tool calls it is asked to answer without
+them (``tool_choice="none"``), so a model that keeps calling tools still ends. The ``respond`` node turns the conversation into a :class:`CityComparison`.
 The tools are deterministic: a lookup in a fixed table (taking ``tool_latency_s``, as a database
 or web call would) and an arithmetic evaluator that answers bad input with an error message for
 the model rather than failing the run.
@@ -18,7 +18,7 @@ import ast
 import asyncio
 import operator
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AnyMessage, SystemMessage
@@ -41,7 +41,7 @@ CITIES: dict[str, dict[str, float]] = {
 }
 
 TOOL_LATENCY_S = 0.01   # one lookup, in wall seconds
-MAX_EXPRESSION_CHARS = 200
+MAX_EXPRESSION_CHARS = 100   # in the tool's schema: a model under a grammar keeps to it
 
 SYSTEM = ("You compare cities. Look up each city's figures with lookup_city, compute with calculate, "
           "then answer briefly.")
@@ -90,11 +90,9 @@ def make_tools(latency_s: float = TOOL_LATENCY_S) -> list[BaseTool]:
         return CITIES[city]
 
     @tool
-    def calculate(expression: str) -> str:
+    def calculate(expression: Annotated[str, Field(max_length=MAX_EXPRESSION_CHARS)]) -> str:
         """Evaluate an arithmetic expression of numbers, + - * / and parentheses, e.g. "2102650 - 522250"."""
-        # The model's input, whatever it is, gets an answer it can act on: an error is a reply, not a crash.
-        if len(expression) > MAX_EXPRESSION_CHARS:
-            return f"error: the expression is longer than {MAX_EXPRESSION_CHARS} characters"
+        # Whatever the model wrote gets an answer it can act on: an error is a reply, not a crash.
         try:
             value = _evaluate(ast.parse(expression, mode="eval").body)
             return str(int(value)) if value == int(value) else str(value)   # 1580400, not 1.5804e+06
@@ -109,14 +107,15 @@ def tool_rounds(messages: list[AnyMessage]) -> int:
     return sum(1 for m in messages if isinstance(m, AIMessage) and m.tool_calls)
 
 
-def build_agent(llm: BaseChatModel, *, max_tool_rounds: int = 3, tool_latency_s: float = TOOL_LATENCY_S,
-                max_tokens: int = 80, answer_tokens: int = 120) -> StateGraph:
+def build_agent(llm: BaseChatModel, *, max_tool_rounds: int = 3, tool_choice: Literal["auto", "required"] = "auto",
+                tool_latency_s: float = TOOL_LATENCY_S, max_tokens: int = 160, answer_tokens: int = 256) -> StateGraph:
     """The agent graph; ``llm`` makes every model call (it must support ``bind_tools`` and
-    ``with_structured_output``, as ``ChatOpenAI`` does)."""
+    ``with_structured_output``, as ``ChatOpenAI`` does). ``tool_choice`` applies to the model's turns
+    before the last (``"required"``: exactly ``max_tool_rounds`` rounds of tool calls)."""
     if max_tool_rounds < 0:
         raise ValueError(f"max_tool_rounds must be >= 0, got {max_tool_rounds}")
     tools = make_tools(tool_latency_s)
-    with_tools = llm.bind_tools(tools)
+    with_tools = llm.bind_tools(tools, tool_choice=tool_choice)
     # The last word: the same tools in view (the history holds their calls), none may be called.
     without_tools = llm.bind_tools(tools, tool_choice="none")
     structured = llm.with_structured_output(CityComparison)
