@@ -11,11 +11,10 @@ jitagent's own (``extra_body`` in the OpenAI client): ``slo`` (anything
 Errors are OpenAI-shaped (``{"error": {"message", "type", "param", "code"}}``):
 
 * 400 for a malformed request or one the backend cannot do (``n`` > 1, logprobs, ``logit_bias``),
-  naming the field
-  (``tools[0].function.parameters``): a malformed tool, ``tool_choice`` naming no given tool, a
-  JSON Schema that is invalid or that the simulated engine cannot make instances of
-  (:mod:`jitagent.client.schema_instance`), a ``response_format`` of an unknown shape, a
-  ``strict`` schema that breaks the OpenAI strict-mode rules;
+  naming the field (``tools[0].function.parameters``): among them a malformed tool, a
+  ``tool_choice`` naming no given tool, a JSON Schema that is invalid or that the simulated engine
+  cannot make instances of (:mod:`jitagent.client.schema_instance`), a ``response_format`` of an
+  unknown shape, a ``strict`` schema that breaks the OpenAI strict-mode rules;
 * 404 for an unknown model or route;
 * 429 (``type`` and ``code`` ``"slo_infeasible"``) when the scheduler refuses a request that
   cannot meet its SLO, or when its deadline has already passed and it asked for refusal
@@ -399,7 +398,7 @@ class OpenAIServer:
         return StreamReply(make_events(call, generation, first, trace), generation, trace)
 
     async def _collect(self, call: _Call, generation: Generation, first: str, trace: CallTrace | None) -> JSONReply:
-        tool_calls = _planned_calls(call, generation)
+        tool_calls = generation.tool_calls
         answer = _Answer(generation, first, [] if tool_calls else call.stops)
         try:
             pieces = [piece async for piece in answer]
@@ -429,7 +428,7 @@ class OpenAIServer:
         head = _DUMPS({"id": call.request.request_id, "object": "chat.completion.chunk", "created": int(time.time()),
                        "model": call.model, "system_fingerprint": None})[:-1]
         tail = ',"usage":null}\n\n' if call.include_usage else "}\n\n"
-        tool_calls = _planned_calls(call, generation)
+        tool_calls = generation.tool_calls
         content = "null" if tool_calls else '""'
         yield f'data: {head},"choices":[{{"index":0,"delta":{{"role":"assistant","content":{content}}},"logprobs":null,' \
               f'"finish_reason":null}}]{tail}'.encode()
@@ -497,12 +496,6 @@ class _CallFrames:
                 else {"index": self._index, "function": function}
             delta = {"tool_calls": [call]}
         return f"{self._prefix}{_DUMPS(delta)}{self._suffix}".encode()
-
-
-def _planned_calls(call: _Call, generation: Generation) -> tuple[ToolCallPlan, ...]:
-    """The tool calls the generation's pieces are the arguments of (only a request with an answer
-    format, which only a backend that supports tools takes, can have any)."""
-    return generation.tool_calls if call.request.answer_format is not None else ()
 
 
 def _finish_reason(finish: str | None, call: _Call, tool_calls: tuple[ToolCallPlan, ...]) -> str | None:
