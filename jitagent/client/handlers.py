@@ -6,7 +6,10 @@ Routes: ``POST /chat/completions``, ``POST /completions``, ``GET /models``, ``GE
 jitagent's own (``extra_body`` in the OpenAI client): ``slo`` (anything
 :func:`~jitagent.slo.parse_slo` takes), ``pipeline`` (the fields of
 :class:`~jitagent.scheduling.request.PipelineContext`, times on the engine clock, which is
-``time.monotonic()``) and ``request_class``.
+``time.monotonic()``) and ``request_class``; and vLLM's sampling extras ``top_k``, ``min_p`` and
+``repetition_penalty``, checked to vLLM's rules, so that code written for ``vllm serve`` runs
+unchanged (sampling options change no simulated answer: the simulated model's text depends on the
+seed and the prompt only).
 
 Errors are OpenAI-shaped (``{"error": {"message", "type", "param", "code"}}``):
 
@@ -89,14 +92,15 @@ _BOOKKEEPING = {"user", "metadata", "store", "service_tier", "prompt_cache_key",
 _JITAGENT_FIELDS = {"slo", "pipeline", "request_class"}
 _SAMPLING = {"temperature": (0.0, 2.0), "top_p": (0.0, 1.0), "presence_penalty": (-2.0, 2.0),
              "frequency_penalty": (-2.0, 2.0)}
+_VLLM_SAMPLING = {"top_k", "min_p", "repetition_penalty"}
 _CHAT_FIELDS = ({"model", "messages", "stream", "stream_options", "max_tokens", "max_completion_tokens", "stop",
                  "seed", "n", "tools", "tool_choice", "functions", "function_call", "parallel_tool_calls",
                  "logprobs", "top_logprobs", "response_format", "logit_bias", "modalities", "audio",
                  "prediction", "reasoning_effort", "web_search_options", "verbosity"}
-                | _SAMPLING.keys() | _BOOKKEEPING | _JITAGENT_FIELDS)
+                | _SAMPLING.keys() | _VLLM_SAMPLING | _BOOKKEEPING | _JITAGENT_FIELDS)
 _COMPLETION_FIELDS = ({"model", "prompt", "stream", "stream_options", "max_tokens", "stop", "seed", "n", "echo",
                        "logprobs", "best_of", "suffix", "logit_bias"}
-                      | _SAMPLING.keys() | _BOOKKEEPING | _JITAGENT_FIELDS)
+                      | _SAMPLING.keys() | _VLLM_SAMPLING | _BOOKKEEPING | _JITAGENT_FIELDS)
 
 
 class APIErrorReply(Exception):
@@ -272,6 +276,7 @@ class OpenAIServer:
         answer_format = self._answer_format(body) if chat else None
         for name, (low, high) in _SAMPLING.items():
             _number(body, name, low, high)
+        _check_vllm_sampling(body)
         seed = _number(body, "seed", *_INT64, integer=True)
         _check_bookkeeping(body)
 
@@ -696,6 +701,17 @@ def _number(body: dict[str, Any], name: str, low: float, high: float, *, integer
         bounds = f"{low} to {high}" if integer else f"{low:g} to {high:g}"
         raise _bad(f"'{name}' must be {kind} from {bounds}, got {_show(value)}", name)
     return value
+
+
+def _check_vllm_sampling(body: dict[str, Any]) -> None:
+    """vLLM's sampling extras, to vLLM's rules (``SamplingParams``): ``top_k`` -1, 0 (off) or more,
+    ``min_p`` from 0 to 1, ``repetition_penalty`` above 0."""
+    _number(body, "top_k", -1, _INT64[1], integer=True)
+    _number(body, "min_p", 0.0, 1.0)
+    penalty = body.get("repetition_penalty")
+    if penalty is not None and not (is_finite_number(penalty) and penalty > 0):
+        raise _bad(f"'repetition_penalty' must be a finite number greater than 0, got {_show(penalty)}",
+                   "repetition_penalty")
 
 
 def _boolean(body: dict[str, Any], name: str) -> bool:

@@ -161,6 +161,21 @@ def test_completions_whole_and_streamed() -> None:
     run(test)
 
 
+def test_sampling_options_are_accepted_and_change_no_simulated_answer() -> None:
+    """``top_p``, the penalties and vLLM's extras (``top_k``, ``min_p``, ``repetition_penalty`` in
+    ``extra_body``, as code written for ``vllm serve`` sends them): the same answer as without."""
+    async def test(client: JITClient) -> None:
+        call = {"model": client.served_model, "messages": MESSAGES, "seed": 3, "max_tokens": 12}
+        plain = await client.chat.completions.create(**call)
+        sampled = await client.chat.completions.create(**call, temperature=1.0, top_p=0.1, presence_penalty=1.5,
+                                                       frequency_penalty=-1, extra_body={
+                                                           "top_k": 5, "min_p": 0.2, "repetition_penalty": 1.3})
+        assert sampled.choices[0].message.content == plain.choices[0].message.content
+        text = await client.completions.create(model=client.served_model, prompt="hi", extra_body={"top_k": -1})
+        assert text.choices[0].text
+    run(test)
+
+
 def test_models() -> None:
     async def test(client: JITClient) -> None:
         models = [m async for m in client.models.list()]

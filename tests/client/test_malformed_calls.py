@@ -3,29 +3,29 @@
 Each gets the OpenAI error a server would send (``openai.BadRequestError`` 400,
 ``NotFoundError`` 404, ``RateLimitError`` 429 ``slo_infeasible``), or a ``ValueError`` or
 ``TypeError`` whose message names the problem; and in the same test, right after it, the same
-engine serves a good call normally and holds no request and no KV block. 107 kinds:
+engine serves a good call normally and holds no request and no KV block. 110 kinds:
 
-* 73 through ``chat.completions.create`` (each sent whole and streamed, unless ``stream`` is itself
+* 76 through ``chat.completions.create`` (each sent whole and streamed, unless ``stream`` is itself
   the mistake): 13 kinds of bad SLO (negative, zero, NaN, inf (NaN and inf: a ``ValueError`` from
-  the OpenAI client, which cannot put them in JSON), a string, a bool, an unknown kind, no kind,
-  an extra field, a missing field, not an object, invalid JSON text, an unknown
-  ``on_infeasible``); a prompt longer than the model allows, and prompt plus ``max_tokens`` over
-  it; an unknown and an empty model; ``max_tokens`` zero, negative, a float, a string, a bool, and
+  the OpenAI client, which cannot put them in JSON), a string, a bool, an unknown kind, no kind, an
+  extra field, a missing field, not an object, invalid JSON text, an unknown ``on_infeasible``); a
+  prompt longer than the model allows, and prompt plus ``max_tokens`` over it; an unknown and an
+  empty model; ``max_tokens`` zero, negative, a float, a string, a bool, and
   ``max_completion_tokens`` zero; ``messages`` a string, empty, holding a non-object, an unknown
-  role, content of the wrong type, an image, a tool result without ``tool_call_id``, a tool call of the
-  wrong shape; ``stream`` not a boolean,
-  ``stream_options`` without a stream or malformed; ``stop`` of the wrong type, too many or
-  empty; ``temperature`` a string, out of range or NaN; ``top_p`` out of range; ``seed`` a string
-  or a float; ``n`` 2 or a string; an unknown top-level argument; ``tools`` not a list, ``tool_choice``
-  without tools, a JSON schema format without a name (more in ``test_sim_tools.py``); logprobs and
-  ``logit_bias`` on the simulated engine; ``request_class`` not a string;
-  a pipeline context with missing fields, a field of the wrong type, or not an object; a pipeline
-  stage whose deadline has passed with ``on_infeasible="reject"`` (429), and an SLO the scheduler
-  finds infeasible (429); and, to the OpenAI API's rules, a message ``role`` that is a list or an
-  object, integers beyond a float's range in ``temperature``, ``top_p`` and a pipeline time, a
-  ``seed`` beyond int64, ``top_logprobs`` over 20, ``logprobs`` not a boolean, ``logit_bias``
-  out of -100..100 or keyed by words, ``user`` not a string, ``metadata`` of 17 pairs or with a
-  non-string value, ``store`` not a boolean, ``request_class`` 0 or over 256 characters;
+  role, content of the wrong type, an image, a tool result without ``tool_call_id``, a tool call of
+  the wrong shape; ``stream`` not a boolean, ``stream_options`` without a stream or malformed;
+  ``stop`` of the wrong type, too many or empty; ``temperature`` a string, out of range or NaN;
+  ``top_p`` out of range; vLLM's ``top_k`` under -1, ``min_p`` over 1 and ``repetition_penalty`` 0;
+  ``seed`` a string or a float; ``n`` 2 or a string; an unknown top-level argument; ``tools`` not a
+  list, ``tool_choice`` without tools, a JSON schema format without a name (more in
+  ``test_sim_tools.py``); logprobs and ``logit_bias`` on the simulated engine; ``request_class`` not
+  a string; a pipeline context with missing fields, a field of the wrong type, or not an object; a
+  pipeline stage whose deadline has passed with ``on_infeasible="reject"`` (429), and an SLO the
+  scheduler finds infeasible (429); and, to the OpenAI API's rules, a message ``role`` that is a
+  list or an object, integers beyond a float's range in ``temperature``, ``top_p`` and a pipeline
+  time, a ``seed`` beyond int64, ``top_logprobs`` over 20, ``logprobs`` not a boolean,
+  ``logit_bias`` out of -100..100 or keyed by words, ``user`` not a string, ``metadata`` of 17 pairs
+  or with a non-string value, ``store`` not a boolean, ``request_class`` 0 or over 256 characters;
 * 7 in ``slo_scope``: an SLO with NaN or inf, a pipeline that is not a ``PipelineContext``, a
   ``PipelineContext`` with a NaN deadline or a time beyond a float's range, an empty or a
   non-string request class;
@@ -146,6 +146,10 @@ CHAT: list[tuple[str, dict[str, Any] | Callable[[], dict[str, Any]], type[Except
     ("temperature out of range", {"temperature": 3}, BAD, r"'temperature' must be a number from 0 to 2, got 3"),
     ("temperature NaN", {"temperature": math.nan}, ValueError, "Out of range float values are not JSON compliant"),
     ("top_p out of range", {"top_p": 1.5}, BAD, r"'top_p' must be a number from 0 to 1"),
+    ("vLLM's top_k under -1", {"extra_body": {"top_k": -2}}, BAD, r"'top_k' must be an integer from -1 to "),
+    ("vLLM's min_p over 1", {"extra_body": {"min_p": 1.5}}, BAD, r"'min_p' must be a number from 0 to 1"),
+    ("vLLM's repetition_penalty zero", {"extra_body": {"repetition_penalty": 0}}, BAD,
+     r"'repetition_penalty' must be a finite number greater than 0, got 0"),
     ("seed a string", {"seed": "x"}, BAD, r"'seed' must be an integer from -9223372036854775808 to 9223372036854775807, got 'x'"),
     ("seed a float", {"seed": 1.5}, BAD, r"'seed' must be an integer from .*, got 1.5"),
     ("n=2", {"n": 2}, BAD, r"'n' must be 1"),
