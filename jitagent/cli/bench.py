@@ -10,6 +10,7 @@ writes ``results.json``, ``goodput.png``, optionally ``records.jsonl`` to ``--ou
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import logging
 import os
@@ -17,6 +18,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from jitagent._version import DISTRIBUTION
 from jitagent.cli import addons
 from jitagent.cli.args import (add_command, at_most, list_of, name_list, non_negative_float, positive_float,
                                positive_int, seed_list)
@@ -212,6 +214,8 @@ def _remote_policy(args: argparse.Namespace) -> str | None:
                          "--replicas and --routers")
     if not args.base_url.startswith(("http://", "https://")):
         raise ValueError(f"--base-url must be an http:// or https:// URL, got {args.base_url!r}")
+    if importlib.util.find_spec("httpx2") is None:
+        raise ValueError(f"--base-url needs the 'client' extra: pip install '{DISTRIBUTION}[client]'")
     return args.policies[0] if len(args.policies) == 1 else "server"
 
 
