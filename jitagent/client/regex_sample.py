@@ -7,7 +7,8 @@ tree: literals as they are, a character class from the printable ASCII character
 alternatives and repeat counts at random (an unbounded repeat at most 3 times beyond its minimum),
 back-references copied. Lookarounds and anchors are not built: every candidate is checked with
 ``re.search`` (how JSON Schema validators apply ``pattern``) and a length bound, and a few are
-tried before giving up with a ``ValueError``.
+tried before giving up with a ``ValueError``. A candidate is at most 4,096 characters long (a
+pattern such as ``a{100000000}`` is refused, not built).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ __all__ = ["sample_match"]
 _PRINTABLE = tuple(chr(c) for c in range(32, 127))
 _UNBOUNDED_EXTRA = 3       # an unbounded repeat (``*``, ``+``, ``{n,}``) runs at most this far past its minimum
 _TRIES = 32
+MAX_MATCH_CHARS = 4096     # the longest candidate built (a caller writes the pattern)
 _CATEGORIES = {
     sre.CATEGORY_DIGIT: str.isdigit, sre.CATEGORY_NOT_DIGIT: lambda c: not c.isdigit(),
     sre.CATEGORY_SPACE: str.isspace, sre.CATEGORY_NOT_SPACE: lambda c: not c.isspace(),
@@ -41,7 +43,11 @@ def sample_match(pattern: str, rng: np.random.Generator, min_length: int = 0, ma
     except (re.error, RecursionError, OverflowError) as exc:
         raise ValueError(f"the pattern {pattern!r} is not a valid regular expression ({exc})") from None
     for _ in range(_TRIES):
-        text = _Builder(rng).build(tree)
+        try:
+            text = _Builder(rng).build(tree)
+        except _TooLong:
+            raise ValueError(f"matches of {pattern!r} run past {MAX_MATCH_CHARS} characters, the simulated "
+                             f"engine's limit") from None
         pad = "x" * max(min_length - len(text), 0)   # an unanchored pattern also matches within a longer string
         for candidate in ((text, text + pad, pad + text) if pad else (text,)):
             if (max_length is None or len(candidate) <= max_length) and len(candidate) >= min_length \
@@ -51,15 +57,26 @@ def sample_match(pattern: str, rng: np.random.Generator, min_length: int = 0, ma
                      f"matching {pattern!r} was found (the simulated engine builds matches, it does not search)")
 
 
+class _TooLong(Exception):
+    """A candidate grew past :data:`MAX_MATCH_CHARS`."""
+
+
 class _Builder:
     """Builds one candidate from a parse tree; remembers groups for back-references."""
 
     def __init__(self, rng: np.random.Generator) -> None:
         self.rng = rng
         self.groups: dict[int, str] = {}
+        self.chars = 0   # built so far, including pieces a branch or a repeat may drop
 
     def build(self, items: Any) -> str:
-        return "".join(self._item(op, arg) for op, arg in items)
+        return "".join(self._counted(self._item(op, arg)) for op, arg in items)
+
+    def _counted(self, text: str) -> str:
+        self.chars += len(text)
+        if self.chars > MAX_MATCH_CHARS:
+            raise _TooLong
+        return text
 
     def _item(self, op: Any, arg: Any) -> str:
         if op is sre.LITERAL:
@@ -82,7 +99,10 @@ class _Builder:
         if op in (sre.MAX_REPEAT, sre.MIN_REPEAT, sre.POSSESSIVE_REPEAT):
             low, high, items = arg
             high = low + _UNBOUNDED_EXTRA if high is sre.MAXREPEAT else high
-            return "".join(self.build(items) for _ in range(int(self.rng.integers(low, high + 1))))
+            if low > MAX_MATCH_CHARS:
+                raise _TooLong
+            count = int(self.rng.integers(low, min(high, low + MAX_MATCH_CHARS) + 1))
+            return "".join(self.build(items) for _ in range(count))
         if op is sre.GROUPREF:
             return self.groups.get(arg, "")
         if op is sre.ATOMIC_GROUP:

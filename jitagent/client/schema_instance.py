@@ -20,10 +20,13 @@ are filled with filler words so that the JSON has about ``target_tokens`` tokens
 :func:`jitagent.client.text.count_tokens` counts); a schema without free-form strings gives
 instances as long as their JSON.
 
+Bounded whatever the schema asks: ``minLength``, ``minItems`` and ``minProperties`` of at most
+1,024, an instance of at most 10,000 values, a ``pattern`` match of at most 4,096 characters.
+
 Refused (a :class:`SchemaError`): ``not``, ``if``/``then``/``else``, ``dependentRequired``,
 ``dependentSchemas``, ``dependencies``, ``patternProperties``, ``propertyNames``, ``contains``,
 ``unevaluatedProperties``, ``unevaluatedItems``, ``$dynamicRef``, ``$recursiveRef``, remote
-``$ref``, and bounds no instance can meet.
+``$ref``, bounds no instance can meet, and sizes over the limits above.
 """
 
 from __future__ import annotations
@@ -55,6 +58,8 @@ _EXTRA_ITEMS = 3             # an array or an object gets at most this many item
 _SHALLOW = 6                 # past this depth, or this many values, only required parts are made:
 _MAX_VALUES = 128            # recursive schemas end, and no instance grows without bound
 _MAX_DEPTH = 48
+_MAX_MINIMUM = 1024          # the largest minLength, minItems, minProperties served
+_MAX_MADE = 10_000           # the most values one instance holds
 _MAX_REF_CHAIN = 32
 _BYTES_PER_WORD = 6          # a filler word and its space, on average: how many words fill a byte budget
 _TRIES = 32                  # attempts at a oneOf instance, a distinct array item, a multiple
@@ -124,6 +129,8 @@ class _Checker:
         for low, high in (("minLength", "maxLength"), ("minItems", "maxItems"), ("minProperties", "maxProperties")):
             if schema.get(low, 0) > schema.get(high, math.inf):
                 raise SchemaError(f"'{low}' is over '{high}' (at {where}): no value is allowed")
+            if schema.get(low, 0) > _MAX_MINIMUM:
+                raise SchemaError(f"'{low}' (at {where}) is over {_MAX_MINIMUM}, the simulated engine's limit")
         lo, hi = _number_range(schema, integer=schema.get("type") == "integer")
         if lo > hi or (lo == hi and lo in (schema.get("exclusiveMinimum"), schema.get("exclusiveMaximum"))):
             raise SchemaError(f"the bounds at {where} allow no number")
@@ -292,6 +299,9 @@ class _Maker:
         if depth > _MAX_DEPTH:
             raise SchemaError(f"every instance of the schema nests deeper than {_MAX_DEPTH} levels")
         self.made += 1
+        if self.made > _MAX_MADE:
+            raise SchemaError(f"an instance of the schema holds more than {_MAX_MADE} values, the simulated "
+                              f"engine's limit")
         if schema is False:
             raise SchemaError("a schema of false allows no value")
         if schema is True or schema == {}:
@@ -375,9 +385,12 @@ class _Maker:
         seen: set[str] = set()
         for i in range(count):
             item_schema = prefix[i] if i < len(prefix) else rest
+            if not unique:
+                out.append(self.make(item_schema, depth + 1, filled))
+                continue
             for _ in range(_TRIES):
-                item = self.make(item_schema, depth + 1, filled or unique)
-                key = _unique_key(item) if unique else ""
+                item = self.make(item_schema, depth + 1, True)
+                key = _unique_key(item)
                 if key not in seen:
                     break
             else:

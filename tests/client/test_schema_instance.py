@@ -7,6 +7,7 @@ Costs about 10 s (hypothesis: a few hundred schemas, each with several seeds).
 from __future__ import annotations
 
 import datetime
+import json
 import re
 from typing import Annotated, Any, Literal, Optional, Union
 
@@ -102,7 +103,7 @@ def test_instances_of_generated_schemas_are_valid(schema: dict[str, Any], seed: 
     try:
         assert_valid(schema, range(seed, seed + 3))
     except SchemaError as exc:
-        assert "distinct items" in str(exc), (schema, exc)
+        assert "distinct items" in str(exc) and '"uniqueItems": true' in json.dumps(schema), (schema, exc)
 
 
 # -- schemas as libraries write them -----------------------------------------------------------------
@@ -151,6 +152,7 @@ SCHEMAS = {
     "exclusive bounds": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
     "integer multiple": {"type": "integer", "multipleOf": 7, "minimum": 10, "maximum": 30},
     "float multiple": {"type": "number", "multipleOf": 0.1, "minimum": -1e300},
+    "array with a minimum": {"type": "array", "items": {"type": "integer"}, "minItems": 5, "maxItems": 6},
     "unique booleans": {"type": "array", "items": {"type": "boolean"}, "minItems": 2, "uniqueItems": True},
     "unique strings": {"type": "array", "items": {"type": "string"}, "minItems": 4, "uniqueItems": True},
     "closed object": {"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"],
@@ -256,3 +258,18 @@ def test_the_check_remembers_a_bounded_number_of_schemas() -> None:
         check_schema({"type": "object", "properties": {f"p{i}": {"type": "string"}}})
     assert len(schema_instance._checked) == schema_instance._CHECKED_CACHE
     assert all(len(digest) == 16 for digest, _ in schema_instance._checked)
+
+
+def test_sizes_a_caller_chooses_are_bounded() -> None:
+    """Huge minimums, instances multiplying nested minimums, and patterns with huge repeats are
+    refused with the limit named, not built."""
+    with pytest.raises(SchemaError, match=r"'minItems' \(at #\) is over 1024, the simulated engine's limit"):
+        check_schema({"type": "array", "minItems": 10**9})
+    nested = {"type": "array", "minItems": 1000, "items": {"type": "array", "minItems": 1000, "items": {"type": "null"}}}
+    check_schema(nested)
+    with pytest.raises(SchemaError, match=r"more than 10000 values, the simulated engine's limit"):
+        make_instance(nested, np.random.default_rng(0), 10)
+    with pytest.raises(ValueError, match=r"run past 4096 characters"):
+        sample_match(r"a{100000000}", np.random.default_rng(0))
+    with pytest.raises(ValueError, match=r"run past 4096 characters"):
+        sample_match(r"(ab{1000}){1000}", np.random.default_rng(0))
