@@ -35,11 +35,12 @@ SCHEMAS = {"get_weather": WEATHER, "add": ADD}
 MESSAGES = [{"role": "user", "content": "What is the weather in Paris?"}]
 
 
-def run(test: Callable[[JITClient], Awaitable[None]], tools: SimToolSettings | None = None) -> None:
-    """``test`` on a client over a fast simulated engine whose model uses ``tools``; afterwards the
-    engine holds no request."""
+def run(test: Callable[[JITClient], Awaitable[None]], tools: SimToolSettings | None = None,
+        time_scale: float = 0.0) -> None:
+    """``test`` on a client over a simulated engine (instant by default) whose model uses ``tools``;
+    afterwards the engine holds no request."""
     async def main() -> None:
-        engine = SimEngine(SimConfig(), time_scale=0.0)
+        engine = SimEngine(SimConfig(), time_scale=time_scale)
         client = JITClient(engine=engine, max_retries=0)
         if tools is not None:   # until JITClient takes the settings itself
             client._served.server.backend = SimBackend(engine, client.served_model, tools)
@@ -103,6 +104,20 @@ def test_streamed_chunks_have_the_openai_shape() -> None:
         jsonschema.validate(json.loads("".join(d.function.arguments for d in deltas)), ADD)
         assert chunks[-1].choices[0].finish_reason == "tool_calls"
     run(test)
+
+
+def test_closing_a_tool_call_stream_aborts_the_request() -> None:
+    """A tool-call stream closed after its first call chunk (long arguments, GPU-like timing): the
+    engine holds no request at once."""
+    async def test(client: JITClient) -> None:
+        stream = await create(client, tools=TOOLS, tool_choice="required", stream=True, seed=2,
+                              extra_body={"slo": {"kind": "stream", "ttft_s": 5, "tpot_s": 1}})
+        async for chunk in stream:
+            if chunk.choices[0].delta.tool_calls:
+                break
+        await stream.close()
+        assert client.engine.core.num_live == 0
+    run(test, SimToolSettings(arguments_tokens=500), time_scale=1.0)
 
 
 def test_tool_choice() -> None:
