@@ -48,6 +48,8 @@ class AppSettings:
         max_ongoing_requests: calls one replica takes at once; more wait in the router. The
             engine's scheduler does the queueing, so this is large.
         replica_actor_options, ingress_actor_options: Ray resources of each (``num_gpus`` for vLLM).
+            The ingress reserves no CPU by default, as Ray Serve's own HTTP proxy: it only passes
+            calls on (and two replicas then fit a two-core machine).
     """
 
     replicas: int = 2
@@ -56,7 +58,7 @@ class AppSettings:
     stats_period_s: float = 0.25
     max_ongoing_requests: int = 1024
     replica_actor_options: dict[str, Any] = field(default_factory=lambda: {"num_cpus": 1})
-    ingress_actor_options: dict[str, Any] = field(default_factory=lambda: {"num_cpus": 1})
+    ingress_actor_options: dict[str, Any] = field(default_factory=lambda: {"num_cpus": 0})
 
     def __post_init__(self) -> None:
         if isinstance(self.replicas, bool) or not isinstance(self.replicas, int) or self.replicas < 1:

@@ -22,8 +22,8 @@ from ray import serve
 
 from jitagent.client import CallScope, JITClient
 from jitagent.client.handlers import APIErrorReply, JSONReply, OpenAIServer
-from jitagent.engines.sim import DEFAULT_PROFILE, SimEngine
-from jitagent.scheduling.policies import Policy
+from jitagent.engines.sim import DEFAULT_PROFILE, SimConfig, SimEngine
+from jitagent.scheduling.policies import Policy, make_policy
 from jitagent_ray.calls import ReplicaCall, ReplyHead
 from jitagent_ray.stats import RequestClasses, sim_report
 
@@ -56,8 +56,14 @@ class ReplicaSettings:
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
             raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
-        if self.engine != "sim" and not isinstance(self.policy, str):
-            raise ValueError(f"the {self.engine} engine takes its policy by name (jit, fcfs, edf, ltr, las)")
+        if self.engine != "sim":
+            if not isinstance(self.policy, str):
+                raise ValueError(f"the {self.engine} engine takes its policy by name (jit, fcfs, edf, ltr, las)")
+            return
+        # Checked here, where they are written, not in each replica after the cluster has started.
+        if isinstance(self.policy, str):
+            make_policy(self.policy)
+        SimConfig(profile=self.profile).resolve()
 
 
 class EngineReplica:

@@ -1,6 +1,7 @@
-"""The Ray Serve app (two simulated replicas in real time behind the SLO router): calls over HTTP with
-the plain OpenAI client and through the deployment handle are routed and served, and what they carry
-(SLO, request class, pipeline run and deadlines) reaches the scheduler on the replica that serves them."""
+"""The Ray Serve app (two simulated replicas in real time behind the SLO router): calls over HTTP from
+the plain OpenAI client and from ``JITClient(base_url=...)``, and through the deployment handle, are
+routed and served, and what they carry (SLO, request class, pipeline run and deadlines) reaches the
+scheduler on the replica that serves them."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 import openai
 import pytest
 
-from jitagent.client import slo_scope
+from jitagent.client import JITClient, slo_scope
 from jitagent.scheduling.request import PipelineContext
 from jitagent.scheduling.request_args import encode_request_args
 from jitagent.slo import PipelineSLO
@@ -49,6 +50,7 @@ def test_slos_reach_the_scheduler_of_each_replica(ray_app: RayApp) -> None:
 
     async def main() -> None:
         http, handle = _http(ray_app), connect(APP, max_retries=0)
+        jit = JITClient(base_url=ray_app.base_url, api_key="unused", max_retries=0, timeout=60)
         model = await _model(http)
         sent: dict[str, tuple[dict[str, Any], str, PipelineContext | None]] = {}   # id -> slo, class, pipeline
 
@@ -75,10 +77,18 @@ def test_slos_reach_the_scheduler_of_each_replica(ray_app: RayApp) -> None:
                 rid, _ = await _answer(handle, model, i % 2 == 1, messages=_messages(f"handle {i}"))
             sent[rid] = (slo.model_dump(), "write", pipeline)
 
-        await asyncio.gather(*[over_http(i) for i in range(6)], *[pipeline_over_http(i) for i in range(3)],
-                             *[through_handle(i) for i in range(3)])
-        await http.close()
-        await handle.close()
+        async def from_jitclient(i: int) -> None:   # JITClient(base_url=...): the scope's pipeline as vllm_xargs
+            slo = PipelineSLO(deadline_s=45.0)
+            now = time.monotonic()
+            pipeline = PipelineContext(f"jit-{i}", now - 1.0, now + 44.0, "search", now + 12.0)
+            with slo_scope(slo, pipeline=pipeline, request_class="search"):
+                rid, _ = await _answer(jit, model, i % 2 == 0, messages=_messages(f"jitclient {i}"))
+            sent[rid] = (slo.model_dump(), "search", pipeline)
+
+        await asyncio.gather(*[over_http(i) for i in range(4)], *[pipeline_over_http(i) for i in range(2)],
+                             *[through_handle(i) for i in range(3)], *[from_jitclient(i) for i in range(3)])
+        for client in (http, handle, jit):
+            await client.close()
 
         admitted = ray_app.admitted()
         for rid, (slo, request_class, pipeline) in sent.items():
