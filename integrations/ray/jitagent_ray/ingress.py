@@ -14,7 +14,8 @@ from ray.serve.handle import DeploymentHandle
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from jitagent.client.handlers import APIErrorReply, JSONReply, StreamReply
+from jitagent.client.handlers import APIErrorReply, JSONReply
+from jitagent.client.transport import StreamedReply
 from jitagent_ray.server import ReplicasServer
 
 __all__ = ["OpenAIIngress", "API_ROOT"]
@@ -41,7 +42,7 @@ class OpenAIIngress:
         return StreamingResponse(_events(reply), headers=reply.headers)
 
 
-async def _events(reply: StreamReply) -> AsyncGenerator[bytes, None]:
+async def _events(reply: StreamedReply) -> AsyncGenerator[bytes, None]:
     """The reply's events; however the stream ends (the caller gone too), the replica's call is closed."""
     try:
         async for event in reply.events:

@@ -21,7 +21,8 @@ from opentelemetry import propagate
 from ray import serve
 
 from jitagent.client import CallScope, JITClient
-from jitagent.client.handlers import APIErrorReply, JSONReply, OpenAIServer
+from jitagent.client.handlers import APIErrorReply, JSONReply
+from jitagent.client.transport import Server
 from jitagent.engines.sim import DEFAULT_PROFILE, SimConfig, SimEngine
 from jitagent.scheduling.policies import Policy, make_policy
 from jitagent_ray.calls import ReplicaCall, ReplyHead
@@ -73,7 +74,7 @@ class EngineReplica:
         self.settings = settings
         self._client = JITClient(engine=settings.engine, policy=settings.policy, profile=settings.profile,
                                  time_scale=settings.time_scale, model=settings.model)
-        self._server: OpenAIServer = self._client._served.server   # what JITClient serves with in-process
+        self._server: Server = self._client._served.server   # what JITClient serves with in-process
         self._id = serve.get_replica_context().replica_id.unique_id
         self._classes = RequestClasses()
 

@@ -1,7 +1,7 @@
 """The app's OpenAI API on the caller's side: a request in, a replica's answer out.
 
-:class:`ReplicasServer` has the ``handle`` of jitagent's in-process server
-(:class:`~jitagent.client.handlers.OpenAIServer`), so the HTTP ingress
+:class:`ReplicasServer` is a :class:`~jitagent.client.transport.Server`, as jitagent's in-process
+servers are, so the HTTP ingress
 (:mod:`jitagent_ray.ingress`) and a Python caller (:func:`connect`: the OpenAI client over jitagent's
 in-process transport, no HTTP) reach the replicas the same way. It takes jitagent's scheduling
 fields out of the body (``slo``, ``request_class``, and those of ``vllm_xargs``, the wire format of
@@ -31,10 +31,9 @@ from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
 from ray.serve.handle import DeploymentHandle, DeploymentResponseGenerator
 
 from jitagent.client import CallScope
-from jitagent.client.backend import Generation
-from jitagent.client.handlers import MAX_BODY_BYTES, APIErrorReply, JSONReply, StreamReply
+from jitagent.client.handlers import MAX_BODY_BYTES, APIErrorReply, JSONReply
 from jitagent.client.text import BYTES_PER_TOKEN
-from jitagent.client.transport import InProcessTransport, LoopHost
+from jitagent.client.transport import InProcessTransport, LoopHost, StreamedReply
 from jitagent.scheduling.request_args import encode_request_args, parse_request_args
 from jitagent.scheduling.request import PipelineContext
 from jitagent_ray.calls import ReplicaCall, ReplyHead
@@ -58,13 +57,17 @@ def _bad(message: str, param: str) -> APIErrorReply:
     return APIErrorReply(400, message, param=param, code="invalid_slo" if param in ("slo", "vllm_xargs") else None)
 
 
-class _ReplicaStream:
-    """Closes a replica's answer early (the caller stopped reading): the replica aborts the request."""
+class _ReplicaStreamReply:
+    """A replica's streamed answer (a :class:`~jitagent.client.transport.StreamedReply`); closing it
+    before the end cancels the replica's call, which aborts the request in its engine."""
 
-    def __init__(self, stream: DeploymentResponseGenerator) -> None:
+    def __init__(self, stream: DeploymentResponseGenerator, headers: dict[str, str]) -> None:
         self._stream = stream
+        self.headers = headers
+        self.events = _events(stream)
 
     async def aclose(self) -> None:
+        await self.events.aclose()
         self._stream.cancel()
 
 
@@ -79,7 +82,7 @@ class ReplicasServer:
         self._replicas = handle.options(stream=True)
 
     async def handle(self, method: str, path: str, body: bytes, scope: CallScope | None,
-                     parent: Context | None = None) -> JSONReply | StreamReply:
+                     parent: Context | None = None) -> JSONReply | StreamedReply:
         """Answer one request as :meth:`OpenAIServer.handle <jitagent.client.handlers.OpenAIServer.handle>`
         does; a replica's errors are its replies, a dead replica's a 503."""
         try:
@@ -97,8 +100,7 @@ class ReplicasServer:
         except BaseException:
             stream.cancel()
             raise
-        closer = cast(Generation, _ReplicaStream(stream))   # StreamReply closes its generation: this, here
-        return StreamReply(_events(stream), closer, None, head.headers)
+        return _ReplicaStreamReply(stream, head.headers)
 
     @staticmethod
     def _call(method: str, path: str, body: bytes, scope: CallScope | None, parent: Context | None) -> ReplicaCall:
