@@ -31,7 +31,8 @@ _INTERRUPTED = 130   # 128 + SIGINT, as the jitagent command
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(prog="jitagent-ray", description="jitagent's engines as Ray Serve replicas behind an SLO-aware router.")
+    parser = Parser(prog="jitagent-ray",
+                    description="jitagent's engines as Ray Serve replicas behind an SLO-aware router.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     serve = commands.add_parser("serve", help="start the app and serve its OpenAI API until Ctrl-C")
     app = serve.add_argument_group("the app")
@@ -43,13 +44,16 @@ def build_parser() -> argparse.ArgumentParser:
                           "pow2, round-robin, least-loaded; ray: Ray Serve's own (default: slo)")
     app.add_argument("--policy", default="jit", help="each replica's scheduling policy (default: jit)")
     app.add_argument("--model", help="the model (vllm: a folder, a hub name or tiny-random-llama)")
-    app.add_argument("--profile", default=DEFAULT_PROFILE, help=f"the simulated engine's profile (default: {DEFAULT_PROFILE})")
+    app.add_argument("--profile", default=DEFAULT_PROFILE,
+                     help=f"the simulated engine's profile (default: {DEFAULT_PROFILE})")
     app.add_argument("--time-scale", type=positive_float, default=1.0,
                      help="the simulated engine's wall seconds per modelled second (default: 1)")
     app.add_argument("--stats-period", type=positive_float, default=0.25,
                      help="seconds between the replicas' state reports to the router (default: 0.25)")
-    app.add_argument("--replica-cpus", type=non_negative_float, default=1.0, help="CPUs each replica reserves (default: 1)")
-    app.add_argument("--replica-gpus", type=non_negative_float, default=0.0, help="GPUs each replica reserves (default: 0)")
+    app.add_argument("--replica-cpus", type=non_negative_float, default=1.0,
+                     help="CPUs each replica reserves (default: 1)")
+    app.add_argument("--replica-gpus", type=non_negative_float, default=0.0,
+                     help="GPUs each replica reserves (default: 0)")
     where = serve.add_argument_group("where")
     where.add_argument("--address", help="the Ray cluster to join (auto: the running one); default: start a local one")
     where.add_argument("--host", default="127.0.0.1", help="the HTTP ingress's address (default: 127.0.0.1)")

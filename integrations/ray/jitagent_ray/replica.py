@@ -109,4 +109,6 @@ class EngineReplica:
         return sim_report(engine, self._classes).to_stats() if isinstance(engine, SimEngine) else {}
 
     async def __del__(self) -> None:
-        await self._client.close()
+        client = getattr(self, "_client", None)   # Ray Serve calls this after a failed __init__ too
+        if client is not None:
+            await client.close()

@@ -68,7 +68,8 @@ class SLORouter(RequestRouter):
         if call is None or known is None:   # nothing to decide from: Ray's choice on queue length, as its own
             return [random.sample(candidate_replicas, len(candidate_replicas))]
         idle = known.idle()
-        states = [self._state(replica.replica_id, report or idle) for replica, report in zip(candidate_replicas, reports)]
+        states = [self._state(replica.replica_id, report or idle)
+                  for replica, report in zip(candidate_replicas, reports)]
         args = call.request_args()
         now = time.monotonic()
         previous = self._runs.get(args.run_id) if args.run_id is not None else None

@@ -80,7 +80,8 @@ class ReplicaReport:
         """The replica's state, with ``sent`` calls (of ``sent_prompt_tokens`` prompt tokens in all)
         that a router has sent it since the report: they wait there, behind its committed work."""
         state = self.state
-        return replace(state, queue_len=state.queue_len + sent, committed_tokens=state.committed_tokens + sent_prompt_tokens)
+        return replace(state, queue_len=state.queue_len + sent,
+                       committed_tokens=state.committed_tokens + sent_prompt_tokens)
 
     def idle(self) -> ReplicaReport:
         """This report as an idle replica of the same kind would make it (for one yet to report)."""

@@ -12,6 +12,8 @@ from typing import Any
 import openai
 import pytest
 
+pytest.importorskip("ray")
+
 from jitagent.client import JITClient, slo_scope
 from jitagent.scheduling.request import PipelineContext
 from jitagent.scheduling.request_args import encode_request_args
@@ -60,6 +62,12 @@ def test_slos_reach_the_scheduler_of_each_replica(ray_app: RayApp) -> None:
                                    extra_body={"slo": slo, "request_class": f"http-{i}"})
             sent[rid] = (slo, f"http-{i}", None)
 
+        async def completion_over_http() -> None:   # the legacy Completions API takes the same fields
+            slo = {"kind": "stream", "ttft_s": 5.0, "tpot_s": 0.5, "on_infeasible": "best_effort"}
+            reply = await http.completions.create(model=model, prompt="once upon a time", max_tokens=10,
+                                                  extra_body={"slo": slo, "request_class": "story"})
+            sent[reply.id] = (slo, "story", None)
+
         async def pipeline_over_http(i: int) -> None:   # the wire format a remote JITClient sends
             slo = PipelineSLO(deadline_s=40.0)
             now = time.monotonic()
@@ -85,7 +93,8 @@ def test_slos_reach_the_scheduler_of_each_replica(ray_app: RayApp) -> None:
                 rid, _ = await _answer(jit, model, i % 2 == 0, messages=_messages(f"jitclient {i}"))
             sent[rid] = (slo.model_dump(), "search", pipeline)
 
-        await asyncio.gather(*[over_http(i) for i in range(4)], *[pipeline_over_http(i) for i in range(2)],
+        await asyncio.gather(*[over_http(i) for i in range(4)], completion_over_http(),
+                             *[pipeline_over_http(i) for i in range(2)],
                              *[through_handle(i) for i in range(3)], *[from_jitclient(i) for i in range(3)])
         for client in (http, handle, jit):
             await client.close()
