@@ -67,6 +67,7 @@ class SLORouter(RequestRouter):
         known = next((report for report in reports if report is not None), None)
         if call is None or known is None:   # nothing to decide from: Ray's choice on queue length, as its own
             return [random.sample(candidate_replicas, len(candidate_replicas))]
+        assert pending_request is not None   # it holds the call
         idle = known.idle()
         states = [self._state(replica.replica_id, report or idle)
                   for replica, report in zip(candidate_replicas, reports)]
@@ -77,13 +78,11 @@ class SLORouter(RequestRouter):
         req = RequestState("route", now, max(call.prompt_tokens, 1), call.max_tokens or _DEFAULT_MAX_TOKENS, args.slo,
                            args.request_class, args.pipeline(now))
         chosen = self._router.choose(states, RouteRequest.of(req, ids.index(previous) if previous in ids else None))
-        if chosen is None:
-            assert pending_request is not None
+        if chosen is None:   # refused: the shortest queue answers it, doing no work for it
             pending_request.args[0] = dataclasses.replace(call, refusal=_REFUSAL)
             chosen = min(range(len(states)), key=lambda i: states[i].queue_len)
-        if args.run_id is not None:
+        elif args.run_id is not None:
             self._remember_run(args.run_id, ids[chosen])
-        assert pending_request is not None
         self._sent.setdefault(ids[chosen], {})[pending_request.metadata.internal_request_id] = (
             time.time(), call.prompt_tokens)
         return [[candidate_replicas[chosen]], [r for i, r in enumerate(candidate_replicas) if i != chosen]]
