@@ -18,7 +18,7 @@ Usage (inside async code)::
 
 from jitagent._version import DISTRIBUTION
 
-_EXTRA = ("openai", "httpx2", "langchain_openai", "langchain_core")   # what the client extra installs
+_EXTRA = ("openai", "httpx2", "langchain_openai", "langchain_core", "jsonschema")   # what the client extra installs
 
 try:
     from jitagent.client.client import JITClient, SyncJITClient

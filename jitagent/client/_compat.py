@@ -1,23 +1,29 @@
-"""The parts of the OpenAI client that jitagent reaches and openai does not publish as API, in one
-place: a release that moves or renames one of them breaks this module (and its test) only.
+"""The private parts of other code that the client reaches, in one place: a release that moves or
+renames one of them breaks this module (and its test) only.
 
 * ``openai._base_client.BaseClient._process_response_data(*, data, cast_to, response)``: where the
   client turns each decoded JSON body (each streamed chunk) into its typed object, leniently and
   slowly; :class:`FastResponseData` lets a client build the objects it knows the fast way and hands
   everything else back to it.
+* ``re._parser.parse`` and the opcodes of ``re._constants``: the standard library's own parse tree of
+  a regular expression, from which the simulated model builds strings that match a JSON Schema
+  ``pattern`` (:mod:`jitagent.client.regex_sample`): the grammar ``re.compile`` itself uses.
 """
 
 from __future__ import annotations
 
+import re._constants as sre_constants
+import re._parser as sre_parse
 from typing import Any, TypeVar
 
 import httpx2
 from openai._base_client import BaseClient
 
-__all__ = ["FastResponseData", "PRIVATE_APIS"]
+__all__ = ["FastResponseData", "PRIVATE_APIS", "sre_constants", "sre_parse"]
 
 # Every private name used, as "module:attribute.path", for the test that imports each.
-PRIVATE_APIS = ("openai._base_client:BaseClient._process_response_data",)
+PRIVATE_APIS = ("openai._base_client:BaseClient._process_response_data", "re._parser:parse",
+                "re._constants:MAXREPEAT", "re._constants:CATEGORY_DIGIT")
 
 _R = TypeVar("_R")
 # Checked at import, so that a release without it fails here, naming it, not at the first call.

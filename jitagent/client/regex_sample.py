@@ -2,8 +2,8 @@
 Schema ``pattern``.
 
 The pattern is parsed with the standard library's own regular-expression parser (``re._parser``,
-which ``re.compile`` uses: no second grammar to keep in step) and a string is built from its parse
-tree: literals as they are, a character class from the printable ASCII characters it holds,
+which ``re.compile`` uses, reached through :mod:`jitagent.client._compat`: no second grammar to
+keep in step) and a string is built from its parse tree: literals as they are, a character class from the printable ASCII characters it holds,
 alternatives and repeat counts at random (an unbounded repeat at most 3 times beyond its minimum),
 back-references copied. Lookarounds and anchors are not built: every candidate is checked with
 ``re.search`` (how JSON Schema validators apply ``pattern``) and a length bound, and a few are
@@ -14,11 +14,12 @@ pattern such as ``a{100000000}`` is refused, not built).
 from __future__ import annotations
 
 import re
-import re._constants as sre   # the parse tree's opcodes (private, but the same module re.compile uses)
-import re._parser as sre_parse
 from typing import Any
 
 import numpy as np
+
+from jitagent.client._compat import sre_constants as sre   # the parse tree's opcodes
+from jitagent.client._compat import sre_parse
 
 __all__ = ["sample_match"]
 
