@@ -4,9 +4,9 @@ the table says ✓ and fail with exactly the error the table gives where it give
 
 Columns: ``simulated`` (``JITClient()``), ``vllm`` (``JITClient`` over an in-process vLLM engine,
 tiny-random-llama) and ``vllm_serve`` (``vllm serve --scheduler-cls jitagent_vllm.JITScheduler``
-with the same model, through ``JITClient(base_url=...)``, which talks HTTP to it). Each column's engine is started once for the
-whole table (a module-scoped fixture per column; pytest runs one column's rows together and stops
-that engine before the next starts). The vLLM columns are skipped only where vLLM is not importable.
+with the same model, through ``JITClient(base_url=...)``, which talks HTTP to it). Each column's
+engine is started once for the whole table (a module-scoped fixture per column; pytest runs one
+column's rows together and stops that engine before the next starts). The vLLM columns are skipped only where vLLM is not importable.
 
 ``python tests/test_features.py [COLUMN ...]`` prints the table as observed now (the rows of
 docs/features.md with their cells filled in by running the probes), to paste in after a change.
@@ -466,7 +466,8 @@ async def test_the_table_is_true(column: tuple[str, Opener], row: Row) -> None:
     name, opener = column
     async with opener() as target:
         observed = await outcome(target, row.probe)
-    assert matches(observed, row.cells[name]), f"{row.feature} on {name}: the table says {row.cells[name]!r}, got {observed!r}"
+    expected = row.cells[name]
+    assert matches(observed, expected), f"{row.feature} on {name}: the table says {expected!r}, got {observed!r}"
 
 
 # --- printing the table as observed ---------------------------------------------------------------

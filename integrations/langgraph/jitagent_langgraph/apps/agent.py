@@ -6,10 +6,10 @@ agent ─┬─▶ tools (``ToolNode``: ``lookup_city``, ``calculate``) ─▶ a
 
 The model decides when to call a tool and when it has enough (``tool_choice="auto"``; or must call
 one, ``"required"``); after ``max_tool_rounds`` rounds of tool calls it is asked to answer without
-them (``tool_choice="none"``), so a model that keeps calling tools still ends. The ``respond`` node turns the conversation into a :class:`CityComparison`.
-The tools are deterministic: a lookup in a fixed table (taking ``tool_latency_s``, as a database
-or web call would) and an arithmetic evaluator that answers bad input with an error message for
-the model rather than failing the run.
+them (``tool_choice="none"``), so a model that keeps calling tools still ends. The ``respond``
+node turns the conversation into a :class:`CityComparison`. The tools are deterministic: a lookup
+in a fixed table (taking ``tool_latency_s``, as a database or web call would) and an arithmetic
+evaluator that answers bad input with an error message for the model rather than failing the run.
 """
 
 from __future__ import annotations
