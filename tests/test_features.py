@@ -6,7 +6,8 @@ Columns: ``simulated`` (``JITClient()``), ``vllm`` (``JITClient`` over an in-pro
 tiny-random-llama) and ``vllm_serve`` (``vllm serve --scheduler-cls jitagent_vllm.JITScheduler``
 with the same model, through ``JITClient(base_url=...)``, which talks HTTP to it). Each column's
 engine is started once for the whole table (a module-scoped fixture per column; pytest runs one
-column's rows together and stops that engine before the next starts). The vLLM columns are skipped only where vLLM is not importable.
+column's rows together and stops that engine before the next starts). The vLLM columns are
+skipped only where vLLM is not importable.
 
 ``python tests/test_features.py [COLUMN ...]`` prints the table as observed now (the rows of
 docs/features.md with their cells filled in by running the probes), to paste in after a change.
