@@ -6,8 +6,10 @@ The graph is ``jitagent_langgraph.apps.build_agent``: a ``StateGraph`` with ``ll
 LangGraph's prebuilt ``ToolNode`` and ``tools_condition``, the way LangGraph documents agents. Its
 model is ``JITClient.chat_model()`` (LangChain's ``ChatOpenAI``): on the simulated engine the tool
 calls and the structured answer are simulated (schema-valid); with ``--engine vllm`` a real vLLM
-engine (tiny-random-llama: random weights, so answers are valid in shape only) serves them.
-Run: ``python examples/tool_agent.py [--deadline 3] [--runs 3] [--engine vllm]``.
+engine (tiny-random-llama: random weights, so answers are valid in shape only) serves them; with
+``--base-url`` the same code talks to a running server (``vllm serve --scheduler-cls
+jitagent_vllm.JITScheduler``, see examples/vllm_serve.py) over HTTP.
+Run: ``python examples/tool_agent.py [--deadline 3] [--runs 3] [--engine vllm | --base-url URL]``.
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ from langchain_core.messages import ToolMessage
 from jitagent.client import JITClient
 
 
-async def main(deadline_s: float, runs: int, time_scale: float, engine: str) -> None:
-    client = JITClient(engine=engine, policy="jit", time_scale=time_scale)
+async def main(deadline_s: float, runs: int, time_scale: float, engine: str, base_url: str | None) -> None:
+    client = (JITClient(base_url=base_url) if base_url
+              else JITClient(engine=engine, policy="jit", time_scale=time_scale))
     try:
         graph = jit_slo(build_agent(client.chat_model()), deadline_s=deadline_s)
         for i in range(runs):
@@ -47,5 +50,6 @@ if __name__ == "__main__":
     parser.add_argument("--time-scale", type=float, default=0.05, help="wall seconds per modelled second (sim)")
     parser.add_argument("--engine", choices=["sim", "vllm"], default="sim",
                         help="the simulated engine, or a real vLLM engine with tiny-random-llama (needs jitagent-vllm)")
+    parser.add_argument("--base-url", help="a running OpenAI-compatible server (http://host:port/v1) instead")
     args = parser.parse_args()
-    asyncio.run(main(args.deadline, args.runs, args.time_scale, args.engine))
+    asyncio.run(main(args.deadline, args.runs, args.time_scale, args.engine, args.base_url))
