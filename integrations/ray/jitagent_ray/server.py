@@ -36,6 +36,7 @@ from jitagent.client.text import BYTES_PER_TOKEN
 from jitagent.client.transport import InProcessTransport, LoopHost, StreamedReply
 from jitagent.scheduling.request_args import encode_request_args, parse_request_args
 from jitagent.scheduling.request import PipelineContext
+from jitagent.slo import parse_slo
 from jitagent_ray.calls import ReplicaCall, ReplyHead
 
 __all__ = ["ReplicasServer", "connect", "REPLICA_GONE"]
@@ -108,10 +109,11 @@ class ReplicasServer:
         fields = _json_object(body) if method == "POST" else None
         slo, request_class, pipeline = _scheduling(fields, scope) if fields is not None else (
             scope.slo, scope.request_class, scope.pipeline) if scope is not None else (None, None, None)
-        args = encode_request_args(slo, request_class=request_class, pipeline=pipeline, now=time.monotonic())
-        try:
-            parse_request_args(args)   # what the replica will read: a mistake is a 400 here, not there
-        except ValueError as exc:
+        _check_fields(slo, request_class)
+        try:   # what the replica will read: a mistake is a 400 here, not there
+            args = encode_request_args(slo, request_class=request_class, pipeline=pipeline, now=time.monotonic())
+            parse_request_args(args)
+        except ValueError as exc:   # the pipeline does not go with the SLO
             raise _bad(str(exc), "slo") from None
         if fields is not None:
             body = json.dumps(fields).encode()
@@ -133,6 +135,19 @@ def _json_object(body: bytes) -> dict[str, Any] | None:
     except (ValueError, RecursionError):
         return None
     return value if isinstance(value, dict) else None
+
+
+def _check_fields(slo: Any, request_class: Any) -> None:
+    """A 400 naming the field unless the SLO and the request class are valid."""
+    try:
+        if slo is not None:
+            parse_slo(slo)
+    except ValueError as exc:
+        raise _bad(str(exc), "slo") from None
+    try:
+        encode_request_args(request_class=request_class)   # checks it as the replica's scheduler will
+    except ValueError as exc:
+        raise _bad(str(exc), "request_class") from None
 
 
 def _scheduling(fields: dict[str, Any], scope: CallScope | None) -> tuple[Any, str | None, PipelineContext | None]:

@@ -21,8 +21,6 @@ from jitagent.slo import PipelineSLO
 
 from ray_fixtures import APP, RayApp
 
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
-
 
 def _http(app: RayApp) -> openai.AsyncOpenAI:
     return openai.AsyncOpenAI(base_url=app.base_url, api_key="unused", max_retries=0, timeout=60)
@@ -163,6 +161,8 @@ def test_no_replica_can_meet_the_slo_the_router_refuses(ray_app: RayApp) -> None
     ({"slo": {"kind": "deadline", "deadline_s": 5}, "vllm_xargs": {"slo": '{"kind": "deadline", "deadline_s": 5}'}},
      "slo", "given twice"),
     ({"vllm_xargs": {"run_id": "r", "stage": "s", "run_deadline_s": 5}}, "vllm_xargs", "pipeline SLO"),
+    ({"slo": {"kind": "deadline", "deadline_s": -1}}, "slo", "deadline_s"),
+    ({"request_class": ""}, "request_class", "request_class"),
 ])
 def test_bad_scheduling_fields_are_a_400_naming_them(ray_app: RayApp, extra: dict[str, Any], param: str,
                                                      says: str) -> None:
