@@ -120,10 +120,6 @@ class ReplicatedCore:
     # -- what the driver sees ------------------------------------------------------------------
 
     @property
-    def cores(self) -> list[EngineCore]:
-        return [replica.core for replica in self.replicas]
-
-    @property
     def policy_name(self) -> str:
         return self.replicas[0].core.policy.name
 
