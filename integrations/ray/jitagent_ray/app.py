@@ -26,12 +26,11 @@ from ray.serve import Application
 from ray.serve.config import RequestRouterConfig
 
 from jitagent_ray.ingress import OpenAIIngress
-from jitagent_ray.replica import EngineReplica, ReplicaSettings
+from jitagent_ray.replica import REPLICAS_DEPLOYMENT, EngineReplica, ReplicaSettings
 from jitagent_ray.router import ROUTERS, SLORouter
 
-__all__ = ["AppSettings", "build_app", "REPLICAS_DEPLOYMENT", "RAY_ROUTER"]
+__all__ = ["AppSettings", "build_app", "RAY_ROUTER"]
 
-REPLICAS_DEPLOYMENT = "EngineReplica"
 RAY_ROUTER = "ray"   # Ray Serve's default router, for comparison
 
 

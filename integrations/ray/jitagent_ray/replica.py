@@ -28,8 +28,9 @@ from jitagent.scheduling.policies import Policy, make_policy
 from jitagent_ray.calls import ReplicaCall, ReplyHead
 from jitagent_ray.stats import RequestClasses, sim_report
 
-__all__ = ["ReplicaSettings", "EngineReplica", "REPLICA_HEADER"]
+__all__ = ["ReplicaSettings", "EngineReplica", "REPLICA_HEADER", "REPLICAS_DEPLOYMENT"]
 
+REPLICAS_DEPLOYMENT = "EngineReplica"   # the replicas' deployment, in every app
 REPLICA_HEADER = "x-jitagent-replica"   # which replica answered (its Ray Serve id), on every reply
 ENGINES = ("sim", "vllm")
 

@@ -38,6 +38,7 @@ from jitagent.scheduling.request_args import encode_request_args, parse_request_
 from jitagent.scheduling.request import PipelineContext
 from jitagent.slo import parse_slo
 from jitagent_ray.calls import ReplicaCall, ReplyHead
+from jitagent_ray.replica import REPLICAS_DEPLOYMENT
 
 __all__ = ["ReplicasServer", "connect", "REPLICA_GONE"]
 
@@ -192,11 +193,11 @@ async def _events(stream: DeploymentResponseGenerator) -> AsyncGenerator[bytes, 
         yield f"data: {json.dumps({'error': error})}\n\n".encode()
 
 
-def connect(app_name: str = "jitagent", deployment: str = "EngineReplica", **kwargs: Any) -> openai.AsyncOpenAI:
+def connect(app_name: str = "jitagent", **kwargs: Any) -> openai.AsyncOpenAI:
     """An OpenAI client whose calls go to a running app's replicas through its deployment handle
     (no HTTP): ``extra_body={"slo": ...}`` and :func:`~jitagent.client.slo_scope` work as with
     ``JITClient``. ``kwargs`` go to ``openai.AsyncOpenAI`` (``timeout``, ``max_retries``, ...)."""
-    server = ReplicasServer(serve.get_deployment_handle(deployment, app_name))
+    server = ReplicasServer(serve.get_deployment_handle(REPLICAS_DEPLOYMENT, app_name))
     kwargs.setdefault("api_key", "jitagent-ray")   # never sent anywhere
     kwargs.setdefault("base_url", "http://jitagent-ray.local/v1")
     return openai.AsyncOpenAI(http_client=httpx2.AsyncClient(transport=InProcessTransport(server, LoopHost())),

@@ -14,6 +14,8 @@ from ray_fixtures import APP, RayApp
 
 ray = pytest.importorskip("ray")
 
+from jitagent_ray.replica import REPLICAS_DEPLOYMENT  # noqa: E402
+
 FAIL_WITHIN_S = 5.0
 
 
@@ -46,7 +48,8 @@ def test_a_replica_killed_under_load_fails_its_calls_fast_and_the_app_serves_on(
         started: asyncio.Queue[str] = asyncio.Queue()
         load = [asyncio.create_task(_call(client, model, i, started)) for i in range(12)]
         victim = await started.get()   # a replica with a stream in flight
-        ray.kill(ray.get_actor(f"SERVE_REPLICA::{APP}#EngineReplica#{victim}", namespace="serve"), no_restart=False)
+        actor = ray.get_actor(f"SERVE_REPLICA::{APP}#{REPLICAS_DEPLOYMENT}#{victim}", namespace="serve")
+        ray.kill(actor, no_restart=False)
         killed = time.monotonic()
         after = [asyncio.create_task(_call(client, model, 100 + i, asyncio.Queue())) for i in range(4)]
         outcomes = await asyncio.wait_for(asyncio.gather(*load), timeout=120)   # none hangs
