@@ -25,9 +25,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from importlib.metadata import EntryPoint, entry_points
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from jitagent.engines.protocol import Engine
+
+if TYPE_CHECKING:  # the layers above: for the protocol's types only
+    from jitagent.client.transport import NamedServer
+    from jitagent.scheduling.request import PipelineContext
+    from jitagent.slo import SLO
+    from jitagent.telemetry.providers import Telemetry
 
 __all__ = ["ENGINES", "WORKLOADS", "EnginePlugin", "WorkloadPlugin", "PluginNotFoundError", "load", "names",
            "engine_plugin_serving", "addon_packages"]
@@ -58,8 +64,13 @@ class EnginePlugin(Protocol):
         """Whether ``engine`` is one of this kind (an engine object handed to ``JITClient``)."""
         ...
 
-    def backend(self, engine: Any, model: str | None) -> Any:
-        """The :class:`~jitagent.client.backend.Backend` that serves ``engine`` to the OpenAI handlers."""
+    def server(self, engine: Any, *, model: str | None, default_slo: SLO | None,
+               default_pipeline: PipelineContext | None, telemetry: Telemetry) -> NamedServer:
+        """The OpenAI server that answers ``JITClient``'s requests from ``engine`` in-process (a
+        :class:`~jitagent.client.transport.NamedServer`), serving the model as ``model`` (the
+        engine's model name when ``None``). Calls that name
+        no SLO or pipeline get ``default_slo`` and ``default_pipeline``; each call's span and
+        metrics go to ``telemetry``."""
         ...
 
     def run_bench(self, config: Any, settings: Any, *, progress: bool) -> tuple[Any, Any]:

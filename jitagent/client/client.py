@@ -21,10 +21,10 @@ from opentelemetry.trace import TracerProvider
 
 from jitagent import plugins
 from jitagent.client._compat import FastResponseData
-from jitagent.client.backend import Backend, SimBackend
+from jitagent.client.backend import SimBackend
 from jitagent.client.handlers import OpenAIServer
 from jitagent.client.remote import RemoteServed
-from jitagent.client.transport import LoopHost, InProcessTransport, SyncInProcessTransport
+from jitagent.client.transport import LoopHost, InProcessTransport, Server, SyncInProcessTransport
 from jitagent.engines.protocol import Engine
 from jitagent.engines.sim import DEFAULT_PROFILE, SimConfig, SimEngine
 from jitagent.plugins import EnginePlugin
@@ -70,9 +70,10 @@ class _Served:
     stopped with it. (An engine of its own that runs elsewhere is left to that engine.)
     """
 
-    def __init__(self, engine: Engine, server: OpenAIServer, host: LoopHost, owns_engine: bool) -> None:
+    def __init__(self, engine: Engine, server: Server, model: str, host: LoopHost, owns_engine: bool) -> None:
         self.engine = engine
         self.server = server
+        self.model = model
         self.host = host
         self.owns_engine = owns_engine
         self._collected = weakref.finalize(self, host.stop)   # must not refer to self
@@ -110,7 +111,12 @@ class _ServedInProcess(FastResponseData):
 
 
 class JITClient(_ServedInProcess, openai.AsyncOpenAI):
-    """Drop-in ``openai.AsyncOpenAI`` that serves Chat Completions, Completions and Models in-process.
+    """Drop-in ``openai.AsyncOpenAI`` whose requests are served in-process.
+
+    On the simulated engine, jitagent's own server answers Chat Completions, Completions and
+    Models. On an add-on's engine, the add-on's server does: on the vLLM engine, vLLM's own OpenAI
+    server over the same engine (everything ``vllm serve`` offers for the model: tools,
+    structured outputs, logprobs, ``n``, every sampling option and vLLM extra, the Responses API).
 
     Args:
         engine: the engine to serve from: an :class:`~jitagent.engines.protocol.Engine` (a
@@ -154,10 +160,10 @@ class JITClient(_ServedInProcess, openai.AsyncOpenAI):
         if _served is None:
             owns_engine = engine is None or isinstance(engine, str)
             default_slo = parse_slo(slo) if slo is not None else None   # before an engine starts
-            served_engine, backend = _serve(engine, policy, profile, time_scale, model)
-            server = OpenAIServer(backend, default_slo=default_slo, default_pipeline=pipeline,
-                                  telemetry=Telemetry(tracer_provider, meter_provider, trace_content))
-            _served = _Served(served_engine, server, LoopHost(), owns_engine)
+            telemetry = Telemetry(tracer_provider, meter_provider, trace_content)
+            served_engine, server, served_model = _serve(engine, policy, profile, time_scale, model, default_slo,
+                                                         pipeline, telemetry)
+            _served = _Served(served_engine, server, served_model, LoopHost(), owns_engine)
         self._served = _served
         _client_defaults(kwargs)
         if kwargs.get("http_client") is None:
@@ -177,7 +183,7 @@ class JITClient(_ServedInProcess, openai.AsyncOpenAI):
     @property
     def served_model(self) -> str:
         """The model name calls must use."""
-        return self._served.server.backend.model
+        return self._served.model
 
     @property
     def sync(self) -> SyncJITClient:
@@ -209,24 +215,30 @@ class JITClient(_ServedInProcess, openai.AsyncOpenAI):
         await self._served.aclose()
 
 
-def _serve(engine: Engine | str | None, policy: Policy | str, profile: str, time_scale: float,
-           model: str | None) -> tuple[Engine, Backend]:
-    """The engine (``engine`` itself, or one started: ``"sim"``, ``None`` or an add-on's engine name)
-    and the backend that serves it to the OpenAI handlers."""
+def _serve(engine: Engine | str | None, policy: Policy | str, profile: str, time_scale: float, model: str | None,
+           default_slo: SLO | None, pipeline: PipelineContext | None,
+           telemetry: Telemetry) -> tuple[Engine, Server, str]:
+    """The engine (``engine`` itself, or one started: ``"sim"``, ``None`` or an add-on's engine name),
+    the server that answers the client's requests from it (the simulated engine's
+    :class:`OpenAIServer`, or the one the engine's add-on gives) and the model name it serves."""
+    plugin: EnginePlugin | None = None
     if engine is None or engine == "sim":
         engine = SimEngine(SimConfig(profile=profile), policy=policy, time_scale=time_scale)
     elif isinstance(engine, str):
-        plugin: EnginePlugin = plugins.load(plugins.ENGINES, engine)
+        plugin = plugins.load(plugins.ENGINES, engine)
         if not isinstance(policy, str):
             raise ValueError(f"the {engine} engine takes its policy by name (jit, fcfs, edf, ltr, las)")
-        return (started := plugin.start(model=model, policy=policy)), plugin.backend(started, None)
+        engine, model = plugin.start(model=model, policy=policy), None   # the model loaded is served as itself
     if isinstance(engine, SimEngine):
-        return engine, SimBackend(engine, model or engine.model_name)
-    plugin_serving = plugins.engine_plugin_serving(engine)
-    if plugin_serving is None:
+        backend = SimBackend(engine, model or engine.model_name)
+        server = OpenAIServer(backend, default_slo=default_slo, default_pipeline=pipeline, telemetry=telemetry)
+        return engine, server, backend.model
+    plugin = plugin or plugins.engine_plugin_serving(engine)
+    if plugin is None:
         raise TypeError(f"engine must be 'sim', the name of an installed engine ({', '.join(plugins.names(plugins.ENGINES)) or 'none'}) "
                         f"or an engine object an installed add-on serves, got {type(engine).__name__}")
-    return engine, plugin_serving.backend(engine, model)
+    served = plugin.server(engine, model=model, default_slo=default_slo, default_pipeline=pipeline, telemetry=telemetry)
+    return engine, served, served.model
 
 
 class SyncJITClient(_ServedInProcess, openai.OpenAI):

@@ -1,9 +1,10 @@
 """In-process HTTPX2 transports: the seam between the OpenAI client and the engine.
 
 The OpenAI client builds an ``httpx2.Request``; instead of sending it over a socket, these
-transports hand it to an :class:`~jitagent.client.handlers.OpenAIServer` and wrap its reply in an
-``httpx2.Response`` whose body streams as the engine produces tokens (httpx2's own
-``ASGITransport`` would buffer the whole body first).
+transports hand it to a :class:`Server` (the simulated engine's
+:class:`~jitagent.client.handlers.OpenAIServer`, or an add-on's, such as vLLM's own OpenAI server
+in-process) and wrap its reply in an ``httpx2.Response`` whose body streams as the engine produces
+tokens (httpx2's own ``ASGITransport`` would buffer the whole body first).
 
 :class:`LoopHost` decides on which event loop a client's calls are handled: the loop of the
 caller when none of the client's calls is in flight elsewhere, so an async application pays no
@@ -18,18 +19,50 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import AsyncIterator, Coroutine, Iterator
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import httpx2
 from opentelemetry import context as otel_context
+from opentelemetry.context import Context
 
-from jitagent.client.context import current_scope
-from jitagent.client.handlers import JSONReply, OpenAIServer, StreamReply
+from jitagent.client.context import CallScope, current_scope
+from jitagent.client.handlers import JSONReply
 from jitagent.slo import is_finite_number
 
-__all__ = ["LoopHost", "InProcessTransport", "SyncInProcessTransport"]
+__all__ = ["Server", "NamedServer", "StreamedReply", "LoopHost", "InProcessTransport", "SyncInProcessTransport"]
 
 _T = TypeVar("_T")
+
+
+class StreamedReply(Protocol):
+    """A 200 event stream (:class:`~jitagent.client.handlers.StreamReply` is one): its events as
+    they are made; :meth:`aclose` before the end aborts the request."""
+
+    @property
+    def events(self) -> AsyncIterator[bytes]: ...
+
+    @property
+    def headers(self) -> dict[str, str]: ...
+
+    async def aclose(self) -> None: ...
+
+
+class Server(Protocol):
+    """What the transports hand each request to."""
+
+    async def handle(self, method: str, path: str, body: bytes, scope: CallScope | None,
+                     parent: Context | None = None) -> JSONReply | StreamedReply:
+        """Answer one request (``path`` relative to the API root, ``/chat/completions``) on the
+        host's loop; ``scope`` and ``parent`` (the OpenTelemetry context) are the caller's. Errors
+        are replies."""
+        ...
+
+
+class NamedServer(Server, Protocol):
+    """A server that also says which model it serves (an engine add-on's)."""
+
+    @property
+    def model(self) -> str: ...
 
 
 class LoopHost:
@@ -144,7 +177,7 @@ def _api_path(request: httpx2.Request, root: str) -> str:
 class _StreamBody(httpx2.AsyncByteStream):
     """A streamed reply's events for a caller on the engine's loop; ``aclose`` aborts the request."""
 
-    def __init__(self, reply: StreamReply, host: LoopHost) -> None:
+    def __init__(self, reply: StreamedReply, host: LoopHost) -> None:
         self._reply = reply
         self._host: LoopHost | None = host
 
@@ -164,7 +197,7 @@ class _StreamBody(httpx2.AsyncByteStream):
 class _BridgedStreamBody(httpx2.AsyncByteStream):
     """A streamed reply for a caller on another loop: each event is fetched on the engine's loop."""
 
-    def __init__(self, reply: StreamReply, host: LoopHost, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, reply: StreamedReply, host: LoopHost, loop: asyncio.AbstractEventLoop) -> None:
         self._reply = reply
         self._host: LoopHost | None = host
         self._loop = loop
@@ -193,7 +226,7 @@ class _BridgedStreamBody(httpx2.AsyncByteStream):
 class _SyncStreamBody(httpx2.SyncByteStream):
     """A streamed reply for a synchronous caller: each event is fetched on the engine's loop."""
 
-    def __init__(self, reply: StreamReply, host: LoopHost, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, reply: StreamedReply, host: LoopHost, loop: asyncio.AbstractEventLoop) -> None:
         self._reply = reply
         self._host: LoopHost | None = host
         self._loop = loop
@@ -216,7 +249,7 @@ class _SyncStreamBody(httpx2.SyncByteStream):
             self._host = None
 
 
-def _response(reply: JSONReply | StreamReply, stream: httpx2.AsyncByteStream | httpx2.SyncByteStream | None,
+def _response(reply: JSONReply | StreamedReply, stream: httpx2.AsyncByteStream | httpx2.SyncByteStream | None,
               request: httpx2.Request) -> httpx2.Response:
     if isinstance(reply, JSONReply):
         return httpx2.Response(reply.status, headers=reply.headers, content=reply.body, request=request)
@@ -224,7 +257,7 @@ def _response(reply: JSONReply | StreamReply, stream: httpx2.AsyncByteStream | h
 
 
 class InProcessTransport(httpx2.AsyncBaseTransport):
-    """Serves an ``httpx2.AsyncClient``'s requests from an :class:`OpenAIServer` in this process.
+    """Serves an ``httpx2.AsyncClient``'s requests from a :class:`Server` in this process.
 
     Args:
         server: answers the requests.
@@ -232,7 +265,7 @@ class InProcessTransport(httpx2.AsyncBaseTransport):
         root: the API's path prefix in request URLs (``/v1``).
     """
 
-    def __init__(self, server: OpenAIServer, host: LoopHost, root: str = "/v1") -> None:
+    def __init__(self, server: Server, host: LoopHost, root: str = "/v1") -> None:
         self.server = server
         self.host = host
         self.root = root
@@ -268,7 +301,7 @@ class SyncInProcessTransport(httpx2.BaseTransport):
     It must not be called from the thread running the engine's loop (that would wait on itself).
     """
 
-    def __init__(self, server: OpenAIServer, host: LoopHost, root: str = "/v1") -> None:
+    def __init__(self, server: Server, host: LoopHost, root: str = "/v1") -> None:
         self.server = server
         self.host = host
         self.root = root

@@ -9,8 +9,10 @@
 * :class:`TokenIdValidator`: ``--middleware jitagent_vllm.TokenIdValidator`` makes ``vllm serve``
   answer a prompt id outside the vocabulary with HTTP 400 (vLLM does not check ids without a tokenizer).
 * :class:`VLLMEngine`: ``AsyncLLM`` with that scheduler, for ``JITClient(engine="vllm")``,
-  ``jitagent bench --engine vllm`` and ``jitagent calibrate``.
-* ``tiny-random-llama``: a built-in model name that runs anywhere, with random weights.
+  ``jitagent bench --engine vllm`` and ``jitagent calibrate``; ``JITClient`` talks to it through
+  vLLM's own OpenAI server, in-process (:mod:`jitagent_vllm.server`).
+* ``tiny-random-llama``: a built-in model name that runs anywhere, with random weights and a small
+  tokenizer whose chat template calls tools (vLLM's ``hermes`` tool parser).
 
 Importing this package imports vLLM.
 """

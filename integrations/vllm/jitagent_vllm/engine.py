@@ -8,16 +8,19 @@ shuts the engine down. A request vLLM cannot take (a prompt id outside the vocab
 does not check without a tokenizer, a seed beyond 64 bits, anything vLLM's own checks refuse) is a
 ``ValueError`` at the call, never the engine's end.
 
-Prompts: a model with a tokenizer is prompted through it (and through its chat template for
-messages). A model without one (``tiny-random-llama``, any folder with only a ``config.json``)
-gets the **byte-level fallback**: text is cut into 4-byte pieces, each one token whose id is a hash
-of the piece (so a prompt has as many tokens as jitagent's simulated engine counts for it), and each
-output token id is shown as one printable ASCII character (``chr(32 + id % 95)``).
+The OpenAI API over this engine is vLLM's own (:mod:`jitagent_vllm.server`); this class serves
+token ids (:meth:`VLLMEngine.generate_ids`, and :meth:`VLLMEngine.generate` for the benchmarks).
+Text: a model with a tokenizer (``tiny-random-llama`` has a small one) encodes and decodes through
+it. A model without one (any folder with only a ``config.json``) gets the **byte-level fallback**:
+text is cut into 4-byte pieces, each one token whose id is a hash of the piece (so a prompt has as
+many tokens as jitagent's simulated engine counts for it), and each output token id is shown as one
+printable ASCII character (``chr(32 + id % 95)``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import hashlib
 import logging
 import os
@@ -37,7 +40,7 @@ from jitagent.scheduling.plan import EngineLimits
 from jitagent.scheduling.request import PipelineContext
 from jitagent.slo import SLO, InfeasibleSLOError
 from jitagent_vllm import _compat
-from jitagent_vllm.models import TINY_MODEL, has_weights, resolve_model
+from jitagent_vllm.models import TINY_MODEL, has_tokenizer, has_weights, resolve_model
 from jitagent.scheduling.request_args import encode_request_args
 from jitagent_vllm.scheduler import INVALID_REQUEST, SLO_INFEASIBLE
 from jitagent_vllm.settings import SchedulerSettings
@@ -67,6 +70,9 @@ class VLLMEngineConfig:
         step_log: a file the scheduler appends each measured step to.
         kv_cache_gib: KV cache size on a CPU, unless ``VLLM_CPU_KVCACHE_SPACE`` says otherwise.
         engine_args: any other ``AsyncEngineArgs`` field.
+        server_args: ``vllm serve`` flags for vLLM's OpenAI layer that ``JITClient`` talks to, e.g.
+            ``("--enable-auto-tool-choice", "--tool-call-parser", "llama3_json")`` for a model whose
+            chat template calls tools that way (a built-in model gets its own).
     """
 
     model: str = TINY_MODEL
@@ -79,6 +85,7 @@ class VLLMEngineConfig:
     step_log: str | None = None
     kv_cache_gib: float = 1.0
     engine_args: Mapping[str, Any] = field(default_factory=dict)
+    server_args: tuple[str, ...] = ()
 
     def settings(self) -> SchedulerSettings:
         """The scheduler's settings (ValueError on an unknown policy)."""
@@ -91,8 +98,10 @@ class VLLMEngineConfig:
         path = resolve_model(self.model)
         kwargs: dict[str, Any] = {"model": path, "scheduler_cls": "jitagent_vllm.JITScheduler",
                                   "additional_config": self.settings().additional_config()}
-        if not has_weights(path):  # a config-only model: random weights, no tokenizer, no compilation
-            kwargs.update(load_format="dummy", skip_tokenizer_init=True, enforce_eager=True)
+        if not has_weights(path):  # a config-only model: random weights, no compilation
+            kwargs.update(load_format="dummy", enforce_eager=True)
+        if not has_tokenizer(path):
+            kwargs["skip_tokenizer_init"] = True
         if on_cpu():
             kwargs["kv_cache_memory_bytes"] = cpu_kv_cache_bytes(self.kv_cache_gib)
         for name in ("max_model_len", "max_num_seqs", "max_num_batched_tokens", "enable_prefix_caching"):
@@ -143,7 +152,6 @@ class VLLMEngine:
         self.config = config or VLLMEngineConfig()
         started = time.perf_counter()
         self._closed = False
-        self._in_flight: set[str] = set()   # ids of the requests being served: failed at once by a close
         self._thread: threading.Thread | None = None
         try:
             self._loop = asyncio.get_running_loop()
@@ -185,6 +193,29 @@ class VLLMEngine:
             raise RuntimeError("VLLMEngine.run() was called on the engine's own event loop, which would wait on "
                                "itself: await the coroutine instead")
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    def submit(self, coro: Coroutine[Any, Any, _T]) -> concurrent.futures.Future[_T]:
+        """Start ``coro`` on the engine's loop, from any thread or loop (its own included)."""
+        if not self._loop.is_running():
+            coro.close()
+            raise EngineDeadError("the event loop the vLLM engine is bound to is not running")
+        return asyncio.run_coroutine_threadsafe(coro, self._loop)
+
+    async def call(self, coro: Coroutine[Any, Any, _T]) -> _T:
+        """Await ``coro`` on the engine's loop, from any loop: directly on its own, else with a hop there."""
+        if self._on_engine_loop():
+            return await coro
+        return await asyncio.wrap_future(self.submit(coro))
+
+    def dead_reason(self) -> str | None:
+        """Why the engine cannot serve (closed, its process dead, its loop stopped), or ``None`` if it can."""
+        if self._closed:
+            return "the vLLM engine was closed"
+        if self.llm.errored:
+            return "the vLLM engine process died"
+        if not self._loop.is_running():
+            return "the event loop the vLLM engine is bound to is not running"
+        return None
 
     def _on_engine_loop(self) -> bool:
         try:
@@ -228,13 +259,6 @@ class VLLMEngine:
         return [_FIRST_FALLBACK_ID + int.from_bytes(hashlib.blake2b(data[i:i + BYTES_PER_TOKEN], digest_size=4).digest(),
                                                     "little") % span
                 for i in range(0, len(data), BYTES_PER_TOKEN)] or [_FIRST_FALLBACK_ID]
-
-    def encode_chat(self, messages: Sequence[Mapping[str, Any]]) -> list[int]:
-        """Token ids of a chat: the model's chat template, else each message as ``role: content``."""
-        if self.tokenizer is not None and getattr(self.tokenizer, "chat_template", None):
-            return list(self.tokenizer.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=True))
-        return self.encode("".join(f"{m.get('role', 'user')}: {m.get('content') or ''}\n" for m in messages)
-                           + "assistant: ")
 
     def decode(self, token_ids: Sequence[int]) -> str:
         if self.tokenizer is not None:
@@ -299,19 +323,16 @@ class VLLMEngine:
             async for delta in deltas:
                 yield delta
             return
-        if not self._loop.is_running():
-            await deltas.aclose()
-            raise EngineDeadError("the event loop the vLLM engine is bound to is not running")
         try:  # from another loop: each step of the iterator runs on the engine's loop
             while True:
                 try:
-                    delta = await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(anext(deltas), self._loop))
+                    delta = await self.call(anext(deltas))
                 except StopAsyncIteration:
                     return
                 yield delta
         finally:
             if not self._closed:
-                await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(deltas.aclose(), self._loop))
+                await self.call(deltas.aclose())
 
     def _sampling_params(self, max_tokens: int, slo: SLO | None, request_class: str | None,
                          pipeline: PipelineContext | None, declared_max_tokens: int | None, ignore_eos: bool,
@@ -331,7 +352,6 @@ class VLLMEngine:
         from vllm.inputs import TokensPrompt
         from vllm.v1.engine.exceptions import EngineDeadError as VLLMEngineDead
 
-        self._in_flight.add(request_id)
         try:
             async for output in self.llm.generate(TokensPrompt(prompt_token_ids=prompt_token_ids), params, request_id):
                 completion = output.outputs[0]
@@ -346,8 +366,6 @@ class VLLMEngine:
             raise EngineDeadError(f"the vLLM engine process died: {exc}") from exc
         except VLLMClientError as exc:  # vLLM's own checks refused the request: the caller's mistake
             raise ValueError(str(exc)) from None
-        finally:
-            self._in_flight.discard(request_id)
 
     async def wait_idle(self) -> None:
         """Nothing to wait for: the engine runs on its own loop and serves callers on any loop (a
@@ -378,10 +396,11 @@ class VLLMEngine:
         if self._closed:
             return
         self._closed = True
-        if self._in_flight:
+        in_flight = _compat.unfinished_request_ids(self.llm)   # from generate_ids and from the OpenAI server alike
+        if in_flight:
             # vLLM ends each with an "abort" output, which _generate turns into EngineDeadError for
-            # its caller, and frees it in the engine process (if that still runs).
-            await self.llm.abort(list(self._in_flight))
+            # its caller (and the OpenAI server into a 503), and frees it in the engine process (if that still runs).
+            await self.llm.abort(in_flight, internal=True)
         self._stop_engine()
 
     def _stop_engine(self) -> None:

@@ -36,11 +36,9 @@ class GatedQueue(RequestQueue):
         """Let vLLM's loop admit in arrival order, as its own FCFS queue would."""
         self._open = deque(self._all)
 
-    def close(self) -> list[Request]:
-        """Shut the gate; returns the admitted requests vLLM did not take."""
-        left = list(self._open)
+    def close(self) -> None:
+        """Shut the gate (the admitted requests vLLM did not take wait on, in the whole queue)."""
         self._open.clear()
-        return left
 
     # -- RequestQueue: what vLLM's admission loop sees -----------------------------------------
 

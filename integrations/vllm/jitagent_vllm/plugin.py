@@ -7,10 +7,13 @@ from __future__ import annotations
 from typing import Any
 
 from jitagent.bench.suite import BenchConfig, BenchResult
-from jitagent_vllm.backend import VLLMBackend
+from jitagent.scheduling.request import PipelineContext
+from jitagent.slo import SLO
+from jitagent.telemetry.providers import Telemetry
 from jitagent_vllm.bench import run_vllm_bench
 from jitagent_vllm.calibrate import Calibration, calibrate
 from jitagent_vllm.engine import VLLMEngine, VLLMEngineConfig
+from jitagent_vllm.server import VLLMOpenAIServer
 from jitagent_vllm.slo_scale import SLOScale
 
 __all__ = ["ENGINE"]
@@ -28,8 +31,10 @@ class VLLMEngines:
     def serves(self, engine: object) -> bool:
         return isinstance(engine, VLLMEngine)
 
-    def backend(self, engine: Any, model: str | None) -> VLLMBackend:
-        return VLLMBackend(engine, model)
+    def server(self, engine: Any, *, model: str | None, default_slo: SLO | None,
+               default_pipeline: PipelineContext | None, telemetry: Telemetry) -> VLLMOpenAIServer:
+        return VLLMOpenAIServer(engine, model=model, default_slo=default_slo, default_pipeline=default_pipeline,
+                                telemetry=telemetry)
 
     def run_bench(self, config: BenchConfig, settings: VLLMEngineConfig, *,
                   progress: bool) -> tuple[BenchResult, SLOScale | None]:

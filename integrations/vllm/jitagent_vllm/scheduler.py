@@ -93,6 +93,7 @@ class JITScheduler(Scheduler):
         self._errors: list[tuple[Request, str]] = []       # ended with an error; reported at the next output
         self._invalid: list[tuple[Request, str]] = []      # arrived with bad data; ended at the next step
         self._planned: dict[str, int] = {}
+        self._admitted: list[Request] = []   # the waiting requests the step's plan admits
         model = self.vllm_config.model_config   # vLLM checks prompt ids itself only with a tokenizer
         self._vocab_size: int | None = model.get_vocab_size() if model.skip_tokenizer_init else None
         logger.info("jitagent scheduler: policy %s, token budget %d, %d seats, %d KV blocks of %d tokens",
@@ -170,9 +171,9 @@ class JITScheduler(Scheduler):
             output = super().schedule(*args, **kwargs)
         finally:
             self.max_num_scheduled_tokens = self._full_budget
-            refused = self.waiting.close()
+            self.waiting.close()
         if plan is not None:
-            self._reconcile(output, refused)
+            self._reconcile(output)
         self._observe_scheduled(output, now)
         return output
 
@@ -231,12 +232,16 @@ class JITScheduler(Scheduler):
             request.next_decode_eligible_step = self.current_step + 2  # skips the coming step only
         self.running = order + sitting_out
         self.waiting.open(admitted)
+        self._admitted = admitted
         self.max_num_scheduled_tokens = sum(planned.values())
 
-    def _reconcile(self, output: SchedulerOutput, refused: list[Request]) -> None:
+    def _reconcile(self, output: SchedulerOutput) -> None:
         """Give the policy back what vLLM did not do as planned."""
-        for request in refused:  # admitted by the plan, refused by vLLM's own checks: waiting again
-            self.supervisor.requeue(self.states[request.request_id])
+        for request in self._admitted:
+            # Admitted by the plan, still waiting after vLLM's loop: its budgets ran out first, or it
+            # was not ready (a grammar still compiling, say) and vLLM skipped it. It waits again.
+            if request.request_id not in output.num_scheduled_tokens and request in self.waiting:
+                self.supervisor.requeue(self.states[request.request_id])
         for request_id in output.preempted_req_ids or ():
             state = self.states.get(request_id)
             if state is not None and state.status is RequestStatus.RUNNING:  # vLLM's own preemption
