@@ -4,10 +4,15 @@ Three ways to stream the same requests from the same tiny model on this CPU, eac
 scheduler inside vLLM:
 
 * **engine**: ``VLLMEngine.generate_ids``, no client at all (the baseline);
-* **jitclient**: ``JITClient(engine=...)``: the OpenAI client, jitagent's in-process transport and
-  handlers, on the same event loop as the engine (made in the application's loop, it binds to it);
+* **jitclient**: ``JITClient(engine=...)``: the OpenAI client and jitagent's in-process transport to
+  vLLM's own OpenAI server (its ASGI app, called in-process), on the same event loop as the engine
+  (made in the application's loop, it binds to it);
 * **serve**: vLLM's OpenAI server (``vllm serve --scheduler-cls jitagent_vllm.JITScheduler``) in its own
   process, the plain ``openai.AsyncOpenAI`` over loopback HTTP.
+
+Both servers are the same code with the same settings (the model's tokenizer, detokenizing every
+token); the difference is the process boundary, the HTTP connection and the event loop shared with
+the application.
 
 Requests run one at a time (unloaded, so that only the path differs), the three paths interleaved
 round by round so that drift on a busy machine spreads evenly. For each request: the time to the
@@ -50,7 +55,7 @@ async def openai_stream(client: openai.AsyncOpenAI, prompt: list[int], tokens: i
     stream = await client.completions.create(model=MODEL, prompt=prompt, max_tokens=tokens, stream=True,
                                              extra_body=extra or None)
     async for chunk in stream:
-        if chunk.choices:  # one per engine output (vLLM's server sends empty text without a tokenizer)
+        if chunk.choices:  # one per engine output
             times.append(time.perf_counter() - start)
     return times
 
@@ -68,7 +73,7 @@ async def measure(server_url: str, args: argparse.Namespace) -> dict[str, list[l
     http = openai.AsyncOpenAI(base_url=server_url, api_key="unused")
     paths = {
         "engine": lambda: engine_direct(engine, prompt, args.tokens),
-        "jitclient": lambda: openai_stream(jit, prompt, args.tokens),
+        "jitclient": lambda: openai_stream(jit, prompt, args.tokens, ignore_eos=True),
         "serve": lambda: openai_stream(http, prompt, args.tokens, ignore_eos=True),
     }
     runs: dict[str, list[list[float]]] = {name: [] for name in paths}
@@ -94,7 +99,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("bench-out"))
     args = parser.parse_args()
 
-    with running_server(MODEL) as url:
+    # The same tokenizer on both sides (a config-only model's `vllm serve` may skip it).
+    with running_server(MODEL, extra=("--no-skip-tokenizer-init",)) as url:
         runs = asyncio.run(measure(url, args))
     figures = {name: summary(r) for name, r in runs.items()}
     base = figures["engine"]

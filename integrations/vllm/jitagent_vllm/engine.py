@@ -192,7 +192,12 @@ class VLLMEngine:
             coro.close()
             raise RuntimeError("VLLMEngine.run() was called on the engine's own event loop, which would wait on "
                                "itself: await the coroutine instead")
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        try:
+            return future.result()
+        except KeyboardInterrupt:   # Ctrl-C: stop the work too, or it runs on until the engine is closed
+            future.cancel()
+            raise
 
     def submit(self, coro: Coroutine[Any, Any, _T]) -> concurrent.futures.Future[_T]:
         """Start ``coro`` on the engine's loop, from any thread or loop (its own included)."""

@@ -33,9 +33,10 @@ WEATHER = {"type": "object", "properties": {"city": {"type": "string", "enum": [
            "required": ["city", "days"], "additionalProperties": False}
 SEARCH = {"type": "object", "properties": {"query": {"type": "string", "maxLength": 12}},
           "required": ["query"], "additionalProperties": False}
-# strict: vLLM pins the arguments to the schema (as OpenAI does); random weights then still finish.
-TOOLS = [{"type": "function", "function": {"name": "get_weather", "strict": True, "parameters": WEATHER}},
-         {"type": "function", "function": {"name": "search", "strict": True, "parameters": SEARCH}}]
+# Not marked strict: the tiny model's server holds every tool's arguments to its schema
+# (--tool-strict-level parameter), and random weights then finish them.
+TOOLS = [{"type": "function", "function": {"name": "get_weather", "parameters": WEATHER}},
+         {"type": "function", "function": {"name": "search", "parameters": SEARCH}}]
 SCHEMAS = {"get_weather": WEATHER, "search": SEARCH}
 ANSWER = {"type": "object", "properties": {"summary": {"type": "string", "maxLength": 16},
                                            "confidence": {"type": "integer", "minimum": 0, "maximum": 9},
@@ -85,7 +86,7 @@ async def test_a_history_with_tool_calls_and_results_and_langchains_bound_tools(
         {"role": "tool", "tool_call_id": "call_1", "content": "sunny, 24 C"}]
     reply = await client.chat.completions.create(model=MODEL, messages=history, tools=TOOLS, max_tokens=4)
     assert reply.usage.prompt_tokens > 100   # the tools and the whole history went through the template
-    model = client.chat_model(max_tokens=256, seed=4).bind_tools(TOOLS, tool_choice="search", strict=True)
+    model = client.chat_model(max_tokens=256, seed=4).bind_tools(TOOLS, tool_choice="search")
     message = await model.ainvoke("Find the weather.")
     assert message.tool_calls and message.tool_calls[0]["name"] == "search"
     jsonschema.validate(message.tool_calls[0]["args"], SEARCH)

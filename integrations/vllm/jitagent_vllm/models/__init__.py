@@ -47,7 +47,11 @@ def has_tokenizer(model_dir: str) -> bool:
 
 def openai_server_flags(name_or_path: str) -> tuple[str, ...]:
     """The flags of vLLM's OpenAI server (``vllm serve``) that a built-in model needs beyond its
-    path: automatic tool choice with the tool parser its chat template is written for. Other
-    models need what their own documentation says (``VLLMEngineConfig.server_args``)."""
+    path: automatic tool choice with the tool parser its chat template is written for, and tool
+    arguments held to their schema (``--tool-strict-level parameter``: as if every tool were
+    ``strict``; a model with random weights makes nothing valid by itself). Other models need what
+    their own documentation says (``VLLMEngineConfig.server_args``)."""
     parser = _TOOL_PARSERS.get(name_or_path)
-    return ("--enable-auto-tool-choice", "--tool-call-parser", parser) if parser else ()
+    if parser is None:
+        return ()
+    return "--enable-auto-tool-choice", "--tool-call-parser", parser, "--tool-strict-level", "parameter"
