@@ -67,7 +67,8 @@ async def test_after_its_tool_rounds_the_agent_must_answer() -> None:
     client = JITClient(time_scale=0.01)
     try:
         graph = jit_slo(build_agent(client.chat_model(), tool_choice="required", max_tool_rounds=2), deadline_s=30.0)
-        result = await graph.ainvoke(agent_input(3))
+        # six steps (agent, tools, agent, tools, agent, respond); without the bound: GraphRecursionError
+        result = await graph.ainvoke(agent_input(3), {"recursion_limit": 7})
     finally:
         await client.close()
     turns = [m for m in result["messages"] if isinstance(m, AIMessage)]
