@@ -27,6 +27,7 @@ from opentelemetry.context import Context
 
 from jitagent.client.context import CallScope, current_scope
 from jitagent.client.handlers import JSONReply
+from jitagent.engines.background import BackgroundLoop
 from jitagent.slo import is_finite_number
 
 __all__ = ["Server", "NamedServer", "StreamedReply", "LoopHost", "InProcessTransport", "SyncInProcessTransport"]
@@ -72,8 +73,7 @@ class LoopHost:
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None   # where the engine last ran
         self._live = 0                                         # calls in flight on it
-        self._thread: threading.Thread | None = None
-        self._thread_loop: asyncio.AbstractEventLoop | None = None
+        self._background: BackgroundLoop | None = None   # for synchronous callers, started when one comes
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop | None:
@@ -101,16 +101,9 @@ class LoopHost:
             self._live -= 1
 
     def _background_loop(self) -> asyncio.AbstractEventLoop:
-        if self._thread_loop is None:
-            loop = asyncio.new_event_loop()
-            ready = threading.Event()
-            loop.call_soon(ready.set)
-            self._thread = threading.Thread(target=_run_until_stopped, args=(loop,), name="jitagent-engine",
-                                            daemon=True)
-            self._thread.start()
-            ready.wait()
-            self._thread_loop = loop
-        return self._thread_loop
+        if self._background is None:
+            self._background = BackgroundLoop("jitagent-engine")
+        return self._background.loop
 
     async def call(self, loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, _T]) -> _T:
         """Await ``coro`` on ``loop`` from this loop (directly when they are the same)."""
@@ -128,12 +121,8 @@ class LoopHost:
         garbage collection too): what is left on its loop is cancelled, then the loop is closed
         (its selector's file descriptors with it). Returns the thread, which ends soon after."""
         with self._lock:
-            loop, thread = self._thread_loop, self._thread
-            self._thread_loop = self._thread = None
-        if loop is None:
-            return None
-        loop.call_soon_threadsafe(loop.stop)
-        return thread
+            background, self._background = self._background, None
+        return background.stop() if background is not None else None
 
     def close(self) -> None:
         """:meth:`stop`, then wait until the thread has ended (unless called on it)."""
@@ -146,21 +135,6 @@ class LoopHost:
         thread = self.stop()
         if thread is not None:
             await asyncio.to_thread(thread.join)
-
-
-def _run_until_stopped(loop: asyncio.AbstractEventLoop) -> None:
-    """A background loop's thread: run it until it is stopped, then end what is left on it as
-    ``asyncio.run`` does (a simulated engine stepping there hands its other callers on) and close it."""
-    try:
-        loop.run_forever()
-    finally:
-        tasks = asyncio.all_tasks(loop)
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
-        loop.run_until_complete(loop.shutdown_asyncgens())
-        loop.close()
 
 
 def _read_timeout(request: httpx2.Request) -> float | None:

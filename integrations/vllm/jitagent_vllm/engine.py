@@ -24,7 +24,6 @@ import concurrent.futures
 import hashlib
 import logging
 import os
-import threading
 import time
 import uuid
 import zlib
@@ -35,6 +34,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from jitagent.client.text import BYTES_PER_TOKEN
+from jitagent.engines.background import BackgroundLoop
 from jitagent.engines.errors import EngineDeadError
 from jitagent.scheduling.plan import EngineLimits
 from jitagent.scheduling.request import PipelineContext
@@ -152,15 +152,14 @@ class VLLMEngine:
         self.config = config or VLLMEngineConfig()
         started = time.perf_counter()
         self._closed = False
-        self._thread: threading.Thread | None = None
+        self._background: BackgroundLoop | None = None
         try:
             self._loop = asyncio.get_running_loop()
         except RuntimeError:   # no loop here: one of our own, on a thread
-            self._loop = asyncio.new_event_loop()
-            self._thread = threading.Thread(target=self._loop.run_forever, name="jitagent-vllm", daemon=True)
-            self._thread.start()
+            self._background = BackgroundLoop("jitagent-vllm")
+            self._loop = self._background.loop
         try:
-            self.llm = self._create_llm() if self._thread is None else self.run(_in_loop(self._create_llm))
+            self.llm = self._create_llm() if self._background is None else self.run(_in_loop(self._create_llm))
         except BaseException:
             self._stop_loop()
             raise
@@ -393,9 +392,7 @@ class VLLMEngine:
         elif not self._closed:  # nothing can be in flight on a loop that no longer runs
             self._closed = True
             self._stop_engine()
-        if self._thread is not None:
-            self.run(_cancel_pending_tasks())
-            self._stop_loop()
+        self._stop_loop()
 
     async def _shut_down(self) -> None:
         if self._closed:
@@ -414,24 +411,15 @@ class VLLMEngine:
         self.llm.shutdown()
 
     def _stop_loop(self) -> None:
-        if self._thread is None:
-            return
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join()
-        self._loop.close()
-        self._thread = None
+        """Stop the loop of our own, if the engine has one (what is left on it is cancelled)."""
+        if self._background is not None:
+            self._background.close()
+            self._background = None
 
 
 async def _in_loop(function: Callable[[], _T]) -> _T:
     """Call ``function`` on the loop this coroutine runs on."""
     return function()
-
-
-async def _cancel_pending_tasks() -> None:
-    tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _refusal(reason: str) -> Exception:
