@@ -99,8 +99,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("bench-out"))
     args = parser.parse_args()
 
-    # The same tokenizer on both sides (a config-only model's `vllm serve` may skip it).
-    with running_server(MODEL, extra=("--no-skip-tokenizer-init",)) as url:
+    with running_server(MODEL) as url:   # with the model's tokenizer, as JITClient's in-process server
         runs = asyncio.run(measure(url, args))
     figures = {name: summary(r) for name, r in runs.items()}
     base = figures["engine"]

@@ -32,7 +32,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from jitagent_vllm.engine import cpu_kv_cache_bytes, on_cpu
-from jitagent_vllm.models import has_weights, resolve_model
+from jitagent_vllm.models import has_tokenizer, has_weights, openai_server_flags, resolve_model
 from jitagent_vllm.settings import SchedulerSettings
 
 __all__ = ["serve_command", "running_server", "free_port"]
@@ -40,11 +40,15 @@ __all__ = ["serve_command", "running_server", "free_port"]
 
 def serve_command(model: str, *, policy: str = "jit", host: str = "127.0.0.1", port: int = 8000,
                   api_key: str | None = None, extra: tuple[str, ...] = (),
-                  scheduler_cls: str = "jitagent_vllm.JITScheduler") -> list[str]:
-    """The ``vllm serve`` command line (vLLM's OpenAI server) for ``model`` (a built-in name, folder or hub name) with the JIT
-    scheduler (or ``scheduler_cls``, an importable subclass of it) running ``policy``; a config-only
-    model gets random weights and no tokenizer."""
+                  scheduler_cls: str = "jitagent_vllm.JITScheduler", skip_tokenizer: bool | None = None) -> list[str]:
+    """The ``vllm serve`` command line (vLLM's OpenAI server) for ``model`` (a built-in name, folder or
+    hub name) with the JIT scheduler (or ``scheduler_cls``, an importable subclass of it) running
+    ``policy``. A model folder without weights gets random ones. ``skip_tokenizer``: serve token ids
+    only (``--skip-tokenizer-init``); by default, when the model has no tokenizer. With one, a
+    built-in model also gets its tool-calling flags (:func:`~jitagent_vllm.models.openai_server_flags`)."""
     path = resolve_model(model)
+    if skip_tokenizer is None:
+        skip_tokenizer = not has_tokenizer(path)
     settings = SchedulerSettings(policy=policy)
     command = [*_vllm_serve(), path, "--served-model-name", model, "--host", host, "--port", str(port),
                "--scheduler-cls", scheduler_cls,
@@ -52,7 +56,8 @@ def serve_command(model: str, *, policy: str = "jit", host: str = "127.0.0.1", p
                "--logits-processors", "jitagent_vllm:RequestArgsValidator",
                "--middleware", "jitagent_vllm.TokenIdValidator", "--middleware", "jitagent_vllm.middleware.SLORefusals"]
     if not has_weights(path):
-        command += ["--load-format", "dummy", "--skip-tokenizer-init", "--enforce-eager"]
+        command += ["--load-format", "dummy", "--enforce-eager"]
+    command += ["--skip-tokenizer-init"] if skip_tokenizer else [*openai_server_flags(model)]
     if on_cpu():
         command += ["--kv-cache-memory-bytes", str(cpu_kv_cache_bytes(1.0))]
     if api_key is not None:
@@ -80,13 +85,13 @@ def free_port() -> int:
 @contextmanager
 def running_server(model: str, *, policy: str = "jit", port: int | None = None, api_key: str | None = None,
                    extra: tuple[str, ...] = (), scheduler_cls: str = "jitagent_vllm.JITScheduler",
-                   timeout_s: float = 300.0) -> Iterator[str]:
-    """Start ``vllm serve`` on loopback (on ``port``, else a free one), wait until it answers, yield its
-    base URL (``.../v1``), stop it."""
+                   skip_tokenizer: bool | None = None, timeout_s: float = 300.0) -> Iterator[str]:
+    """Start ``vllm serve`` (:func:`serve_command`) on loopback (on ``port``, else a free one), wait
+    until it answers, yield its base URL (``.../v1``), stop it."""
     port = port if port is not None else free_port()
     log = tempfile.TemporaryFile(mode="w+")  # a file, not a pipe: vLLM logs a lot, and a full pipe would stall it
     process = subprocess.Popen(serve_command(model, policy=policy, port=port, api_key=api_key, extra=extra,
-                                             scheduler_cls=scheduler_cls),
+                                             scheduler_cls=scheduler_cls, skip_tokenizer=skip_tokenizer),
                                stdout=log, stderr=subprocess.STDOUT, text=True)
     base = f"http://127.0.0.1:{port}"
     try:

@@ -68,7 +68,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
             env.setenv(LOG_ENV, str(log))
             env.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(Path(__file__).parent),
                                                                    os.environ.get("PYTHONPATH")])))
-            url = stack.enter_context(running_server(MODEL, policy="jit",
+            # Token ids only, as a token-in, token-out deployment serves: what TokenIdValidator guards.
+            url = stack.enter_context(running_server(MODEL, policy="jit", skip_tokenizer=True,
                                                      scheduler_cls=f"{__name__}.RecordingScheduler"))
         yield url, log
 
@@ -104,6 +105,14 @@ def test_the_command_line_names_the_scheduler_and_binds_loopback() -> None:
     assert command[command.index("--api-key") + 1] == "secret"
     with pytest.raises(ValueError, match="unknown policy"):
         serve_command(MODEL, policy="magic")
+
+
+def test_the_tiny_model_is_served_with_its_tokenizer_and_tool_parser_unless_told_token_ids_only() -> None:
+    with_tokenizer = serve_command(MODEL)
+    assert "--skip-tokenizer-init" not in with_tokenizer
+    assert with_tokenizer[with_tokenizer.index("--tool-call-parser") + 1] == "hermes"
+    token_ids = serve_command(MODEL, skip_tokenizer=True)
+    assert "--skip-tokenizer-init" in token_ids and "--tool-call-parser" not in token_ids
 
 
 def test_requests_with_slos_in_vllm_xargs_are_served(client: openai.OpenAI) -> None:
