@@ -67,7 +67,7 @@ from jitagent.slo import SLO, PipelineSLO, InfeasibleSLOError, is_finite_number,
 from jitagent.telemetry.calls import CallTrace, start_call
 from jitagent.telemetry.providers import Telemetry
 
-__all__ = ["APIErrorReply", "JSONReply", "StreamReply", "OpenAIServer"]
+__all__ = ["APIErrorReply", "JSONReply", "StreamReply", "OpenAIServer", "call_scheduling", "JITAGENT_FIELDS"]
 
 logger = logging.getLogger(__name__)
 
@@ -313,16 +313,10 @@ class OpenAIServer:
         except ValueError as exc:
             raise _bad(f"{exc}", param, "context_length_exceeded") from None
 
-        slo, pipeline = self._slo_and_pipeline(body, scope)
-        request_class = body.get("request_class")
-        if request_class is None:
-            request_class = (scope.request_class if scope is not None else None) or "default"
-        elif not _is_name(request_class):
-            raise _bad(f"'request_class' must be a non-empty string of at most {MAX_NAME_CHARS} characters, "
-                       f"got {_show(request_class)}", "request_class")
+        slo, pipeline, request_class = call_scheduling(body, scope, self.default_slo, self.default_pipeline)
         prefix = "chatcmpl-" if chat else "cmpl-"
         request = GenerationRequest(prefix + uuid.uuid4().hex, prompt_tokens, prompt_key, max_tokens, seed, slo,
-                                    pipeline, request_class, tuple(prompt_ids) if prompt_ids is not None else None,
+                                    pipeline, request_class or "default", tuple(prompt_ids) if prompt_ids is not None else None,
                                     body.get("temperature"), answer_format, tool_rounds)
         return _Call(chat, model, stream, include_usage, _stop_strings(body.get("stop")), request,
                      body.get("messages") if chat else body.get("prompt"))
@@ -362,20 +356,6 @@ class OpenAIServer:
             return read_answer_format(body)
         except FormatError as exc:
             raise _bad(str(exc), exc.param) from None
-
-    def _slo_and_pipeline(self, body: dict[str, Any], scope: CallScope | None) -> tuple[SLO | None, PipelineContext | None]:
-        """The call's SLO and pipeline: from its body, else the ambient scope, else the client's defaults."""
-        slo: SLO | None = None
-        if body.get("slo") is not None:
-            try:
-                slo = parse_slo(body["slo"])
-            except ValueError as exc:
-                raise _bad(str(exc), "slo", "invalid_slo") from None
-        pipeline = _pipeline(body["pipeline"]) if body.get("pipeline") is not None else None
-        if scope is not None:
-            slo = slo or scope.slo
-            pipeline = pipeline or scope.pipeline
-        return slo or self.default_slo, pipeline or self.default_pipeline
 
     # -- serving -------------------------------------------------------------------------------
 
@@ -602,6 +582,31 @@ class _Answer:
         if self._kept is not None:
             self._kept.append(piece)
         return piece
+
+
+JITAGENT_FIELDS = frozenset(_JITAGENT_FIELDS)   # jitagent's own body fields, which no OpenAI server knows
+
+
+def call_scheduling(body: dict[str, Any], scope: CallScope | None, default_slo: SLO | None = None,
+                    default_pipeline: PipelineContext | None = None) -> tuple[SLO | None, PipelineContext | None, str | None]:
+    """A call's SLO, pipeline context and request class: each from its body (``slo``, ``pipeline``,
+    ``request_class``), else the ambient :func:`~jitagent.client.slo_scope`, else the defaults
+    (the client's); the request class ``None`` when nobody named one. The one reading of them,
+    whichever server the call goes to. Raises :class:`APIErrorReply` (400) naming a bad body field."""
+    slo: SLO | None = None
+    if body.get("slo") is not None:
+        try:
+            slo = parse_slo(body["slo"])
+        except ValueError as exc:
+            raise _bad(str(exc), "slo", "invalid_slo") from None
+    pipeline = _pipeline(body["pipeline"]) if body.get("pipeline") is not None else None
+    request_class = body.get("request_class")
+    if request_class is not None and not _is_name(request_class):
+        raise _bad(f"'request_class' must be a non-empty string of at most {MAX_NAME_CHARS} characters, "
+                   f"got {_show(request_class)}", "request_class")
+    if scope is not None:
+        slo, pipeline, request_class = slo or scope.slo, pipeline or scope.pipeline, request_class or scope.request_class
+    return slo or default_slo, pipeline or default_pipeline, request_class
 
 
 def _refuse_late_stage(slo: SLO | None, pipeline: PipelineContext | None) -> None:

@@ -8,8 +8,8 @@ serve --scheduler-cls jitagent_vllm.JITScheduler``, or any server behind an llm-
 * the call's SLO, pipeline context and request class (as the in-process client takes them: the
   body's ``slo``, ``pipeline`` and ``request_class``, i.e. ``extra_body``; else the ambient
   :func:`~jitagent.client.slo_scope`, which ``jit_slo`` sets for each graph node; else the
-  client's ``slo`` and ``pipeline``) go into the body's ``vllm_xargs``, encoded by
-  :func:`~jitagent.scheduling.request_args.encode_request_args` (the one wire format; pipeline
+  client's ``slo`` and ``pipeline``) go into the body's ``vllm_xargs`` (:func:`~jitagent.client.xargs.move_to_vllm_xargs`, as
+  for vLLM's server in-process; the one wire format; pipeline
   deadlines are sent relative to the moment the request leaves, so no clock is shared). The
   body's own jitagent fields are removed: another server would refuse or ignore them. Keys the
   caller put in ``vllm_xargs`` itself win over these;
@@ -28,16 +28,16 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from collections.abc import Mapping
+from typing import Any
 
 import httpx2
 from opentelemetry import propagate
 
 from jitagent.client.context import CallScope, check_pipeline, current_scope
 from jitagent.client.handlers import APIErrorReply
+from jitagent.client.xargs import move_to_vllm_xargs
 from jitagent.scheduling.request import PipelineContext
-from jitagent.scheduling.request_args import encode_request_args
 from jitagent.slo import SLO, StreamSLO, parse_slo
 
 __all__ = ["RemoteTransport", "SyncRemoteTransport", "RemoteServed", "carry_scheduling", "SLO_TTFT_HEADER",
@@ -47,9 +47,7 @@ __all__ = ["RemoteTransport", "SyncRemoteTransport", "RemoteServed", "carry_sche
 SLO_TTFT_HEADER = "x-llm-d-slo-ttft-ms"
 SLO_TPOT_HEADER = "x-llm-d-slo-tpot-ms"
 
-_T = TypeVar("_T")
 _GENERATION_PATHS = ("/completions", "/responses")   # path endings (``/chat/completions`` is one)
-_JITAGENT_FIELDS = ("slo", "pipeline", "request_class")
 
 
 class _Carrier:
@@ -178,18 +176,15 @@ def carry_scheduling(request: httpx2.Request, body: bytes, scope: CallScope | No
         return request
     if not isinstance(fields, dict):
         return request
+    unchanged = dict(fields)
     try:
-        call_slo, call_pipeline, request_class = _scheduling(fields, scope, slo, pipeline)
-        xargs = _encode(call_slo, request_class, call_pipeline, time.monotonic() if now is None else now)
+        call_slo, _, _ = move_to_vllm_xargs(fields, scope, now=time.monotonic() if now is None else now,
+                                            default_slo=slo, default_pipeline=pipeline)
     except APIErrorReply as error:
         reply = error.reply()
         return httpx2.Response(reply.status, headers=reply.headers, content=reply.body, request=request)
-    if not xargs and not any(name in fields for name in _JITAGENT_FIELDS):
+    if fields == unchanged:
         return request
-    for name in _JITAGENT_FIELDS:
-        fields.pop(name, None)
-    own = fields.get("vllm_xargs")
-    fields["vllm_xargs"] = {**xargs, **own} if isinstance(own, dict) else (own if own is not None else xargs)
     headers = httpx2.Headers([(k, v) for k, v in request.headers.multi_items() if k.lower() != "content-length"])
     for name, value in _headers(call_slo).items():
         headers.setdefault(name, value)
@@ -199,49 +194,6 @@ def carry_scheduling(request: httpx2.Request, body: bytes, scope: CallScope | No
         headers.setdefault(name, value)
     return httpx2.Request(request.method, request.url, headers=headers, content=json.dumps(fields).encode(),
                           extensions=request.extensions)
-
-
-def _scheduling(fields: dict[str, Any], scope: CallScope | None, slo: SLO | None,
-                pipeline: PipelineContext | None) -> tuple[SLO | None, PipelineContext | None, str | None]:
-    """The call's SLO, pipeline and request class: from its body, else the ambient scope, else the
-    client's defaults (the in-process server's order). A 400 for a bad one in the body."""
-    call_slo = _body_field(fields, "slo", parse_slo)
-    call_pipeline = _body_field(fields, "pipeline", _pipeline)
-    request_class = fields.get("request_class")
-    if scope is not None:
-        call_slo = call_slo or scope.slo
-        call_pipeline = call_pipeline or scope.pipeline
-        request_class = request_class or scope.request_class
-    return call_slo or slo, call_pipeline or pipeline, request_class
-
-
-def _body_field(fields: dict[str, Any], name: str, read: Callable[[Any], _T]) -> _T | None:
-    """The body's ``name`` field read by ``read``; a 400 naming it if it cannot be."""
-    value = fields.get(name)
-    if value is None:
-        return None
-    try:
-        return read(value)
-    except (TypeError, ValueError) as exc:
-        raise APIErrorReply(400, str(exc), param=name, code=f"invalid_{name}") from None
-
-
-def _pipeline(value: Any) -> PipelineContext:
-    """A pipeline context from the body's fields (times on the caller's ``time.monotonic()``)."""
-    names = PipelineContext.__dataclass_fields__.keys()
-    if not isinstance(value, dict) or value.keys() != names:
-        raise ValueError(f"invalid pipeline: expected an object with exactly the fields {', '.join(names)}, "
-                         f"got {value!r:.120}")
-    return PipelineContext(**value)
-
-
-def _encode(slo: SLO | None, request_class: str | None, pipeline: PipelineContext | None,
-            now: float) -> dict[str, Any]:
-    """The ``vllm_xargs`` of a call; a 400 for a name the scheduler cannot keep."""
-    try:
-        return encode_request_args(slo, request_class=request_class, pipeline=pipeline, now=now)
-    except ValueError as exc:
-        raise APIErrorReply(400, str(exc)) from None
 
 
 def _headers(slo: SLO | None) -> dict[str, str]:

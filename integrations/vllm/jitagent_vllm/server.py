@@ -31,16 +31,16 @@ import uuid
 from collections.abc import AsyncGenerator, MutableMapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 from opentelemetry.context import Context
 
 from jitagent.client.backend import GenerationRequest
 from jitagent.client.context import CallScope
-from jitagent.client.handlers import APIErrorReply, JSONReply, OpenAIServer
+from jitagent.client.handlers import APIErrorReply, JSONReply
 from jitagent.client.text import count_tokens
+from jitagent.client.xargs import move_to_vllm_xargs
 from jitagent.scheduling.request import PipelineContext
-from jitagent.scheduling.request_args import encode_request_args, parse_request_args
 from jitagent.slo import SLO
 from jitagent.telemetry.calls import CallTrace, start_call
 from jitagent.telemetry.providers import Telemetry
@@ -54,7 +54,6 @@ __all__ = ["VLLMOpenAIServer", "VLLMStreamReply", "server_args"]
 logger = logging.getLogger(__name__)
 
 Message = MutableMapping[str, Any]
-_JITAGENT_FIELDS = ("slo", "pipeline", "request_class")
 # The calls that generate: their span's operation, and the prefix vLLM gives their answer's id.
 _GENERATION_PATHS = {"/chat/completions": ("chat", "chatcmpl-"), "/completions": ("text_completion", "cmpl-"),
                      "/responses": ("chat", "resp_")}
@@ -144,19 +143,10 @@ class VLLMOpenAIServer:
             payload = None
         if not isinstance(payload, dict):
             return body, None
-        # The one reading of a call's SLO and pipeline, shared with the simulated engine's server.
-        slo, pipeline = OpenAIServer._slo_and_pipeline(cast(OpenAIServer, self), payload, scope)
-        request_class = payload.get("request_class") or (scope.request_class if scope is not None else None)
-        for name in _JITAGENT_FIELDS:
-            payload.pop(name, None)
-        try:
-            ours = encode_request_args(slo, request_class=request_class, pipeline=pipeline, now=self.engine.now())
-            xargs = {**ours, **(payload.get("vllm_xargs") or {})}
-            parse_request_args(xargs)   # what the scheduler will read: refused here, not there
-        except (ValueError, TypeError) as exc:
-            raise APIErrorReply(400, str(exc), param="vllm_xargs", code="invalid_slo") from None
-        if xargs:
-            payload["vllm_xargs"] = xargs
+        # The one reading of a call's scheduling data, as a remote vLLM server gets it too.
+        slo, pipeline, request_class = move_to_vllm_xargs(payload, scope, now=self.engine.now(),
+                                                          default_slo=self.default_slo,
+                                                          default_pipeline=self.default_pipeline)
         request = GenerationRequest(
             id_prefix + request_id, _prompt_tokens(payload), b"",
             _max_tokens(payload), payload.get("seed") if isinstance(payload.get("seed"), int) else None, slo,

@@ -26,8 +26,9 @@ from jitagent_langgraph.bench import (
     replay,
 )
 
+from jitagent import JITClient
 from jitagent.cli import main
-from jitagent.engines.sim import RequestLog, SimConfig
+from jitagent.engines.sim import RequestLog, SimConfig, SimEngine
 from jitagent.evaluation.goodput import RequestRecord, Window, summarize
 from jitagent.scheduling.request import RequestState
 from jitagent.slo import PipelineSLO
@@ -45,12 +46,16 @@ def exit_code(argv: list[str]) -> int:
         return int(exc.code or 0)
 
 
-def test_example_graphs_are_importable_and_named() -> None:
-    assert set(APPS) == {"deep_research", "map_reduce"}
-    for app in APPS.values():
-        assert app.build(None, TIME_SCALE).compile() is not None  # type: ignore[arg-type]
-        assert app.make_input(1) != app.make_input(2)
-    with pytest.raises(ValueError, match=r"^unknown graph 'nope' \(choose from deep_research, map_reduce\)$"):
+async def test_example_graphs_are_importable_and_named() -> None:
+    assert set(APPS) == {"deep_research", "map_reduce", "agent"}
+    client = JITClient(engine=SimEngine(time_scale=0))   # the agent binds its tools to a model when built
+    try:
+        for app in APPS.values():
+            assert app.build(client.chat_model(), TIME_SCALE).compile() is not None
+            assert app.make_input(1) != app.make_input(2)
+    finally:
+        await client.close()
+    with pytest.raises(ValueError, match=r"^unknown graph 'nope' \(choose from deep_research, map_reduce, agent\)$"):
         get_app("nope")
 
 
