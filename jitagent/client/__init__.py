@@ -28,5 +28,6 @@ except ModuleNotFoundError as exc:
     raise ModuleNotFoundError(f"JITClient needs the 'client' extra ({exc.name} is missing): "
                               f"pip install '{DISTRIBUTION}[client]'", name=exc.name) from None
 from jitagent.client.context import CallScope, current_scope, slo_scope
+from jitagent.client.simulated_turn import SimToolSettings
 
-__all__ = ["JITClient", "SyncJITClient", "slo_scope", "current_scope", "CallScope"]
+__all__ = ["JITClient", "SyncJITClient", "slo_scope", "current_scope", "CallScope", "SimToolSettings"]

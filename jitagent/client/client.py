@@ -21,7 +21,7 @@ from opentelemetry.trace import TracerProvider
 
 from jitagent import plugins
 from jitagent.client._compat import FastResponseData
-from jitagent.client.backend import SimBackend
+from jitagent.client.backend import SimBackend, SimToolSettings
 from jitagent.client.handlers import OpenAIServer
 from jitagent.client.remote import RemoteServed
 from jitagent.client.transport import LoopHost, InProcessTransport, Server, SyncInProcessTransport
@@ -141,6 +141,9 @@ class JITClient(_ServedInProcess, openai.AsyncOpenAI):
             which record nothing until the application configures them.
         trace_content: record prompt and completion text on spans (off by default; ``None`` reads
             the ``JITAGENT_TRACE_CONTENT`` environment variable).
+        sim_tools: how the simulated engine's model uses tools (how often a turn with tools calls
+            one, which, how long the arguments; seeded): :class:`SimToolSettings`, whose defaults let
+            an agent loop call tools and then answer. Only for the simulated engine.
         **kwargs: passed to ``openai.AsyncOpenAI`` (``timeout``, ``max_retries``, ``default_headers``, ...).
             With ``base_url`` (``http://host:port/v1``) the client talks to that running server over
             HTTP instead of an engine in this process, each call carrying its SLO and pipeline (see
@@ -151,7 +154,8 @@ class JITClient(_ServedInProcess, openai.AsyncOpenAI):
                  profile: str = DEFAULT_PROFILE, time_scale: float = 1.0, model: str | None = None,
                  slo: SLO | dict[str, Any] | str | None = None, pipeline: PipelineContext | None = None,
                  tracer_provider: TracerProvider | None = None, meter_provider: MeterProvider | None = None,
-                 trace_content: bool | None = None, _served: _Served | None = None, **kwargs: Any) -> None:
+                 trace_content: bool | None = None, sim_tools: SimToolSettings | None = None,
+                 _served: _Served | None = None, **kwargs: Any) -> None:
         if _served is None and kwargs.get("base_url") is not None:   # a server elsewhere, over HTTP
             kwargs.setdefault("api_key", os.environ.get("OPENAI_API_KEY") or _API_KEY)
             _served = RemoteServed(kwargs["base_url"], engine=engine, slo=slo, pipeline=pipeline, model=model,  # type: ignore[assignment]
@@ -162,7 +166,7 @@ class JITClient(_ServedInProcess, openai.AsyncOpenAI):
             default_slo = parse_slo(slo) if slo is not None else None   # before an engine starts
             telemetry = Telemetry(tracer_provider, meter_provider, trace_content)
             served_engine, server, served_model = _serve(engine, policy, profile, time_scale, model, default_slo,
-                                                         pipeline, telemetry)
+                                                         pipeline, telemetry, sim_tools)
             _served = _Served(served_engine, server, served_model, LoopHost(), owns_engine)
         self._served = _served
         _client_defaults(kwargs)
@@ -216,8 +220,8 @@ class JITClient(_ServedInProcess, openai.AsyncOpenAI):
 
 
 def _serve(engine: Engine | str | None, policy: Policy | str, profile: str, time_scale: float, model: str | None,
-           default_slo: SLO | None, pipeline: PipelineContext | None,
-           telemetry: Telemetry) -> tuple[Engine, Server, str]:
+           default_slo: SLO | None, pipeline: PipelineContext | None, telemetry: Telemetry,
+           sim_tools: SimToolSettings | None = None) -> tuple[Engine, Server, str]:
     """The engine (``engine`` itself, or one started: ``"sim"``, ``None`` or an add-on's engine name),
     the server that answers the client's requests from it (the simulated engine's
     :class:`OpenAIServer`, or the one the engine's add-on gives) and the model name it serves."""
@@ -230,9 +234,11 @@ def _serve(engine: Engine | str | None, policy: Policy | str, profile: str, time
             raise ValueError(f"the {engine} engine takes its policy by name (jit, fcfs, edf, ltr, las)")
         engine, model = plugin.start(model=model, policy=policy), None   # the model loaded is served as itself
     if isinstance(engine, SimEngine):
-        backend = SimBackend(engine, model or engine.model_name)
+        backend = SimBackend(engine, model or engine.model_name, sim_tools)
         server = OpenAIServer(backend, default_slo=default_slo, default_pipeline=pipeline, telemetry=telemetry)
         return engine, server, backend.model
+    if sim_tools is not None:
+        raise ValueError("sim_tools sets the simulated engine's model; this engine's model decides for itself")
     plugin = plugin or plugins.engine_plugin_serving(engine)
     if plugin is None:
         raise TypeError(f"engine must be 'sim', the name of an installed engine ({', '.join(plugins.names(plugins.ENGINES)) or 'none'}) "

@@ -19,8 +19,7 @@ import openai
 import pydantic
 import pytest
 
-from jitagent.client import JITClient
-from jitagent.client.backend import SimBackend, SimToolSettings
+from jitagent.client import JITClient, SimToolSettings
 from jitagent.client.text import count_tokens
 from jitagent.engines.sim import SimConfig, SimEngine
 
@@ -41,9 +40,7 @@ def run(test: Callable[[JITClient], Awaitable[None]], tools: SimToolSettings | N
     afterwards the engine holds no request."""
     async def main() -> None:
         engine = SimEngine(SimConfig(), time_scale=time_scale)
-        client = JITClient(engine=engine, max_retries=0)
-        if tools is not None:   # until JITClient takes the settings itself
-            client._served.server.backend = SimBackend(engine, client.served_model, tools)
+        client = JITClient(engine=engine, max_retries=0, sim_tools=tools)
         try:
             await test(client)
             assert engine.core.num_live == 0
@@ -365,3 +362,22 @@ def test_malformed_tools_and_formats_are_400s_naming_the_field(case: str, kwargs
             assert raised.value.param == param
         await create(client, max_tokens=2)   # and the engine serves on
     run(test)
+
+
+def test_the_settings_are_a_client_option_for_the_simulated_engine_only() -> None:
+    settings = SimToolSettings(call_probability=0)
+    client = JITClient(sim_tools=settings)
+    assert client._served.server.backend.tools is settings
+    with pytest.raises(ValueError, match="sim_tools sets the simulated engine's model"):
+        _serve_other_engine(settings)
+
+
+def _serve_other_engine(settings: SimToolSettings) -> None:
+    from jitagent.client.client import _serve
+    from jitagent.telemetry.providers import Telemetry
+
+    class NotSimulated:   # any engine object but a SimEngine
+        pass
+
+    _serve(NotSimulated(), "jit", "llama-3.1-8b-a100", 1.0, None, None, None, Telemetry(), settings)  # type: ignore[arg-type]
+
