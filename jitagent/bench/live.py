@@ -18,16 +18,20 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
+
+from tqdm import tqdm
 
 from jitagent.bench.driver import PipelineRun, call_record
 from jitagent.bench.runner import DEFAULT_DRAIN_S, RunOutcome, default_warmup
-from jitagent.bench.workloads import CallSpec, PipelineArrival, SingleArrival, Workload
+from jitagent.bench.suite import BenchConfig, outcome_row
+from jitagent.bench.workloads import CallSpec, PipelineArrival, SingleArrival, Workload, build_workload
 from jitagent.engines.protocol import Engine
 from jitagent.evaluation.goodput import RequestRecord, Window, summarize
 from jitagent.scheduling.request import PipelineContext
 from jitagent.slo import SLO, InfeasibleSLOError
 
-__all__ = ["serve_live"]
+__all__ = ["serve_live", "serve_grid", "runs_bar"]
 
 logger = logging.getLogger(__name__)
 
@@ -123,3 +127,38 @@ async def serve_live(workload: Workload, engine: Engine, *, policy: str, rate: f
     summary = summarize(driver.records, Window(warmup=warmup, end=workload.duration), decode_weight=decode_weight)
     return RunOutcome(policy, rate, workload.seed, driver.records, summary, None, None, end,
                       time.perf_counter() - started)
+
+
+def runs_bar(total_runs: int, progress: bool) -> tqdm:
+    """One progress bar over every run of a live benchmark (:func:`serve_grid` advances it within each
+    run by the run's clock)."""
+    return tqdm(total=total_runs, unit="run", disable=not progress,
+                bar_format="{l_bar}{bar}| {n:.1f}/{total} runs [{elapsed}]")
+
+
+async def serve_grid(config: BenchConfig, engine: Engine, *, policy: str, slo_scale: float, drain_s: float,
+                     bar: tqdm) -> tuple[list[dict[str, Any]], list[RequestRecord]]:
+    """Every (rate, seed) of ``config`` served live on ``engine`` in turn, each starting on an idle
+    engine, its SLOs multiplied by ``slo_scale``: the results' rows and (if ``config.keep_records``)
+    every request's record."""
+    runs: list[dict[str, Any]] = []
+    records: list[RequestRecord] = []
+    for rate in config.rates:
+        for seed in config.seeds:
+            workload = build_workload(config.workload, rate=rate, duration=config.duration, seed=seed,
+                                      arrivals=config.arrivals).with_slo_scale(slo_scale)
+            done = bar.n
+
+            def advance(now: float, done: float = done) -> None:
+                bar.n = done + min(1.0, now / (config.duration + drain_s))
+                bar.refresh()
+
+            outcome = await serve_live(workload, engine, policy=policy, rate=rate, decode_weight=config.decode_weight,
+                                       warmup=config.warmup, drain_s=drain_s, on_progress=advance)
+            await engine.wait_idle()   # the next run starts on an idle engine
+            bar.n = done + 1
+            bar.refresh()
+            runs.append(outcome_row(policy, outcome))
+            if config.keep_records:
+                records.extend(outcome.records)
+    return runs, records

@@ -15,15 +15,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from typing import Any
 
-from tqdm import tqdm
-
-from jitagent.bench.live import serve_live
-from jitagent.bench.suite import BenchConfig, BenchResult, outcome_row
-from jitagent.bench.workloads import build_workload
+from jitagent.bench.live import runs_bar, serve_grid
+from jitagent.bench.suite import BenchConfig, BenchResult
 from jitagent.engines.remote import RemoteEngine
-from jitagent.evaluation.goodput import RequestRecord
 
 __all__ = ["run_remote_bench", "REMOTE_DRAIN_S"]
 
@@ -44,32 +39,10 @@ async def _run(config: BenchConfig, base_url: str, model: str | None, api_key: s
     started = time.perf_counter()
     drain = min(config.drain_s, REMOTE_DRAIN_S)
     scale = config.slo_scale or 1.0
-    runs: list[dict[str, Any]] = []
-    records: list[RequestRecord] = []
     engine = await RemoteEngine.connect(base_url, model=model, policy=policy, api_key=api_key)
-    total = len(config.rates) * len(config.seeds)
-    bar = tqdm(total=total, unit="run", disable=not progress,
-               bar_format="{l_bar}{bar}| {n:.1f}/{total} runs [{elapsed}]")
+    bar = runs_bar(len(config.rates) * len(config.seeds), progress)
     try:
-        for rate in config.rates:
-            for seed in config.seeds:
-                workload = build_workload(config.workload, rate=rate, duration=config.duration, seed=seed,
-                                          arrivals=config.arrivals).with_slo_scale(scale)
-                done = bar.n
-
-                def advance(now: float, done: float = done) -> None:
-                    bar.n = done + min(1.0, now / (config.duration + drain))
-                    bar.refresh()
-
-                outcome = await serve_live(workload, engine, policy=policy, rate=rate,
-                                           decode_weight=config.decode_weight, warmup=config.warmup, drain_s=drain,
-                                           on_progress=advance)
-                await engine.wait_idle()   # the next run starts on an idle server
-                bar.n = done + 1
-                bar.refresh()
-                runs.append(outcome_row(policy, outcome))
-                if config.keep_records:
-                    records.extend(outcome.records)
+        runs, records = await serve_grid(config, engine, policy=policy, slo_scale=scale, drain_s=drain, bar=bar)
     finally:
         bar.close()
         await engine.aclose()

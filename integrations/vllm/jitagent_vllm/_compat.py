@@ -76,4 +76,14 @@ async def openai_app(engine_client: Any, args: Any) -> Any:
     tasks = await engine_client.get_supported_tasks()
     app = build_app(args, tasks, engine_client.model_config)
     await init_app_state(engine_client, app.state, args, tasks)
+    # vLLM's handler of engine errors tells the HTTP server behind the app to exit if the engine
+    # died (``terminate_if_errored(server=app.state.server, ...)``); in-process there is none (a dead
+    # engine is a 503 here), and without the attribute a request's engine error became a 500.
+    app.state.server = _NoHTTPServer()
     return app
+
+
+class _NoHTTPServer:
+    """Stands in for the uvicorn server ``vllm serve`` keeps in ``app.state.server``."""
+
+    should_exit = False

@@ -14,11 +14,8 @@ import logging
 import time
 from typing import Any
 
-from tqdm import tqdm
-
-from jitagent.bench.live import serve_live
-from jitagent.bench.suite import BenchConfig, BenchResult, outcome_row
-from jitagent.bench.workloads import build_workload
+from jitagent.bench.live import runs_bar, serve_grid
+from jitagent.bench.suite import BenchConfig, BenchResult
 from jitagent.evaluation.goodput import RequestRecord
 from jitagent_vllm.engine import VLLMEngine, VLLMEngineConfig
 from jitagent_vllm.slo_scale import SLOScale, measure_slo_scale
@@ -44,8 +41,7 @@ def run_vllm_bench(config: BenchConfig, engine: VLLMEngineConfig, *,
     runs: list[dict[str, Any]] = []
     records: list[RequestRecord] = []
     measured: SLOScale | None = None
-    total = len(config.policies) * len(config.rates) * len(config.seeds)
-    bar = tqdm(total=total, unit="run", disable=not progress, bar_format="{l_bar}{bar}| {n:.1f}/{total} runs [{elapsed}]")
+    bar = runs_bar(len(config.policies) * len(config.rates) * len(config.seeds), progress)
     try:
         for policy in config.policies:
             with VLLMEngine(dataclasses.replace(engine, policy=policy)) as vllm:
@@ -55,24 +51,10 @@ def run_vllm_bench(config: BenchConfig, engine: VLLMEngineConfig, *,
                     logger.info("SLO scale %.3f: unloaded TTFT %.3f s, TPOT %.4f s here; %.3f s, %.4f s on the reference",
                                 slo_scale, measured.ttft_s, measured.tpot_s, measured.reference_ttft_s,
                                 measured.reference_tpot_s)
-                for rate in config.rates:
-                    for seed in config.seeds:
-                        workload = build_workload(config.workload, rate=rate, duration=config.duration, seed=seed,
-                                                  arrivals=config.arrivals).with_slo_scale(slo_scale)
-                        done = bar.n
-
-                        def advance(now: float, done: float = done) -> None:
-                            bar.n = done + min(1.0, now / (config.duration + drain))
-                            bar.refresh()
-
-                        outcome = vllm.run(serve_live(workload, vllm, policy=policy, rate=rate,
-                                                      decode_weight=config.decode_weight, warmup=config.warmup,
-                                                      drain_s=drain, on_progress=advance))
-                        bar.n = done + 1
-                        bar.refresh()
-                        runs.append(outcome_row(policy, outcome))
-                        if config.keep_records:
-                            records.extend(outcome.records)
+                policy_runs, policy_records = vllm.run(serve_grid(config, vllm, policy=policy, slo_scale=slo_scale,
+                                                                  drain_s=drain, bar=bar))
+                runs.extend(policy_runs)
+                records.extend(policy_records)
     finally:
         bar.close()
     config = dataclasses.replace(config, slo_scale=slo_scale)   # what was used, for results.json

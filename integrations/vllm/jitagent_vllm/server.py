@@ -143,6 +143,13 @@ class VLLMOpenAIServer:
             payload = None
         if not isinstance(payload, dict):
             return body, None
+        try:
+            where = _not_unicode(payload)
+        except RecursionError:
+            raise APIErrorReply(400, "the body is nested too deeply", param="body") from None
+        if where is not None:
+            raise APIErrorReply(400, f"{where} is not valid Unicode (it holds a lone surrogate, which vLLM "
+                                "cannot send to its engine process)", param=where)
         # The one reading of a call's scheduling data, as a remote vLLM server gets it too.
         slo, pipeline, request_class = move_to_vllm_xargs(payload, scope, now=self.engine.now(),
                                                           default_slo=self.default_slo,
@@ -334,4 +341,31 @@ def _finish_reason(event: bytes) -> str | None:
         return next((c.get("finish_reason") for c in chunk.get("choices", ()) if c.get("finish_reason")), None)
     except (ValueError, AttributeError):
         return None
+
+
+def _not_unicode(value: Any, where: str = "body") -> str | None:
+    """Where in a decoded JSON body a string is not valid Unicode (JSON's ``\\ud800`` escapes
+    decode to lone surrogates, which UTF-8 cannot encode: vLLM answered such a stop string with a
+    500), or ``None``. The body is bounded (its bytes and depth), and so is this walk."""
+    if isinstance(value, str):
+        return None if value.isascii() or _encodes(value) else where
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not _encodes(key):
+                return where
+            if (found := _not_unicode(item, f"{where}.{key}" if where != "body" else key)) is not None:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            if (found := _not_unicode(item, f"{where}[{index}]")) is not None:
+                return found
+    return None
+
+
+def _encodes(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
