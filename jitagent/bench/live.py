@@ -95,10 +95,16 @@ class _Driver:
         tasks = [asyncio.create_task(self.pipeline(a) if isinstance(a, PipelineArrival) else self.single(a, i))
                  for i, a in enumerate(self.workload.arrivals)]
         pending: set[asyncio.Task[None]] = set(tasks)
-        while pending and self.clock() < horizon:
-            _, pending = await asyncio.wait(pending, timeout=min(1.0, max(0.01, horizon - self.clock())))
-            if on_progress is not None:
-                on_progress(self.clock())
+        try:
+            while pending and self.clock() < horizon:
+                _, pending = await asyncio.wait(pending, timeout=min(1.0, max(0.01, horizon - self.clock())))
+                if on_progress is not None:
+                    on_progress(self.clock())
+        except BaseException:   # the run is abandoned (Ctrl-C): its calls end with it, their outcomes taken
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
         for task in pending:  # past the drain: abandon (abort) what is left, it counts as missed
             task.cancel()
         results = await asyncio.gather(*tasks, return_exceptions=True)
