@@ -3,7 +3,9 @@ LangChain's ChatOpenAI), jit_slo or ``jitagent bench`` run: every call is served
 
 Two independent checks: binding, listening or connecting an internet socket raises during the
 test (so an attempt fails loudly, wherever it comes from), and afterwards the kernel's socket tables
-(``/proc/net/tcp``, ``tcp6``, ``udp``, ``udp6``) show no listening or bound socket of this process.
+(``/proc/net/tcp``, ``tcp6``, ``udp``, ``udp6``) show no listening or bound socket of this process
+that was not there before the test (an earlier test's library may keep one: Ray's driver does after
+``ray.shutdown()``; those are not jitagent's).
 """
 
 from __future__ import annotations
@@ -67,18 +69,19 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
         return guarded
 
+    before = set(listening_sockets())
     for name in ("bind", "listen", "connect", "connect_ex"):
         monkeypatch.setattr(socket.socket, name, refuse(name))
-    assert listening_sockets() == []
     yield attempts
     assert attempts == []
-    assert listening_sockets() == []
+    assert set(listening_sockets()) <= before
 
 
 MESSAGES = [{"role": "user", "content": "Plan the next stage."}]
 
 
 def test_jit_client_serves_in_process(no_network: list[str]) -> None:
+    before = set(listening_sockets())
     client = JITClient(policy="jit", time_scale=0.01, max_retries=0)
 
     async def main() -> None:
@@ -89,7 +92,7 @@ def test_jit_client_serves_in_process(no_network: list[str]) -> None:
         assert [c async for c in stream]
         assert (await client.models.list()).data
         assert (await client.chat_model(max_tokens=4).ainvoke("hi")).content
-        assert listening_sockets() == []   # also while the engine is running
+        assert set(listening_sockets()) <= before   # also while the engine is running
 
     try:
         # the synchronous client, with the engine on its background thread
@@ -130,12 +133,13 @@ def test_jitagent_bench_runs_in_process(no_network: list[str], tmp_path: Path) -
 
 
 def test_the_checks_see_a_listener() -> None:
+    before = set(listening_sockets())
     server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
         server.bind(("127.0.0.1", 0))
         server.listen()
         port = server.getsockname()[1]
-        assert f"tcp 0100007F:{port:04X}" in listening_sockets()
+        assert f"tcp 0100007F:{port:04X}" in set(listening_sockets()) - before
     finally:
         server.close()
-    assert listening_sockets() == []
+    assert set(listening_sockets()) <= before

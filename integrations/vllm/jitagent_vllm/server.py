@@ -143,17 +143,17 @@ class VLLMOpenAIServer:
             payload = None
         if not isinstance(payload, dict):
             return body, None
-        try:
+        # The one reading of a call's scheduling data, as a remote vLLM server gets it too.
+        slo, pipeline, request_class = move_to_vllm_xargs(payload, scope, now=self.engine.now(),
+                                                          default_slo=self.default_slo,
+                                                          default_pipeline=self.default_pipeline)
+        try:   # after jitagent's own fields, which say what is wrong with them in their own words
             where = _not_unicode(payload)
         except RecursionError:
             raise APIErrorReply(400, "the body is nested too deeply", param="body") from None
         if where is not None:
             raise APIErrorReply(400, f"{where} is not valid Unicode (it holds a lone surrogate, which vLLM "
                                 "cannot send to its engine process)", param=where)
-        # The one reading of a call's scheduling data, as a remote vLLM server gets it too.
-        slo, pipeline, request_class = move_to_vllm_xargs(payload, scope, now=self.engine.now(),
-                                                          default_slo=self.default_slo,
-                                                          default_pipeline=self.default_pipeline)
         request = GenerationRequest(
             id_prefix + request_id, _prompt_tokens(payload), b"",
             _max_tokens(payload), payload.get("seed") if isinstance(payload.get("seed"), int) else None, slo,

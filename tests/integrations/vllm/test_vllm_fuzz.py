@@ -50,8 +50,9 @@ class Harness:
         return self.loop.run_until_complete(self._post(path, body))
 
     async def _post(self, path: str, body: bytes) -> tuple[int, bytes]:
+        # httpx's own 5 s default would time out a body whose first use compiles a grammar on a busy CPU.
         reply = await self.client._client.post(f"{self.client.base_url}{path.lstrip('/')}", content=body,
-                                               headers={"content-type": "application/json"})
+                                               headers={"content-type": "application/json"}, timeout=120)
         return reply.status_code, await reply.aread()
 
     def close(self) -> None:
