@@ -19,7 +19,7 @@ import unicodedata
 from collections.abc import Mapping
 from typing import Any, BinaryIO
 
-__all__ = ["MAX_DEPTH", "MAX_VALUES", "open_input", "read_input_text", "check_nesting", "check_output",
+__all__ = ["MAX_DEPTH", "MAX_VALUES", "open_input", "read_input_text", "check_nesting", "check_output", "is_unicode",
            "printable", "plot_label"]
 
 MAX_DEPTH = 32          # levels of nesting in a workload file; the schema needs 8
@@ -135,6 +135,18 @@ def _path(trail: tuple[Any, ...] | None) -> str:
         keys.append(key)
     text = "".join(f"[{key}]" if isinstance(key, int) else f".{key}" for key in reversed(keys))
     return printable(text.removeprefix("."), 120)
+
+
+def is_unicode(text: str) -> bool:
+    """Whether ``text`` is valid Unicode, that is UTF-8 can encode it: JSON's ``\\ud800`` escapes
+    decode to lone surrogates, which it cannot (and which vLLM cannot send to its engine process)."""
+    if text.isascii():
+        return True
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def printable(text: str, limit: int | None = None) -> str:

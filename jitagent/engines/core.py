@@ -21,6 +21,7 @@ runs it (the same one as vLLM's scheduler), planning a step the policy failed to
 from __future__ import annotations
 
 import logging
+from collections.abc import KeysView
 from dataclasses import dataclass
 
 from jitagent.engines.latency import LatencyModel, LearnedModel, StepShape
@@ -133,6 +134,11 @@ class EngineCore:
     def num_live(self) -> int:
         """Requests queued or running."""
         return len(self._output_len)
+
+    @property
+    def live(self) -> KeysView[RequestState]:
+        """The requests queued or running (a live view: it changes as they do)."""
+        return self._output_len.keys()
 
     # -- one step ------------------------------------------------------------------------------
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 
 from jitagent.engines.core import EngineCore, Step, StepResult
 from jitagent.engines.latency import StepShape
@@ -36,12 +36,33 @@ from jitagent.scheduling.feasibility import prefill_left
 from jitagent.scheduling.policies import JITConfig, Policy
 from jitagent.scheduling.request import RequestState, RequestStatus
 
-__all__ = ["ReplicatedCore", "MAX_RUNS_REMEMBERED"]
+__all__ = ["ReplicatedCore", "MAX_RUNS_REMEMBERED", "core_state", "prefill_token_time"]
 
 #: Pipeline runs whose replica the engine remembers (for the router to keep a run's calls together);
 #: the least recently routed is forgotten first, so that callers' run ids bound no memory.
 MAX_RUNS_REMEMBERED = 4096
 _STEP_TIME_WEIGHT = 0.1   # weight of the newest step in a replica's reported step time
+
+
+def prefill_token_time(core: EngineCore, prefill_efficiency: float) -> float:
+    """Seconds of a step per prefill token when prefill fills the token budget, as the latency
+    model times it, at ``prefill_efficiency`` (what JIT plans with)."""
+    budget = core.limits.token_budget
+    return core.latency.step_time(StepShape.estimate(budget, 0, 0)) / budget / prefill_efficiency
+
+
+def core_state(core: EngineCore, live: Collection[RequestState], *, step_time: float, token_time: float,
+               output_estimate: Callable[[str, int], float],
+               placed: Sequence[RequestState] = ()) -> ReplicaState:
+    """What a replica serving from ``core`` reports: its seats and KV cache, its queue and committed
+    prefill (``live``, its requests waiting or running, and ``placed``, routed to it but not yet
+    taken), with the timings and estimates given (each replica host measures those its own way)."""
+    running = len(core.running)
+    return ReplicaState(
+        queue_len=len(live) + len(placed), running=running, free_seats=core.limits.max_num_seqs - running,
+        free_kv_tokens=core.free_blocks * core.limits.block_size, step_time=step_time, token_time=token_time,
+        committed_tokens=sum(prefill_left(req) for req in live) + sum(req.prompt_len for req in placed),
+        output_estimate=output_estimate)
 
 
 class _Replica:
@@ -53,11 +74,13 @@ class _Replica:
     def __init__(self, core: EngineCore, quantile: float, prefill_efficiency: float) -> None:
         self.core = core
         self.inbox: list[tuple[RequestState, int]] = []
-        self.live: dict[RequestState, None] = {}   # in the core: waiting or running (an ordered set)
+        # In the core, waiting or running, as the router has been told: a request the core refuses
+        # leaves at the end of the step that refused it (the core's own set drops it when the step
+        # is planned).
+        self.live: dict[RequestState, None] = {}
         self.estimator = OutputLengthEstimator()
         self.quantile = quantile
-        budget = core.limits.token_budget
-        self.token_time = core.latency.step_time(StepShape.estimate(budget, 0, 0)) / budget / prefill_efficiency
+        self.token_time = prefill_token_time(core, prefill_efficiency)
         self.step_time = core.latency.step_time(StepShape.estimate(0, 1, 0))
         self.version = 0   # moves whenever what the replica reports may have changed
         self._state: ReplicaState | None = None
@@ -69,15 +92,8 @@ class _Replica:
     def state(self) -> ReplicaState:
         """What the replica reports now (made again only after it changed)."""
         if self._state is None or self._state_version != self.version:
-            core = self.core
-            running = len(core.running)
-            committed = sum(prefill_left(req) for req in self.live) + sum(req.prompt_len for req, _ in self.inbox)
-            self._state = ReplicaState(
-                queue_len=len(self.live) + len(self.inbox), running=running,
-                free_seats=core.limits.max_num_seqs - running,
-                free_kv_tokens=core.free_blocks * core.limits.block_size,
-                step_time=self.step_time, token_time=self.token_time, committed_tokens=committed,
-                output_estimate=self.output_estimate)
+            self._state = core_state(self.core, self.live, step_time=self.step_time, token_time=self.token_time,
+                                     output_estimate=self.output_estimate, placed=[req for req, _ in self.inbox])
             self._state_version = self.version
         return self._state
 

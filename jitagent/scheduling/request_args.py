@@ -35,6 +35,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from jitagent.inputs import is_unicode
 from jitagent.scheduling.request import MAX_NAME_CHARS, PipelineContext
 from jitagent.slo import SLO, PipelineSLO, parse_slo
 
@@ -128,19 +129,9 @@ def _check_name(name: str, value: Any, required: bool = False) -> None:
     sends ``extra_args`` to its engine process as UTF-8, which has no lone surrogates)."""
     if value is None and not required:
         return
-    if not (isinstance(value, str) and 0 < len(value) <= MAX_NAME_CHARS and _is_unicode(value)):
+    if not (isinstance(value, str) and 0 < len(value) <= MAX_NAME_CHARS and is_unicode(value)):
         raise ValueError(f"{name} must be a non-empty string of valid Unicode of at most {MAX_NAME_CHARS} "
                          f"characters, got {reprlib.repr(value)}")
-
-
-def _is_unicode(text: str) -> bool:
-    if text.isascii():
-        return True
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _seconds(name: str, value: Any) -> float:

@@ -22,10 +22,10 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from jitagent.engines.latency import StepShape
+from jitagent.engines.replicated import core_state, prefill_token_time
 from jitagent.engines.sim import SimEngine
 from jitagent.routing import ReplicaState
 from jitagent.scheduling.estimator import OutputLengthEstimator
-from jitagent.scheduling.feasibility import prefill_left
 from jitagent.scheduling.policies import JITConfig
 from jitagent.scheduling.request import RequestState
 
@@ -109,20 +109,14 @@ class RequestClasses:
 def sim_report(engine: SimEngine, classes: RequestClasses) -> ReplicaReport:
     """What a simulated replica reports now."""
     core = engine.core
-    limits = core.limits
-    live: list[RequestState] = list(core._output_len)   # the core's live requests, waiting or running
-    running = len(core.running)
-    budget = limits.token_budget
     config = JITConfig()
-    token_time = core.latency.step_time(StepShape.estimate(budget, 0, 0)) / budget / config.prefill_efficiency
     context = sum(req.num_tokens for req in core.running)
-    step_time = core.latency.step_time(StepShape.estimate(0, max(running, 1), context))
+    step_time = core.latency.step_time(StepShape.estimate(0, max(len(core.running), 1), context))
     estimate = _estimator_of(engine, config.quantile)
     estimates = Estimates({name: estimate(name) for name in classes}, estimate(None))
-    return ReplicaReport(ReplicaState(
-        queue_len=len(live), running=running, free_seats=limits.max_num_seqs - running,
-        free_kv_tokens=core.free_blocks * limits.block_size, step_time=step_time, token_time=token_time,
-        committed_tokens=sum(prefill_left(req) for req in live), output_estimate=estimates))
+    token_time = prefill_token_time(core, config.prefill_efficiency)
+    return ReplicaReport(core_state(core, core.live, step_time=step_time, token_time=token_time,
+                                    output_estimate=estimates))
 
 
 def _estimator_of(engine: SimEngine, quantile: float) -> Any:

@@ -40,6 +40,7 @@ from jitagent.client.context import CallScope
 from jitagent.client.handlers import APIErrorReply, JSONReply
 from jitagent.client.text import count_tokens
 from jitagent.client.xargs import move_to_vllm_xargs
+from jitagent.inputs import is_unicode
 from jitagent.scheduling.request import PipelineContext
 from jitagent.slo import SLO
 from jitagent.telemetry.calls import CallTrace, start_call
@@ -170,11 +171,8 @@ def _prompt_tokens(payload: dict[str, Any]) -> int:
     prompt = payload.get("messages", payload.get("prompt", payload.get("input")))
     if isinstance(prompt, list) and prompt and all(isinstance(t, int) for t in prompt):
         return len(prompt)
-    text = prompt if isinstance(prompt, str) else json.dumps(prompt, ensure_ascii=False)
-    try:
-        return count_tokens(text)
-    except UnicodeEncodeError:   # a lone surrogate (JSON can carry one): vLLM answers the body itself
-        return count_tokens(json.dumps(text))
+    # Valid Unicode by now: a body with a lone surrogate was refused (_not_unicode).
+    return count_tokens(prompt if isinstance(prompt, str) else json.dumps(prompt, ensure_ascii=False))
 
 
 def _max_tokens(payload: dict[str, Any]) -> int:
@@ -348,10 +346,10 @@ def _not_unicode(value: Any, where: str = "body") -> str | None:
     decode to lone surrogates, which UTF-8 cannot encode: vLLM answered such a stop string with a
     500), or ``None``. The body is bounded (its bytes and depth), and so is this walk."""
     if isinstance(value, str):
-        return None if value.isascii() or _encodes(value) else where
+        return None if is_unicode(value) else where
     if isinstance(value, dict):
         for key, item in value.items():
-            if not _encodes(key):
+            if not is_unicode(key):
                 return where
             if (found := _not_unicode(item, f"{where}.{key}" if where != "body" else key)) is not None:
                 return found
@@ -360,12 +358,4 @@ def _not_unicode(value: Any, where: str = "body") -> str | None:
             if (found := _not_unicode(item, f"{where}[{index}]")) is not None:
                 return found
     return None
-
-
-def _encodes(text: str) -> bool:
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        return False
-    return True
 
