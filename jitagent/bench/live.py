@@ -68,6 +68,7 @@ class _Driver:
                                                 request_id=request_id):
                 record.token_times.append(self.clock())
         except InfeasibleSLOError:
+            record.refused_at = self.clock()
             self.refused += 1
         except ValueError as exc:
             self.unservable += 1

@@ -222,15 +222,17 @@ def _search(cell: BenchConfig, config: MatrixConfig) -> dict[float, CapacityResu
 # -- running the policies -------------------------------------------------------------------------
 
 def outcome_times(records: Iterable[RequestRecord], warmup: float, end: float, run_end: float) -> dict[str, np.ndarray]:
-    """Seconds from arrival to the final token (or to ``run_end`` if none came), per SLO kind, of the
-    stream and deadline requests arriving in ``[warmup, end)``."""
+    """Seconds from arrival to the final token, or to the refusal, or to ``run_end`` if neither came
+    (abandoned at the end of the drain), per SLO kind, of the stream and deadline requests arriving
+    in ``[warmup, end)``."""
     times: dict[str, list[float]] = {kind: [] for kind, _ in _KINDS}
     for record in records:
         if not warmup <= record.arrival < end:
             continue
         for kind, slo_type in _KINDS:
             if isinstance(record.slo, slo_type):
-                done = record.token_times[-1] if record.finished else run_end
+                done = (record.token_times[-1] if record.finished
+                        else record.refused_at if record.refused_at is not None else run_end)
                 times[kind].append(done - record.arrival)
     return {kind: np.asarray(values, dtype=float) for kind, values in times.items()}
 

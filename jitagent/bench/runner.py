@@ -123,15 +123,18 @@ class _Driver:
     def _add(self, req: RequestState, call: CallSpec, score_class: str, run_id: str | None, final: bool) -> None:
         pipeline = req.pipeline
         try:
-            self.engine.add_request(req, call.output_len)
+            placed = self.engine.add_request(req, call.output_len)
         except ValueError as exc:  # a call this engine can never serve: a workload made for another
             raise ValueError(f"workload {self.workload.name}: class {call.request_class}: {exc}") from None
-        self.records[req] = call_record(req.id, call, req.slo, score_class, req.arrival, req.token_times,
-                                        self.provenance, run_id, pipeline.run_start if pipeline is not None else None,
-                                        final)
+        record = self.records[req] = call_record(
+            req.id, call, req.slo, score_class, req.arrival, req.token_times, self.provenance, run_id,
+            pipeline.run_start if pipeline is not None else None, final)
+        if placed is False:   # the router refused it on arrival
+            record.refused_at = req.arrival
 
     def _ended(self, req: RequestState, outcome: str, now: float) -> None:
         if outcome != "finished":   # refused by the policy: its run goes no further, and it counts as missed
+            self.records[req].refused_at = now
             return
         run = self._run_of.pop(req, None)
         if run is None:

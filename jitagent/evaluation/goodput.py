@@ -54,7 +54,9 @@ class RequestRecord:
 
     ``output_tokens`` is the request's true length; ``token_times`` the delivery time of each output
     token delivered, in order (shorter than ``output_tokens`` if the request did not finish).
-    ``policy``, ``seed`` and ``rate`` are provenance only.
+    ``refused_at`` is when the engine refused it as unable to meet its SLO (a 429 ``slo_infeasible``
+    to a client), if it did: its caller's wait ended there. ``policy``, ``seed`` and ``rate`` are
+    provenance only.
     """
 
     id: str
@@ -69,6 +71,7 @@ class RequestRecord:
     pipeline_run: str | None = None
     run_start: float | None = None
     final_round: bool = False
+    refused_at: float | None = None
     policy: str = ""
     seed: int = 0
     rate: float = 0.0

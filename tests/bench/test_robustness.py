@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from jitagent.bench.robustness import find_levels
+from jitagent.bench.robustness import find_levels, outcome_times
+from jitagent.evaluation.goodput import RequestRecord
+from jitagent.slo import DeadlineSLO, StreamSLO
 
 _SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "robustness.py"
 
@@ -104,3 +106,14 @@ def test_bad_arguments_give_one_line(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert fragment in err
     assert err.count("\n") == 1 and "Traceback" not in err
     assert not out.exists()  # nothing ran
+
+
+def test_a_wait_ends_at_the_last_token_or_the_refusal_else_at_the_run_end() -> None:
+    stream, deadline = StreamSLO(ttft_s=1, tpot_s=0.1), DeadlineSLO(deadline_s=5)
+    records = [RequestRecord("done", "chat", 10.0, stream, 5, 2, [11.0, 12.5]),
+               RequestRecord("refused", "tool", 10.0, deadline, 5, 2, [], refused_at=10.25),
+               RequestRecord("abandoned", "tool", 20.0, deadline, 5, 2, [21.0]),
+               RequestRecord("warm-up", "chat", 1.0, stream, 5, 1, [2.0])]
+    times = outcome_times(records, warmup=5.0, end=60.0, run_end=100.0)
+    assert times["stream"].tolist() == [2.5]
+    assert times["deadline"].tolist() == [0.25, 80.0]

@@ -64,3 +64,13 @@ def test_overload_leaves_work_unfinished_and_scored_as_missed():
     outcome = simulate(workload, "fcfs", SimConfig(), rate=40, drain_s=5)
     assert any(not r.finished for r in outcome.records)
     assert outcome.summary.slo_attainment < 0.5
+
+
+def test_a_refused_request_records_when_its_caller_heard_of_it():
+    workload = build_workload("tool", rate=30, duration=30, seed=1)
+    outcome = simulate(workload, "jit", SimConfig(), rate=30, drain_s=5)
+    refused = [r for r in outcome.records if r.refused_at is not None]
+    assert refused, "deep overload: jit refuses some requests"
+    assert all(not r.token_times and r.arrival <= r.refused_at <= outcome.simulated_s for r in refused)
+    assert all(r.refused_at is None for r in outcome.records if r.finished)
+    assert RequestRecord.from_json(refused[0].to_json()) == refused[0]
