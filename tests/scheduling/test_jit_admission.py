@@ -1,5 +1,6 @@
 """JIT's conservatism only where it protects someone (issue 17): stream pacing that can succeed,
-a probable tier between the sure requests and best effort, and a bounded wait past the deadline."""
+deadline pacing that holds back only later requests' prefill and only as far as the slack needs, a
+probable tier between the sure requests and best effort, and a bounded wait past the deadline."""
 
 import pytest
 from scenario import a100_step_time, make_request, make_view
@@ -52,6 +53,46 @@ def test_efficient_pacing_cuts_a_step_only_where_it_keeps_half_the_prefill_rate(
     dear, cheap = (short + half_rate) / 2, (half_rate + full) / 2
     assert newcomer_prefill("reachable", dear) < 2047 and newcomer_prefill("efficient", dear) == 2047
     assert newcomer_prefill("efficient", cheap) == newcomer_prefill("reachable", cheap) < 2047
+
+
+def paced_newcomer_prefill(newcomer_ttft: float, pace: float, slack_steps: float = 0.0, **config) -> int:
+    """Prefill tokens a 1,000-token-prompt stream arriving now (first token due in ``newcomer_ttft`` s)
+    gets in a step beside a running deadline request whose even pace (time left over tokens left) is
+    ``pace`` s a token, plus ``slack_steps`` of the recent step time to spare."""
+    now = 10.0
+    policy = JIT(JITConfig(**config))
+    probe = make_request("probe", prompt=64, running=True, generated=20, max_tokens=30)
+    left = policy.remaining_output(probe, pace=True)
+    recent_step = a100_step_time(0, 1, 0)   # a fresh policy's recent step time
+    due_in = left * pace + slack_steps * recent_step
+    paced = make_request("paced", prompt=64, running=True, generated=20, max_tokens=30,
+                         slo=DeadlineSLO(deadline_s=now + due_in))
+    policy.add_request(make_request("new", prompt=1000, arrival=now, slo=StreamSLO(ttft_s=newcomer_ttft, tpot_s=1.0)))
+    plan = policy.schedule(make_view([paced], now=now, token_budget=2048, num_blocks=10_000))
+    assert tokens_of(plan, "paced") == 1
+    return tokens_of(plan, "new")
+
+
+def test_a_deadline_request_holds_back_only_the_prefill_of_requests_due_after_it():
+    pace = (a100_step_time(0, 1, 84) + a100_step_time(1000, 1, 84)) / 2   # a full 1,000-token step is too long
+    paced_due = pace * 10   # (at most 10 tokens left)
+    sooner, later = paced_due / 2, 30.0
+    spread = {"deadline_slack": "spread"}
+    assert paced_newcomer_prefill(sooner, pace, **spread) == 1000
+    assert 64 <= paced_newcomer_prefill(later, pace, **spread) < 1000
+    assert 64 <= paced_newcomer_prefill(sooner, pace, deadline_pace="all", **spread) < 1000
+    assert paced_newcomer_prefill(later, pace, **spread) == paced_newcomer_prefill(later, pace, deadline_pace="all",
+                                                                                    **spread)
+
+
+def test_a_deadline_request_lets_a_step_spend_its_slack_not_only_its_even_share():
+    pace = (a100_step_time(0, 1, 84) + a100_step_time(1000, 1, 84)) / 2
+    full_step = a100_step_time(1000, 1, 84)
+    assert 64 <= paced_newcomer_prefill(30.0, pace, deadline_slack="spread") < 1000
+    # With a full step's time to spare against the recent step time, the step may be a full one.
+    assert paced_newcomer_prefill(30.0, pace, slack_steps=full_step / a100_step_time(0, 1, 0)) == 1000
+    assert paced_newcomer_prefill(30.0, pace, slack_steps=full_step / a100_step_time(0, 1, 0),
+                                  deadline_slack="spread") < 1000
 
 
 def long_tailed_estimator() -> OutputLengthEstimator:
@@ -146,7 +187,8 @@ def test_a_late_stream_that_can_still_catch_up_is_not_refused_for_lateness():
 
 
 @pytest.mark.parametrize("field, value", [("stream_pace", "sometimes"), ("probable", True), ("max_late_s", -1.0),
-                                           ("max_late_s", "30")])
+                                           ("max_late_s", "30"), ("deadline_pace", "earlier"),
+                                           ("deadline_slack", None)])
 def test_bad_admission_config_is_refused(field, value):
     with pytest.raises(ValueError, match=field):
         JITConfig(**{field: value})
@@ -157,5 +199,5 @@ def test_each_mechanism_has_an_ablation_name():
     default = JITConfig()
     changed = {name: {f for f in vars(default) if getattr(config, f) != getattr(default, f)}
                for name, config in configs.items()}
-    for field in ("stream_pace", "probable", "max_late_s"):
+    for field in ("stream_pace", "probable", "max_late_s", "deadline_pace", "deadline_slack"):
         assert any(field in fields and len(fields) == 1 for fields in changed.values()), field

@@ -36,6 +36,10 @@ ABLATIONS: dict[str, tuple[str, Callable[[], Policy]]] = {
                                   jit_variant(stream_pace="reachable")),
     "jit-no-stream-pace": ("JIT never cutting a step for a stream's next token",
                            jit_variant(stream_pace="never")),
+    "jit-deadline-pace-all": ("JIT holding back everyone's prefill for a deadline request's pace, not only that "
+                              "of requests due after it", jit_variant(deadline_pace="all")),
+    "jit-deadline-slack-spread": ("JIT letting a step be only a deadline request's even pace (slack shared over its "
+                                  "tokens), not as long as its slack allows", jit_variant(deadline_slack="spread")),
     "jit-no-max-late": ("JIT serving a best-effort request with nothing left to earn until max_wait_s, "
                         "instead of refusing it once past its deadline", jit_variant(max_late_s=None)),
 }

@@ -30,6 +30,7 @@ feasibility is judged against the run's deadline as well as the stage's.
 from __future__ import annotations
 
 import bisect
+import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -96,6 +97,19 @@ class JITConfig:
             gets the refusal (429 ``slo_infeasible``) rather than a late answer minutes later. The
             past-due front of the queue is swept a little every step (a frame's slice spread over
             its steps), so that a long late queue stalls no step; a refusal may take some frames.
+        deadline_pace: whose prefill a running deadline request's pace holds back. ``"later"``
+            (default): only that of requests due after it; a request due sooner prefills first, as
+            earliest-deadline-first would serve it (holding its prefill back to keep a later
+            deadline's pace traded the sooner request for the later one: at light load a chat's first
+            token, or a pipeline run's sibling calls, missed for a tool call that had time). ``"all"``:
+            everyone's (an ablation, ``jit-deadline-pace-all``).
+        deadline_slack: how long a step a running deadline request lets others' prefill make.
+            ``"spend"`` (default): as long as its slack allows, the rest of its output (at the pace
+            quantile) coming at the recent step time; once it is behind that pace, its even pace
+            (time left over tokens left). ``"spread"``: always its even pace, which shares its slack
+            out over every token left (an ablation, ``jit-deadline-slack-spread``): a step then
+            rarely holds a prompt's prefill, and at moderate load the calls waiting behind it missed
+            while the request it protected had time to spare.
     """
 
     quantile: float = 0.99
@@ -116,6 +130,8 @@ class JITConfig:
     stream_pace: Literal["always", "reachable", "efficient", "never"] = "efficient"
     probable: Literal["tier", "value", "off"] = "tier"
     max_late_s: float | None = 0.0
+    deadline_pace: Literal["later", "all"] = "later"
+    deadline_slack: Literal["spend", "spread"] = "spend"
 
     def __post_init__(self) -> None:
         for name in ("quantile", "pace_quantile"):
@@ -123,6 +139,10 @@ class JITConfig:
                 raise ValueError(f"{name} must be in (0, 1), got {getattr(self, name)}")
         if self.estimate not in ("quantile", "mean"):
             raise ValueError(f"estimate must be 'quantile' or 'mean', got {self.estimate!r}")
+        if self.deadline_pace not in ("later", "all"):
+            raise ValueError(f"deadline_pace must be 'later' or 'all', got {self.deadline_pace!r}")
+        if self.deadline_slack not in ("spend", "spread"):
+            raise ValueError(f"deadline_slack must be 'spend' or 'spread', got {self.deadline_slack!r}")
         if self.probable not in ("tier", "value", "off"):
             raise ValueError(f"probable must be 'tier', 'value' or 'off', got {self.probable!r}")
         if self.stream_pace not in _PACE_FLOOR:
@@ -193,6 +213,39 @@ class _Sweep:
     def next_key(self) -> float:
         """First deadline of the next entry to sweep (entries come in first-deadline order)."""
         return self.entries[self.pos][0] if self.pos < len(self.entries) else math.inf
+
+
+class _PrefillRoom:
+    """The prefill tokens a step may still take, by how soon the request taking them is due.
+
+    Anyone's prefill keeps the step within ``step_limit`` (the streams' next tokens); a running
+    deadline request's pace (``paced``: its due time and the longest step it affords) limits only the
+    prefill of requests due after it. Limits are on the step's whole prefill: ``used`` counts what
+    has been taken, and each limit's cap is worked out once, on first need."""
+
+    __slots__ = ("_cap_of", "_dues", "_limits", "_caps", "used")
+
+    def __init__(self, cap_of: Callable[[float], int], step_limit: float, paced: list[tuple[float, float]]) -> None:
+        paced.sort()
+        self._cap_of = cap_of
+        self._dues = [due for due, _ in paced]
+        # _limits[i]: the tightest limit on a request due after the first i paced requests (and before the next).
+        self._limits = list(itertools.accumulate((pace for _, pace in paced), min, initial=step_limit))
+        self._caps: dict[float, int] = {}
+        self.used = 0
+
+    def for_key(self, due: float) -> int:
+        """Prefill tokens a request due at ``due`` may still take this step."""
+        limit = self._limits[bisect.bisect_left(self._dues, due)]
+        cap = self._caps.get(limit)
+        if cap is None:
+            cap = self._caps[limit] = self._cap_of(limit)
+        return cap - self.used
+
+    @property
+    def left(self) -> int:
+        """Prefill tokens the most urgent request could still take."""
+        return self.for_key(-math.inf)
 
 
 class JIT(Policy):
@@ -406,6 +459,8 @@ class JIT(Policy):
         #    shortest time to a scheduled stream's next due token, nor than the pace a deadline request
         #    needs to finish its output (estimated at the pace quantile) in time.
         step_limit = math.inf
+        paced: list[tuple[float, float]] = []   # (due, pace) of deadline requests: limits on later prefill
+        pace_all = self.config.deadline_pace == "all"
         decode_floor = view.step_time(0, len(decoding), decode_context)
         # A stream's next token limits the step only where the cut is worth its prefill (see stream_pace).
         pace_floor = _PACE_FLOOR[self.config.stream_pace](
@@ -436,15 +491,21 @@ class JIT(Policy):
                     step_limit = slack
             elif schedule_decode(req) or self._run_or_preempt(plan, req, 1):
                 if slo is not None:
-                    pace = self._required_pace(req, now, decode_floor)
-                    if pace < step_limit:
-                        step_limit = pace
-        prefill_cap = (self._prefill_cap(view, plan, step_limit, context) if self.config.grouping
-                       else plan.token_budget)
+                    pace, due = self._required_pace(req, now, decode_floor)
+                    if pace_all:
+                        step_limit = min(step_limit, pace)
+                    elif pace < math.inf:
+                        paced.append((due, pace))
+        budget = plan.token_budget
+        if self.config.grouping:
+            room = _PrefillRoom(lambda limit: self._prefill_cap(view, budget, limit, context), step_limit, paced)
+        else:
+            room = _PrefillRoom(lambda limit: budget, math.inf, [])
 
         # 2. Prefill chunks: running prefills first (committed work), then admissions.
         prefilling.sort(key=RequestState.next_due)
-        self._admit(plan, self._prefill_running(plan, prefilling, prefill_cap))
+        self._prefill_running(plan, prefilling, room)
+        self._admit(plan, room)
         for req in self._to_reject:
             if req in self._waiting and req.status is not RequestStatus.RUNNING:
                 self._forget(req)
@@ -457,15 +518,15 @@ class JIT(Policy):
             self._advance(self._sweep.chunk)
         return plan.build()
 
-    def _prefill_running(self, plan: PlanBuilder, requests: list[RequestState], prefill_cap: int) -> int:
-        """Give each running request in turn its next prefill chunk; returns the prefill tokens left."""
+    def _prefill_running(self, plan: PlanBuilder, requests: list[RequestState], room: _PrefillRoom) -> None:
+        """Give each running request in turn (by next due time) its next prefill chunk."""
         for req in requests:
-            if prefill_cap <= 0:
-                break
-            chunk = min(req.num_uncomputed, prefill_cap, plan.token_budget)
+            cap = room.for_key(req.next_due())
+            if cap <= 0:
+                break   # nor is there room for those due after it
+            chunk = min(req.num_uncomputed, cap, plan.token_budget)
             if chunk > 0 and (plan.schedule(req, chunk) or self._run_or_preempt(plan, req, chunk)):
-                prefill_cap -= chunk
-        return prefill_cap
+                room.used += chunk
 
     def _run_or_preempt(self, plan: PlanBuilder, req: RequestState, n: int) -> bool:
         """Schedule running ``req``, preempting less valuable running requests if KV memory is short."""
@@ -489,11 +550,12 @@ class JIT(Policy):
         """Higher is evicted first: best-effort requests, then the latest deadline."""
         return (not self._completion_ok(req, self._now), req.next_due())
 
-    def _required_pace(self, req: RequestState, now: float, floor: float) -> float:
-        """The longest step a deadline request can afford: time left over its remaining tokens.
+    def _required_pace(self, req: RequestState, now: float, floor: float) -> tuple[float, float]:
+        """The longest step a deadline request can afford, and the deadline it paces for (see
+        ``deadline_slack``).
 
-        A pipeline call paces for its stage deadline when it can, else for the run's; a request
-        that cannot finish even at the fastest pace (``floor``) sets no limit: it is best effort."""
+        A pipeline call paces for its stage deadline when it can, else for the run's; a request that
+        cannot finish even at the fastest pace (``floor``) sets no limit (``inf``): it is best effort."""
         est, generated = req.policy_data, req.num_generated
         if est is not None and est.frame == self._frame and est.generated + self.config.refresh_tokens > generated \
                 and est.pace > generated:  # remaining_output's cache, read inline: this runs per decode per step
@@ -502,18 +564,17 @@ class JIT(Policy):
                 remaining = 1.0
         else:
             remaining = self.remaining_output(req, pace=True)
-        pace = (req.deadline - now) / remaining
-        if pace >= floor:
-            return pace
-        if req.pipeline is not None:
-            pace = (req.pipeline.run_deadline - now) / remaining
+        for due in (req.deadline,) if req.pipeline is None else (req.deadline, req.pipeline.run_deadline):
+            pace = (due - now) / remaining
             if pace >= floor:
-                return pace
-        return math.inf
+                if self.config.deadline_slack == "spend":  # what its slack allows this step, if more
+                    pace = max(pace, due - now - (remaining - 1.0) * self._step_time)
+                return pace, due
+        return math.inf, math.inf
 
-    def _prefill_cap(self, view: SchedulerView, plan: PlanBuilder, step_limit: float, context: int) -> int:
-        """Most prefill tokens this step can take and still end within ``step_limit``."""
-        budget = plan.token_budget
+    def _prefill_cap(self, view: SchedulerView, budget: int, step_limit: float, context: int) -> int:
+        """Most prefill tokens (of ``budget``, what the decodes left) this step can take and still end
+        within ``step_limit``."""
         if math.isinf(step_limit):
             return budget
         step_limit *= 1.0 - self.config.step_margin  # the view's step estimate is approximate
@@ -531,15 +592,16 @@ class JIT(Policy):
 
     # -- admission ------------------------------------------------------------------------------
 
-    def _admit(self, plan: PlanBuilder, prefill_cap: int) -> int:
-        """Admit feasible requests in first-deadline order, then probable ones, then best effort,
-        while capacity lasts; returns the prefill tokens left."""
-        self._admission, self._admission_keys, prefill_cap = self._admit_in_order(
-            plan, self._admission, self._admission_keys, prefill_cap, pace=False)
-        if self._probable and prefill_cap > 0 and plan.seats > 0:
-            self._probable, self._probable_keys, prefill_cap = self._admit_in_order(
-                plan, self._probable, self._probable_keys, prefill_cap, pace=True)
+    def _admit(self, plan: PlanBuilder, room: _PrefillRoom) -> None:
+        """Admit feasible requests in first-deadline order, then probable ones, then best effort
+        (which, due nowhere, prefills only within every limit), while capacity lasts."""
+        self._admission, self._admission_keys = self._admit_in_order(
+            plan, self._admission, self._admission_keys, room, pace=False)
+        if self._probable and room.left > 0 and plan.seats > 0:
+            self._probable, self._probable_keys = self._admit_in_order(
+                plan, self._probable, self._probable_keys, room, pace=True)
 
+        prefill_cap = room.for_key(math.inf)
         if ((self._best_effort or self._demoted) and prefill_cap > 0 and plan.seats > 0
                 and self._best_effort_keys is None):
             self._sort_best_effort()
@@ -551,27 +613,30 @@ class JIT(Policy):
                 if not admitted:
                     break
                 prefill_cap -= admitted
+                room.used += admitted
             best_effort.pop()
             self._best_effort_keys.pop()  # type: ignore[union-attr]
-        return prefill_cap
 
-    def _admit_in_order(self, plan: PlanBuilder, queue: list[RequestState], keys: list[float], prefill_cap: int,
-                        pace: bool) -> tuple[list[RequestState], list[float], int]:
+    def _admit_in_order(self, plan: PlanBuilder, queue: list[RequestState], keys: list[float], room: _PrefillRoom,
+                        pace: bool) -> tuple[list[RequestState], list[float]]:
         """Admit from ``queue`` (first-deadline order, keys alongside) while capacity lasts: the
         admission order (reading on into the frame's sweep as needed), or with ``pace`` the probable
         tier. A request no longer feasible (at the pace quantile with ``pace``) leaves for the tier
-        below. Returns the queue and keys left, and the prefill tokens left."""
+        below. Returns the queue and keys left."""
         now = self._now
         kept: list[RequestState] = []
         kept_keys: list[float] = []
         index = 0
-        while prefill_cap > 0 and plan.seats > 0:
+        while plan.seats > 0 and room.left > 0:
             if index == len(queue):
                 if pace or self._sweep is None:
                     break
                 self._advance_to_admission()  # the frame's sweep has not got this far yet (queue grows)
                 continue
             req, key = queue[index], keys[index]
+            prefill_cap = room.for_key(key)
+            if prefill_cap <= 0:
+                break  # no room left for it, nor for those due after it
             index += 1
             if req not in self._waiting:
                 continue  # admitted, finished or aborted since it was queued
@@ -586,13 +651,13 @@ class JIT(Policy):
                 continue
             admitted = self._try_admit(plan, req, prefill_cap)
             if admitted:
-                prefill_cap -= admitted
+                room.used += admitted
             else:
                 kept.append(req)
                 kept_keys.append(key)
         if not index:
-            return queue, keys, prefill_cap
-        return kept + queue[index:], kept_keys + keys[index:], prefill_cap
+            return queue, keys
+        return kept + queue[index:], kept_keys + keys[index:]
 
     def _sort_best_effort(self) -> None:
         """Order best effort by aged margin goodput. Done lazily: under overload the leftover
