@@ -16,9 +16,11 @@ left over, or are rejected at once when their caller asked for that.
 **Each step.** Running requests decode first. With ``skip`` on, a stream ahead of its token
 schedule sits the step out (keeping its seat and KV cache) while its next token can still wait a
 step, unless seats are what feasible newcomers are waiting for. Prefill chunks then fill the token
-budget in admission order, but no more than keeps the step short enough for every stream in the
-batch to deliver its next token on time, where that cut leaves prefill at least half its rate. KV memory is
-reserved for a newcomer's expected output, so admissions do not cause preemption churn; when memory
+budget in admission order (running prefills first, by due time), but no more than keeps the step
+short enough for every stream in the batch to deliver its next token on time, where that cut leaves
+prefill at least half its rate, and for every running deadline request due before the request
+prefilling to stay on pace, as far as its slack allows (a request due sooner prefills first, as
+earliest-deadline-first would serve it). KV memory is reserved for a newcomer's expected output, so admissions do not cause preemption churn; when memory
 runs out all the same, best-effort requests are preempted first, then the latest-deadline ones.
 
 Output lengths are survival-conditioned quantiles learned online per request class (see
